@@ -1,0 +1,213 @@
+//! The events the core consumes and the commands it emits.
+
+use quarry_proto::{
+    CacheEntry, ClientId, JobId, JobInfo, JobSpec, TaskAssignment, TaskId, TaskOutcome,
+    TaskReport, TaskSpec, WorkerId,
+};
+use std::sync::Arc;
+
+/// Milliseconds on the caller's monotonic clock. The core never reads a
+/// clock: every event comes with the time it happened.
+pub type Millis = u64;
+
+/// Tunables of the state machine.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// A worker silent for this long is declared lost and its tasks requeued.
+    pub heartbeat_timeout_ms: u64,
+    /// Extra tasks queued on a worker beyond its free slots, to hide the
+    /// round trip, while tasks are short (see `prefetch_short_task_ms`).
+    pub prefetch_per_slot: u32,
+    /// Prefetch only for functions whose mean attempt is shorter than this;
+    /// longer tasks get no prefetch so the tail of a job stays balanced.
+    pub prefetch_short_task_ms: u64,
+    /// How long a task whose inputs are cached (or owned) by a busy worker
+    /// waits for it before an idle worker may steal it.
+    pub locality_wait_ms: u64,
+    /// A worker receives at most this multiple of the average load through
+    /// rendezvous ownership before the next-ranked owner is used.
+    pub owner_load_cap: f64,
+    /// How many times a task may be requeued because its worker was lost
+    /// before it fails with `WorkerLost` (separate from `TaskSpec::retries`).
+    pub max_worker_losses: u32,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            heartbeat_timeout_ms: 15_000,
+            prefetch_per_slot: 32,
+            prefetch_short_task_ms: 20,
+            locality_wait_ms: 500,
+            owner_load_cap: 1.05,
+            max_worker_losses: 3,
+        }
+    }
+}
+
+/// Something that happened, fed into [`crate::Core::handle`].
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A worker finished its handshake.
+    WorkerJoined {
+        /// Its id (allocated by the shell).
+        worker: WorkerId,
+        /// Its name.
+        name: String,
+        /// Its task slots.
+        slots: u32,
+        /// Functions it can run.
+        functions: Vec<String>,
+        /// What its cache holds.
+        inventory: Vec<CacheEntry>,
+    },
+    /// A worker disconnected or was killed (the shell noticed).
+    WorkerLeft {
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// Any message from a worker counts as a heartbeat; the shell sends
+    /// this for explicit heartbeats.
+    Heartbeat {
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// A worker's cache changed.
+    CacheDelta {
+        /// The worker.
+        worker: WorkerId,
+        /// Newly cached objects.
+        added: Vec<CacheEntry>,
+        /// Object keys evicted.
+        evicted: Vec<String>,
+    },
+    /// A client opened a job.
+    JobOpened {
+        /// The client.
+        client: ClientId,
+        /// The job.
+        spec: Arc<JobSpec>,
+    },
+    /// A client submitted tasks (already checked against limits).
+    TasksSubmitted {
+        /// The client.
+        client: ClientId,
+        /// The job.
+        job: JobId,
+        /// The tasks.
+        tasks: Vec<TaskSpec>,
+    },
+    /// No more tasks will be added to the job.
+    JobSealed {
+        /// The job.
+        job: JobId,
+    },
+    /// A worker began an attempt.
+    TaskStarted {
+        /// The worker.
+        worker: WorkerId,
+        /// The task.
+        task: TaskId,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// A worker ended an attempt.
+    TaskFinished {
+        /// The worker.
+        worker: WorkerId,
+        /// What it reported.
+        report: TaskReport,
+    },
+    /// Cancel tasks.
+    CancelTasks {
+        /// The tasks.
+        tasks: Vec<TaskId>,
+    },
+    /// Cancel every unfinished task of a job.
+    CancelJob {
+        /// The job.
+        job: JobId,
+    },
+    /// Forget these tasks' results.
+    Release {
+        /// The tasks.
+        tasks: Vec<TaskId>,
+    },
+    /// A client wants every result and progress of a job pushed to it.
+    Watch {
+        /// The client.
+        client: ClientId,
+        /// The job.
+        job: JobId,
+    },
+    /// A client went away: its unfinished library tasks (jobs it did not
+    /// seal) are cancelled; sealed jobs run on.
+    ClientLeft {
+        /// The client.
+        client: ClientId,
+    },
+    /// Time passed (the shell ticks a few times a second): heartbeat
+    /// timeouts, locality waits.
+    Tick,
+}
+
+/// Something the shell must do, emitted by [`crate::Core::handle`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Send the job context to a worker (always before its first `Run`).
+    SendJob {
+        /// The worker.
+        worker: WorkerId,
+        /// The job.
+        spec: Arc<JobSpec>,
+    },
+    /// Send an attempt to a worker.
+    Run {
+        /// The worker.
+        worker: WorkerId,
+        /// The attempt.
+        assignment: TaskAssignment,
+    },
+    /// Tell a worker to stop or drop a task.
+    CancelOnWorker {
+        /// The worker.
+        worker: WorkerId,
+        /// The task.
+        task: TaskId,
+    },
+    /// Tell a client a task reached a final state.
+    TaskDone {
+        /// The client (the owner, or a watcher).
+        client: ClientId,
+        /// The task.
+        task: TaskId,
+        /// How it ended.
+        outcome: TaskOutcome,
+    },
+    /// Tell a watching client how its job is doing.
+    JobProgress {
+        /// The client.
+        client: ClientId,
+        /// The job.
+        info: JobInfo,
+    },
+    /// A sealed job has finished (succeeded, failed or cancelled): the shell
+    /// writes its manifest and journals it.
+    JobFinished {
+        /// The job's final status.
+        info: JobInfo,
+    },
+    /// Tell a client its request was refused.
+    Error {
+        /// The client.
+        client: ClientId,
+        /// What went wrong and what to do.
+        message: String,
+    },
+    /// The worker was declared lost (heartbeat timeout); the shell drops
+    /// its connection state and ignores it until it says Hello again.
+    DropWorker {
+        /// The worker.
+        worker: WorkerId,
+    },
+}

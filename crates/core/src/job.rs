@@ -1,0 +1,141 @@
+//! Per-job state and its metrics.
+
+use crate::task::TaskState;
+use crate::Millis;
+use quarry_proto::{ClientId, JobCounts, JobInfo, JobSpec, JobState, TaskId, TaskStats};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// How often, at most, watchers get a `JobProgress` while the job changes.
+pub(crate) const PROGRESS_INTERVAL_MS: Millis = 250;
+
+/// One job.
+#[derive(Debug)]
+pub(crate) struct Job {
+    /// As opened.
+    pub spec: Arc<JobSpec>,
+    /// The client that opened it.
+    pub owner: ClientId,
+    /// When it was opened.
+    pub opened_at: Millis,
+    /// When it finished, once it has.
+    pub finished_at: Option<Millis>,
+    /// No more tasks will be added.
+    pub sealed: bool,
+    /// Cancelled (by a client, `max_fails` or its client leaving): tasks
+    /// still unfinished were cancelled and new ones are cancelled at once.
+    pub stopped: bool,
+    /// Task counts by state.
+    pub counts: JobCounts,
+    /// Attempts placed where their inputs were cached most.
+    pub tasks_local: u64,
+    /// Attempts with inputs placed elsewhere.
+    pub tasks_remote: u64,
+    /// Sum of the stats of every finished attempt.
+    pub stats: TaskStats,
+    /// Its tasks by id (for result pages in id order).
+    pub tasks: BTreeMap<TaskId, u32>,
+    /// Clients pushed every result and the progress.
+    pub watchers: Vec<ClientId>,
+    /// Something changed since the last `JobProgress`.
+    pub progress_dirty: bool,
+    /// When watchers last got a `JobProgress`.
+    pub last_progress: Millis,
+    /// Tasks routed to each worker by rendezvous ownership (for the cap).
+    pub owner_routed: HashMap<u32, u64>,
+    /// Sum of `owner_routed`.
+    pub owner_routed_total: u64,
+}
+
+impl Job {
+    /// A job opened at `now`.
+    pub fn new(spec: Arc<JobSpec>, owner: ClientId, now: Millis) -> Job {
+        Job {
+            spec,
+            owner,
+            opened_at: now,
+            finished_at: None,
+            sealed: false,
+            stopped: false,
+            counts: JobCounts::default(),
+            tasks_local: 0,
+            tasks_remote: 0,
+            stats: TaskStats::default(),
+            tasks: BTreeMap::new(),
+            watchers: Vec::new(),
+            progress_dirty: false,
+            last_progress: now,
+            owner_routed: HashMap::new(),
+            owner_routed_total: 0,
+        }
+    }
+
+    /// Moves one task between state counters.
+    pub fn count_transition(&mut self, from: Option<TaskState>, to: TaskState) {
+        if let Some(from) = from {
+            *self.counter(from) -= 1;
+        } else {
+            self.counts.total += 1;
+        }
+        *self.counter(to) += 1;
+        self.progress_dirty = true;
+    }
+
+    fn counter(&mut self, state: TaskState) -> &mut u64 {
+        let c = &mut self.counts;
+        match state {
+            TaskState::Queued => &mut c.queued,
+            TaskState::Assigned => &mut c.assigned,
+            TaskState::Running => &mut c.running,
+            TaskState::Done => &mut c.done,
+            TaskState::Failed => &mut c.failed,
+            TaskState::Cancelled => &mut c.cancelled,
+        }
+    }
+
+    /// Whether it is sealed and every task is final.
+    pub fn is_complete(&self) -> bool {
+        let c = &self.counts;
+        self.sealed && c.done + c.failed + c.cancelled == c.total
+    }
+
+    /// Its lifecycle state.
+    pub fn state(&self) -> JobState {
+        if self.finished_at.is_none() {
+            JobState::Running
+        } else if self.stopped {
+            JobState::Cancelled
+        } else if self.counts.failed > 0 {
+            JobState::Failed
+        } else if self.counts.cancelled > 0 {
+            JobState::Cancelled
+        } else {
+            JobState::Succeeded
+        }
+    }
+
+    /// Adds one finished attempt's stats.
+    pub fn add_stats(&mut self, stats: &TaskStats) {
+        let s = &mut self.stats;
+        s.duration_ms = s.duration_ms.saturating_add(stats.duration_ms);
+        s.bytes_from_cache = s.bytes_from_cache.saturating_add(stats.bytes_from_cache);
+        s.bytes_from_store = s.bytes_from_store.saturating_add(stats.bytes_from_store);
+        s.cache_hits = s.cache_hits.saturating_add(stats.cache_hits);
+        s.cache_misses = s.cache_misses.saturating_add(stats.cache_misses);
+    }
+
+    /// Its status as of `now` (elapsed time stops when it finishes).
+    pub fn info(&self, now: Millis) -> JobInfo {
+        let end = self.finished_at.unwrap_or(now);
+        JobInfo {
+            id: self.spec.id,
+            name: self.spec.name.clone(),
+            state: self.state(),
+            counts: self.counts.clone(),
+            tasks_local: self.tasks_local,
+            tasks_remote: self.tasks_remote,
+            stats: self.stats.clone(),
+            elapsed_ms: end.saturating_sub(self.opened_at),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The scheduler core: a pure state machine.
+//!
+//! It owns jobs, tasks and their states (queued, assigned, running, done,
+//! failed, cancelled), workers and their slots, the locality index built from
+//! workers' cache inventories, placement, prefetch, retries, heartbeat
+//! timeouts and cancellation.
+//!
+//! It must not touch sockets, threads, files or clocks: events come in
+//! through [`Core::handle`] with the time they happened, and commands come
+//! out for the network shell (`quarry-scheduler`) to carry out. That is what
+//! lets a unit test drive it with thousands of simulated workers.
+//!
+//! # Placement
+//!
+//! A task only ever goes to a live worker that serves its `function`; if
+//! none does, it stays queued until one joins. Among the tasks a worker
+//! could take, higher `priority` goes first and, within a priority, the
+//! older task (FIFO). A task takes `cpus` slots (0 counts as 1, and a task
+//! asking for more slots than a worker has takes that whole worker).
+//!
+//! When a task is queued, it gets a *preferred worker* if it has inputs
+//! (broadcast inputs do not count: every worker reads those):
+//!
+//! 1. **Cached data.** The worker whose cache holds the most of the task's
+//!    input bytes ([`quarry_proto::DataRef::read_len`] of each input whose
+//!    [`quarry_proto::DataRef::object_key`] it reported in its inventory or
+//!    cache deltas).
+//! 2. **Rendezvous owner.** If no worker caches any of it, the owner of the
+//!    task's largest input by weighted rendezvous hashing: FNV-1a of the
+//!    object key mixed with FNV-1a of each worker's *name*, weighted by slots,
+//!    highest score wins. Names rather than ids make the same shard land on
+//!    the same worker across jobs and restarts, so it is cached there next
+//!    time. A worker takes at most `ceil(owner_load_cap × its slot-weighted
+//!    share)` of a job's owner-routed tasks; beyond that the next-ranked
+//!    worker owns the task (consistent hashing with bounded loads).
+//!
+//! A task with a preferred worker waits in that worker's local queue, which
+//! the worker serves first at equal priority. **Locality wait:** only after
+//! `locality_wait_ms` (counted per task from when it was queued) may another
+//! worker take it. Tasks without inputs, or whose function has no worker yet,
+//! have no preference and go to any worker with room, spread one per worker
+//! per round.
+//!
+//! **No idle cluster behind a busy favourite** (the SPARK-18886 trap): the
+//! wait is per task and never reset by other tasks launching locally, and
+//! every tick offers expired tasks to every worker with room. So when
+//! thousands of tasks all prefer one saturated worker, the rest of the
+//! cluster is busy one tick after the wait ends. A task that comes back after
+//! a failure or a lost worker has already waited: it goes to the front of its
+//! priority and may be taken by anyone at once.
+//!
+//! **Prefetch:** a worker holds at most `slots + prefetch` slots' worth of
+//! assigned-or-running tasks, where prefetch is `prefetch_per_slot × slots`
+//! while the function's mean attempt is shorter than
+//! `prefetch_short_task_ms` (or unknown), and 0 for long tasks, so that the
+//! tail of a job is not stuck in one worker's queue.
+//!
+//! Placement metrics: an attempt counts as *local* when its worker caches
+//! the most input bytes of any worker, and more than none; otherwise remote.
+//! Tasks without inputs count as neither.
+//!
+//! Queues are per function and per priority `VecDeque`s of 8-byte entries
+//! with lazy deletion, so cancelling, assigning and stealing never scan the
+//! queue: a million queued tasks cost about the same per event as ten.
+
+#![warn(missing_docs)]
+
+mod api;
+mod job;
+mod locality;
+mod machine;
+mod queue;
+mod task;
+mod worker;
+
+pub use api::{Command, CoreConfig, Event, Millis};
+pub use machine::Core;

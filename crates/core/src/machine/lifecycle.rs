@@ -1,0 +1,286 @@
+//! Task and job lifecycle: attempts starting and ending, retries, worker
+//! loss, cancellation and job completion.
+//!
+//! Exactly-once rule: a task reaches a final state only through
+//! [`Core::finalize`], which runs once per task (callers check the state
+//! first) and emits the one `TaskDone` its owner gets.
+
+use super::Core;
+use crate::task::TaskState;
+use crate::{Command, Millis};
+use quarry_proto::{ErrorKind, TaskError, TaskId, TaskOutcome, TaskReport, WorkerId};
+use tracing::debug;
+
+impl Core {
+    /// Moves a task to another state, keeping the counters right.
+    pub(super) fn set_state(&mut self, t: u32, to: TaskState) {
+        let task = &mut self.tasks[t as usize];
+        let from = std::mem::replace(&mut task.state, to);
+        if from == TaskState::Queued {
+            self.queued -= 1;
+        }
+        if to == TaskState::Queued {
+            self.queued += 1;
+        }
+        self.jobs[task.job as usize].count_transition(Some(from), to);
+    }
+
+    /// The task `t` as held by worker `w` in attempt `attempt`, if that is
+    /// still its current attempt; reports about anything else are stale.
+    fn current_attempt(&self, w: u32, id: TaskId, attempt: u32) -> Option<u32> {
+        let &t = self.task_index.get(&id)?;
+        let task = &self.tasks[t as usize];
+        let current = task.state.is_on_worker() && task.worker == w && task.attempt == attempt;
+        if !current {
+            debug!(task = %id, attempt, "stale report ignored");
+        }
+        current.then_some(t)
+    }
+
+    pub(super) fn task_started(&mut self, worker: WorkerId, id: TaskId, attempt: u32, now: Millis) {
+        let Some(w) = self.touch(worker, now) else {
+            return;
+        };
+        let Some(t) = self.current_attempt(w, id, attempt) else {
+            return;
+        };
+        if self.tasks[t as usize].state == TaskState::Assigned {
+            self.set_state(t, TaskState::Running);
+            self.tasks[t as usize].started_at = now;
+        }
+    }
+
+    pub(super) fn task_finished(
+        &mut self,
+        worker: WorkerId,
+        report: TaskReport,
+        now: Millis,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(w) = self.touch(worker, now) else {
+            return;
+        };
+        let Some(t) = self.current_attempt(w, report.task, report.attempt) else {
+            return;
+        };
+        let task = &self.tasks[t as usize];
+        let duration = if task.state == TaskState::Running {
+            now.saturating_sub(task.started_at)
+        } else {
+            report.stats.duration_ms
+        };
+        self.functions[task.function as usize].record_duration(duration);
+        self.jobs[task.job as usize].add_stats(&report.stats);
+        self.take_off_worker(t);
+
+        let task = &mut self.tasks[t as usize];
+        let record = task.record.get_or_insert_default();
+        record.outputs = report.outputs;
+        record.stats = report.stats;
+        match report.outcome {
+            TaskOutcome::Ok(value) => {
+                self.finalize(t, TaskState::Done, TaskOutcome::Ok(value), now, out)
+            }
+            TaskOutcome::Err(error) => {
+                task.errors += 1;
+                let retryable = !matches!(error.kind, ErrorKind::InputChanged | ErrorKind::Rejected);
+                if retryable && task.errors <= task.spec.retries {
+                    debug!(task = %task.spec.id, attempt = task.attempt, error = %error.message, "attempt failed, retrying");
+                    self.requeue(t, now);
+                } else {
+                    self.finalize(t, TaskState::Failed, TaskOutcome::Err(error), now, out);
+                }
+            }
+        }
+        self.fill_worker(w, now, out);
+    }
+
+    /// Frees the slots a task takes on its worker. Returns whether the
+    /// worker still held it (it does not once the worker was lost).
+    fn take_off_worker(&mut self, t: u32) -> bool {
+        let task = &self.tasks[t as usize];
+        let w = task.worker;
+        let worker = &mut self.workers[w as usize];
+        if !worker.tasks.remove(&t) {
+            return false;
+        }
+        worker.load -= task.occupancy(worker.slots);
+        self.refresh_open(w);
+        true
+    }
+
+    /// Puts a task that already waited back at the front of its priority.
+    fn requeue(&mut self, t: u32, now: Millis) {
+        self.set_state(t, TaskState::Queued);
+        self.place(t, true, now);
+    }
+
+    /// Ends a task for good and tells its owner and the job's watchers.
+    fn finalize(
+        &mut self,
+        t: u32,
+        to: TaskState,
+        outcome: TaskOutcome,
+        now: Millis,
+        out: &mut Vec<Command>,
+    ) {
+        debug_assert!(to.is_final() && !self.tasks[t as usize].state.is_final());
+        self.set_state(t, to);
+        let task = &mut self.tasks[t as usize];
+        let id = task.spec.id;
+        let owner = id.client();
+        let j = task.job;
+        let job = &self.jobs[j as usize];
+        for &client in job.watchers.iter().filter(|&&c| c != owner) {
+            out.push(Command::TaskDone {
+                client,
+                task: id,
+                outcome: outcome.clone(),
+            });
+        }
+        if task.released {
+            task.record = None;
+            out.push(Command::TaskDone {
+                client: owner,
+                task: id,
+                outcome,
+            });
+        } else {
+            out.push(Command::TaskDone {
+                client: owner,
+                task: id,
+                outcome: outcome.clone(),
+            });
+            task.record.get_or_insert_default().outcome = Some(outcome);
+        }
+        if to == TaskState::Failed {
+            let job = &self.jobs[j as usize];
+            if let Some(max_fails) = job.spec.max_fails {
+                if !job.stopped && job.counts.failed >= max_fails {
+                    let reason = format!(
+                        "job {} stopped after {} tasks failed (max_fails = {max_fails})",
+                        job.spec.id, job.counts.failed
+                    );
+                    self.stop_job(j, &reason, now, out);
+                }
+            }
+        }
+        self.finish_job_if_complete(j, now, out);
+    }
+
+    /// Cancels a task unless it is already final; a worker holding it is
+    /// told to drop it, and whatever it reports later is ignored.
+    pub(super) fn cancel_task(&mut self, t: u32, reason: &str, now: Millis, out: &mut Vec<Command>) {
+        let task = &self.tasks[t as usize];
+        if task.state.is_final() {
+            return;
+        }
+        if task.state.is_on_worker() && self.take_off_worker(t) {
+            let task = &self.tasks[t as usize];
+            out.push(Command::CancelOnWorker {
+                worker: self.workers[task.worker as usize].id,
+                task: task.spec.id,
+            });
+            self.dispatch_pending = true;
+        }
+        let outcome = TaskOutcome::Err(TaskError {
+            kind: ErrorKind::Cancelled,
+            message: reason.to_owned(),
+        });
+        self.finalize(t, TaskState::Cancelled, outcome, now, out);
+    }
+
+    /// Cancels every unfinished task of a job; tasks submitted to it later
+    /// are cancelled at once. A finished job is left as it is.
+    pub(super) fn stop_job(&mut self, j: u32, reason: &str, now: Millis, out: &mut Vec<Command>) {
+        let job = &mut self.jobs[j as usize];
+        if job.finished_at.is_some() {
+            return;
+        }
+        job.stopped = true;
+        let unfinished: Vec<u32> = job
+            .tasks
+            .values()
+            .copied()
+            .filter(|&t| !self.tasks[t as usize].state.is_final())
+            .collect();
+        for t in unfinished {
+            self.cancel_task(t, reason, now, out);
+        }
+        self.finish_job_if_complete(j, now, out);
+    }
+
+    /// Emits the job's final progress and `JobFinished` once it is sealed
+    /// and every task is final.
+    pub(super) fn finish_job_if_complete(&mut self, j: u32, now: Millis, out: &mut Vec<Command>) {
+        let job = &mut self.jobs[j as usize];
+        if job.finished_at.is_some() || !job.is_complete() {
+            return;
+        }
+        job.finished_at = Some(now);
+        let info = job.info(now);
+        debug!(job = %info.id, state = ?info.state, "job finished");
+        for &client in &job.watchers {
+            out.push(Command::JobProgress {
+                client,
+                info: info.clone(),
+            });
+        }
+        out.push(Command::JobFinished { info });
+        self.watched_jobs.remove(&j);
+    }
+
+    /// Forgets a worker (left, or silent too long): its tasks go back to the
+    /// front of the queue, or fail once they lost too many workers; tasks
+    /// waiting for it are placed again.
+    pub(super) fn lose_worker(&mut self, w: u32, now: Millis, out: &mut Vec<Command>) {
+        let worker = &mut self.workers[w as usize];
+        worker.live = false;
+        worker.load = 0;
+        worker.jobs_sent.clear();
+        let held = std::mem::take(&mut worker.tasks);
+        let cached = std::mem::take(&mut worker.cached);
+        let tasks = &self.tasks;
+        let waiting_for_it = worker.local.drain_live(|e| {
+            let task = &tasks[e.task as usize];
+            task.state == TaskState::Queued && task.ticket == e.ticket
+        });
+        self.worker_index.remove(&worker.id);
+        self.open_workers.remove(&w);
+        for &f in &worker.functions {
+            let function = &mut self.functions[f as usize];
+            function.workers.remove(&w);
+            function.total_slots -= u64::from(worker.slots);
+        }
+        self.locality.remove_worker(w, &cached);
+
+        // Pushed to the front in reverse, so they keep their order; held
+        // tasks end up ahead of those that were only waiting.
+        for entry in waiting_for_it.iter().rev() {
+            self.place(entry.task, true, now);
+        }
+        let max_losses = self.config.max_worker_losses;
+        for &t in held.iter().rev() {
+            // A failure above may have stopped the job and cancelled it.
+            if !self.tasks[t as usize].state.is_on_worker() {
+                continue;
+            }
+            let task = &mut self.tasks[t as usize];
+            task.worker_losses += 1;
+            if task.worker_losses > max_losses {
+                let message = format!(
+                    "task {} lost its worker {} times (most recently {}); max_worker_losses is {max_losses}",
+                    task.spec.id, task.worker_losses, self.workers[w as usize].name
+                );
+                let outcome = TaskOutcome::Err(TaskError {
+                    kind: ErrorKind::WorkerLost,
+                    message,
+                });
+                self.finalize(t, TaskState::Failed, outcome, now, out);
+            } else {
+                self.requeue(t, now);
+            }
+        }
+        self.dispatch_pending = true;
+    }
+}

@@ -1,0 +1,300 @@
+//! Placement: which queue a task waits in, and which task a worker with
+//! room takes next. The rules are explained in the crate documentation
+//! ("Placement").
+
+use super::Core;
+use crate::locality::{fnv1a, rendezvous_score};
+use crate::queue::{PriorityQueue, QueueEntry};
+use crate::task::TaskState;
+use crate::{Command, Millis};
+use quarry_proto::TaskAssignment;
+use std::cmp::Reverse;
+
+/// The queue a picked task came from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// The worker's own local queue.
+    Local,
+    /// A function's queue of tasks without preference.
+    Free(u32),
+    /// A function's queue of tasks waiting for another worker.
+    Waiting(u32),
+}
+
+/// The best task found so far for one worker.
+struct Candidate {
+    priority: i32,
+    entry: QueueEntry,
+    source: Source,
+}
+
+impl Candidate {
+    /// Higher priority first; at equal priority the worker's own data, then
+    /// the older task.
+    fn rank(&self) -> (i32, bool, Reverse<u32>) {
+        (
+            self.priority,
+            matches!(self.source, Source::Local),
+            Reverse(self.entry.task),
+        )
+    }
+}
+
+impl Core {
+    /// Queues task `t` where it belongs: in its preferred worker's local
+    /// queue (and its function's waiting queue, for stealing), or in its
+    /// function's free queue. `front` is for tasks that already waited:
+    /// they go ahead of their priority and may be stolen at once.
+    pub(super) fn place(&mut self, t: u32, front: bool, now: Millis) {
+        let preferred = self.preferred_worker(t);
+        let task = &mut self.tasks[t as usize];
+        task.ticket = task.ticket.wrapping_add(1);
+        task.steal_at = if front {
+            now
+        } else {
+            now.saturating_add(self.config.locality_wait_ms)
+        };
+        let entry = QueueEntry {
+            task: t,
+            ticket: task.ticket,
+        };
+        let priority = task.spec.priority;
+        let function = &mut self.functions[task.function as usize];
+        let push = |queue: &mut PriorityQueue| {
+            if front {
+                queue.push_front(priority, entry)
+            } else {
+                queue.push_back(priority, entry)
+            }
+        };
+        match preferred {
+            Some(w) => {
+                push(&mut self.workers[w as usize].local);
+                push(&mut function.waiting);
+            }
+            None => push(&mut function.free),
+        }
+        self.dispatch_pending = true;
+    }
+
+    /// The worker a task with inputs should run on: the one caching most of
+    /// its input bytes, else the rendezvous owner of its largest input.
+    /// Only live workers serving its function count.
+    fn preferred_worker(&mut self, t: u32) -> Option<u32> {
+        let task = &self.tasks[t as usize];
+        let function = &self.functions[task.function as usize];
+        if task.spec.inputs.is_empty() || function.workers.is_empty() {
+            return None;
+        }
+        let cached = self
+            .locality
+            .cached_bytes(&task.spec.inputs, |w| function.workers.contains(&w));
+        let most_cached = cached
+            .iter()
+            .filter(|&&(_, bytes)| bytes > 0)
+            .max_by_key(|&&(w, bytes)| (bytes, Reverse(self.workers[w as usize].load), Reverse(w)));
+        match most_cached {
+            Some(&(w, _)) => Some(w),
+            None => self.rendezvous_owner(t),
+        }
+    }
+
+    /// The highest-scoring worker for the task's largest input under the
+    /// job's load cap: no worker gets more than `owner_load_cap` times its
+    /// slot-weighted share of the job's owner-routed tasks.
+    fn rendezvous_owner(&mut self, t: u32) -> Option<u32> {
+        let task = &self.tasks[t as usize];
+        let largest = task
+            .spec
+            .inputs
+            .iter()
+            .rev()
+            .max_by_key(|input| input.read_len())?;
+        let object_hash = fnv1a(&largest.object_key());
+        let function = &self.functions[task.function as usize];
+        let job = &mut self.jobs[task.job as usize];
+        let routed_after = (job.owner_routed_total + 1) as f64;
+        let total_slots = function.total_slots as f64;
+        let mut best_under_cap: Option<(f64, u32)> = None;
+        let mut best_any: Option<(f64, u32)> = None;
+        for &w in &function.workers {
+            let worker = &self.workers[w as usize];
+            let score = rendezvous_score(object_hash, worker.name_hash, worker.slots);
+            let share = routed_after * f64::from(worker.slots) / total_slots;
+            let cap = (self.config.owner_load_cap * share).ceil() as u64;
+            let routed = job.owner_routed.get(&w).copied().unwrap_or(0);
+            let better = |best: Option<(f64, u32)>| best.is_none_or(|(s, _)| score > s);
+            if routed < cap && better(best_under_cap) {
+                best_under_cap = Some((score, w));
+            }
+            if better(best_any) {
+                best_any = Some((score, w));
+            }
+        }
+        // With a cap below 1 every worker can be full; the owner then takes it.
+        let (_, owner) = best_under_cap.or(best_any)?;
+        *job.owner_routed.entry(owner).or_default() += 1;
+        job.owner_routed_total += 1;
+        Some(owner)
+    }
+
+    /// Keeps `open_workers` in step with a worker's load.
+    pub(super) fn refresh_open(&mut self, w: u32) {
+        let worker = &self.workers[w as usize];
+        if worker.live && worker.load < worker.capacity(self.config.prefetch_per_slot) {
+            self.open_workers.insert(w);
+        } else {
+            self.open_workers.remove(&w);
+        }
+    }
+
+    /// The next task worker `w` should take, removed from its queue, or
+    /// `None` if the best candidate does not fit. `slot_limit` caps the
+    /// worker's load below its prefetch depth (to spread work first).
+    ///
+    /// Candidates: the head of the worker's local queue, and for each
+    /// function it serves the head of the free queue and the oldest waiting
+    /// task whose locality wait is over. Only heads are looked at, so a pick
+    /// costs O(functions × priorities), not O(queued tasks).
+    fn pick(&mut self, w: u32, slot_limit: Option<u32>, now: Millis) -> Option<u32> {
+        let tasks = &self.tasks;
+        let live = |e: QueueEntry| {
+            let task = &tasks[e.task as usize];
+            task.state == TaskState::Queued && task.ticket == e.ticket
+        };
+        let wait_over = |e: QueueEntry| tasks[e.task as usize].steal_at <= now;
+        let worker = &mut self.workers[w as usize];
+        let mut best: Option<Candidate> = None;
+        let mut consider = |found: Option<(i32, QueueEntry)>, source: Source| {
+            if let Some((priority, entry)) = found {
+                let candidate = Candidate {
+                    priority,
+                    entry,
+                    source,
+                };
+                if best.as_ref().is_none_or(|b| candidate.rank() > b.rank()) {
+                    best = Some(candidate);
+                }
+            }
+        };
+        consider(worker.local.head(live), Source::Local);
+        for &f in &worker.functions {
+            let function = &mut self.functions[f as usize];
+            consider(function.free.head(live), Source::Free(f));
+            consider(
+                function.waiting.first_ready(live, wait_over),
+                Source::Waiting(f),
+            );
+        }
+        let best = best?;
+
+        let task = &self.tasks[best.entry.task as usize];
+        let worker = &self.workers[w as usize];
+        let prefetch = if self.functions[task.function as usize]
+            .is_short(self.config.prefetch_short_task_ms)
+        {
+            self.config.prefetch_per_slot.saturating_mul(worker.slots)
+        } else {
+            0
+        };
+        let mut room = worker.slots.saturating_add(prefetch);
+        if let Some(limit) = slot_limit {
+            room = room.min(limit);
+        }
+        if worker.load + task.occupancy(worker.slots) > room {
+            return None;
+        }
+        let queue = match best.source {
+            Source::Local => &mut self.workers[w as usize].local,
+            Source::Free(f) => &mut self.functions[f as usize].free,
+            Source::Waiting(f) => &mut self.functions[f as usize].waiting,
+        };
+        queue.pop_front(best.priority);
+        Some(best.entry.task)
+    }
+
+    /// Sends attempt `attempt + 1` of task `t` to worker `w` (after the job
+    /// context, the first time the worker sees the job).
+    fn assign(&mut self, w: u32, t: u32, now: Millis, out: &mut Vec<Command>) {
+        let is_local = self.attempt_is_local(w, t);
+        self.set_state(t, TaskState::Assigned);
+        let task = &mut self.tasks[t as usize];
+        let worker = &mut self.workers[w as usize];
+        task.attempt += 1;
+        task.worker = w;
+        task.started_at = now;
+        worker.load += task.occupancy(worker.slots);
+        worker.tasks.insert(t);
+        let job = &mut self.jobs[task.job as usize];
+        match is_local {
+            Some(true) => job.tasks_local += 1,
+            Some(false) => job.tasks_remote += 1,
+            None => {}
+        }
+        if worker.jobs_sent.insert(task.job) {
+            out.push(Command::SendJob {
+                worker: worker.id,
+                spec: job.spec.clone(),
+            });
+        }
+        out.push(Command::Run {
+            worker: worker.id,
+            assignment: TaskAssignment {
+                job: job.spec.id,
+                task: task.spec.clone(),
+                attempt: task.attempt,
+            },
+        });
+        self.refresh_open(w);
+    }
+
+    /// Whether running task `t` on worker `w` is local: `w` caches the most
+    /// input bytes of all workers, and more than none. `None` for tasks
+    /// without inputs, which count neither way.
+    fn attempt_is_local(&self, w: u32, t: u32) -> Option<bool> {
+        let inputs = &self.tasks[t as usize].spec.inputs;
+        if inputs.is_empty() {
+            return None;
+        }
+        let cached = self.locality.cached_bytes(inputs, |_| true);
+        let most = cached.iter().map(|&(_, b)| b).max().unwrap_or(0);
+        let here = cached
+            .iter()
+            .find(|&&(holder, _)| holder == w)
+            .map_or(0, |&(_, b)| b);
+        Some(here > 0 && here == most)
+    }
+
+    /// Gives one worker as much work as it has room for.
+    pub(super) fn fill_worker(&mut self, w: u32, now: Millis, out: &mut Vec<Command>) {
+        while let Some(t) = self.pick(w, None, now) {
+            self.assign(w, t, now, out);
+        }
+    }
+
+    /// Offers queued tasks to every open worker, one task per worker per
+    /// round so that work spreads evenly: first up to each worker's slots,
+    /// then into the prefetch queues.
+    pub(super) fn dispatch(&mut self, now: Millis, out: &mut Vec<Command>) {
+        self.dispatch_pending = false;
+        if self.queued == 0 {
+            return;
+        }
+        let open: Vec<u32> = self.open_workers.iter().copied().collect();
+        for spread_to_slots in [true, false] {
+            let mut active = open.clone();
+            while !active.is_empty() && self.queued > 0 {
+                active.retain(|&w| {
+                    let limit = spread_to_slots.then(|| self.workers[w as usize].slots);
+                    match self.pick(w, limit, now) {
+                        Some(t) => {
+                            self.assign(w, t, now, out);
+                            true
+                        }
+                        None => false,
+                    }
+                });
+            }
+        }
+    }
+}

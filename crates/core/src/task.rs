@@ -1,0 +1,136 @@
+//! The per-task record: kept compact because a million of them may wait.
+
+use crate::Millis;
+use quarry_proto::{TaskOutcome, TaskSpec, TaskStats};
+use std::sync::Arc;
+
+/// Marks a task that no worker has been assigned yet.
+pub(crate) const NO_WORKER: u32 = u32::MAX;
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TaskState {
+    /// Waiting for a worker.
+    Queued,
+    /// Sent to a worker, waiting in its prefetch queue.
+    Assigned,
+    /// The worker reported it started.
+    Running,
+    /// Succeeded.
+    Done,
+    /// Failed beyond its retries (or could not be retried).
+    Failed,
+    /// Cancelled by a client, or because its job stopped.
+    Cancelled,
+}
+
+impl TaskState {
+    /// The word clients see in [`quarry_proto::TaskStatus::state`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Assigned => "assigned",
+            TaskState::Running => "running",
+            TaskState::Done => "done",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the task reached its end (and its `TaskDone` was sent).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskState::Done | TaskState::Failed | TaskState::Cancelled
+        )
+    }
+
+    /// Whether a worker holds the task.
+    pub fn is_on_worker(self) -> bool {
+        matches!(self, TaskState::Assigned | TaskState::Running)
+    }
+}
+
+/// What the last finished attempt left behind; boxed and absent until then,
+/// so queued tasks stay small.
+#[derive(Debug, Default)]
+pub(crate) struct AttemptRecord {
+    /// The final outcome, once the task is final.
+    pub outcome: Option<TaskOutcome>,
+    /// Output URLs of the last attempt.
+    pub outputs: Vec<String>,
+    /// Measurements of the last attempt.
+    pub stats: TaskStats,
+}
+
+/// One task.
+#[derive(Debug)]
+pub(crate) struct Task {
+    /// As submitted; shared with every `Run` command.
+    pub spec: Arc<TaskSpec>,
+    /// While queued: when workers other than its preferred one may take
+    /// it (its locality wait ends).
+    pub steal_at: Millis,
+    /// When its current attempt started running.
+    pub started_at: Millis,
+    /// Results of the last finished attempt, if any and not released.
+    pub record: Option<Box<AttemptRecord>>,
+    /// Index of its job.
+    pub job: u32,
+    /// Index of its function.
+    pub function: u32,
+    /// The worker of the current (or last) attempt, or [`NO_WORKER`].
+    pub worker: u32,
+    /// Attempts assigned so far; the current attempt's number.
+    pub attempt: u32,
+    /// Bumped on every enqueue; queue entries with an older ticket are
+    /// stale.
+    pub ticket: u32,
+    /// Attempts that ended in an error.
+    pub errors: u32,
+    /// Times its worker was lost while holding it.
+    pub worker_losses: u32,
+    /// Its state.
+    pub state: TaskState,
+    /// The client dropped interest in its result: keep none.
+    pub released: bool,
+}
+
+impl Task {
+    /// A new task, not yet queued.
+    pub fn new(spec: Arc<TaskSpec>, job: u32, function: u32) -> Task {
+        Task {
+            spec,
+            steal_at: 0,
+            started_at: 0,
+            record: None,
+            job,
+            function,
+            worker: NO_WORKER,
+            attempt: 0,
+            ticket: 0,
+            errors: 0,
+            worker_losses: 0,
+            state: TaskState::Queued,
+            released: false,
+        }
+    }
+
+    /// Worker slots one attempt occupies on a worker with `worker_slots`:
+    /// `cpus` (0 counts as 1), capped at the worker's size so that a task
+    /// asking for more than any worker has still runs, alone.
+    pub fn occupancy(&self, worker_slots: u32) -> u32 {
+        self.spec.cpus.max(1).min(worker_slots)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_record_stays_small() {
+        // A million queued tasks must not cost much beyond their specs.
+        assert!(std::mem::size_of::<Task>() <= 64);
+    }
+}

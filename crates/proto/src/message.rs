@@ -1,0 +1,455 @@
+use crate::{ClientId, DataRef, JobId, Limits, TaskId, WorkerId};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Which side of the scheduler a peer speaks for. A peer's role is fixed by
+/// its handshake (and, with CURVE, by which authorized-keys file admitted
+/// it); the scheduler refuses messages that do not belong to that role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Submits jobs and tasks, receives results.
+    Client,
+    /// Runs tasks.
+    Worker,
+}
+
+/// One ZeroMQ message body: several protocol messages batched together.
+/// Throughput comes from batching, so every sender coalesces what it has
+/// queued into one envelope (up to the frame cap).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The messages, applied in order.
+    pub messages: Vec<Message>,
+}
+
+/// Every protocol message. The comment on each variant says who sends it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    // ----- handshake (any peer → scheduler, and the answers) -----
+    /// Peer → scheduler: the first message of every connection.
+    Hello {
+        /// The sender's [`crate::PROTOCOL_VERSION`].
+        version: u32,
+        /// Whether it is a client or a worker.
+        role: Role,
+        /// A human-readable name (host:pid or `--name`).
+        name: String,
+        /// Task slots (workers only; 0 for clients).
+        slots: u32,
+        /// Function names this worker can run (workers only).
+        functions: Vec<String>,
+        /// What the worker's cache already holds (workers only).
+        inventory: Vec<CacheEntry>,
+    },
+    /// Scheduler → peer: the handshake succeeded.
+    Welcome {
+        /// The scheduler's protocol version.
+        version: u32,
+        /// Set for clients: the id whose task-id range the client owns.
+        client: Option<ClientId>,
+        /// Set for workers: the id the scheduler knows it by.
+        worker: Option<WorkerId>,
+        /// The scheduler's limits, so the peer can fail early.
+        limits: Limits,
+        /// How often workers must send [`Message::Heartbeat`].
+        heartbeat_ms: u64,
+    },
+    /// Scheduler → peer: the handshake or a later message was refused; the
+    /// text says why and what to do.
+    Rejected {
+        /// Human-readable reason.
+        reason: String,
+    },
+
+    // ----- worker → scheduler -----
+    /// Worker → scheduler: still alive.
+    Heartbeat,
+    /// Worker → scheduler: an assigned task began to run.
+    TaskStarted {
+        /// The task.
+        task: TaskId,
+        /// Which attempt (1-based) this is.
+        attempt: u32,
+    },
+    /// Worker → scheduler: an attempt ended.
+    TaskFinished(TaskReport),
+    /// Worker → scheduler: cache inventory changes since the last delta.
+    CacheDelta {
+        /// Objects now cached.
+        added: Vec<CacheEntry>,
+        /// Object keys ([`DataRef::object_key`]) no longer cached.
+        evicted: Vec<String>,
+    },
+
+    // ----- scheduler → worker -----
+    /// Scheduler → worker: the job context, sent once before the first task
+    /// of a job reaches that worker.
+    Job(Arc<JobSpec>),
+    /// Scheduler → worker: run (or queue, up to the prefetch depth) a task.
+    Run(TaskAssignment),
+    /// Scheduler → worker: stop a task if it runs, drop it if queued.
+    CancelTask {
+        /// The task.
+        task: TaskId,
+    },
+
+    // ----- client → scheduler -----
+    /// Client → scheduler: create a job that tasks can then be submitted to.
+    OpenJob(Arc<JobSpec>),
+    /// Client → scheduler: add tasks to an open job.
+    Submit {
+        /// The job.
+        job: JobId,
+        /// The tasks.
+        tasks: Vec<TaskSpec>,
+    },
+    /// Client → scheduler: no more tasks will be added to this job; it is
+    /// finished once every task is.
+    SealJob {
+        /// The job.
+        job: JobId,
+    },
+    /// Client → scheduler: cancel these tasks.
+    Cancel {
+        /// The tasks.
+        tasks: Vec<TaskId>,
+    },
+    /// Client → scheduler: cancel every unfinished task of a job.
+    CancelJob {
+        /// The job.
+        job: JobId,
+    },
+    /// Client → scheduler: forget these tasks' results (their futures were
+    /// dropped).
+    Release {
+        /// The tasks.
+        tasks: Vec<TaskId>,
+    },
+    /// Client → scheduler: push every result of this job to me as it
+    /// finishes, and the job's progress (used by `quarry submit --watch`).
+    Watch {
+        /// The job.
+        job: JobId,
+    },
+    /// Client → scheduler: list known jobs; answered by [`Message::Jobs`].
+    ListJobs,
+    /// Client → scheduler: one page of per-task rows; answered by
+    /// [`Message::Results`].
+    GetResults {
+        /// The job.
+        job: JobId,
+        /// Start after this task id (for paging); `None` starts at the first.
+        after: Option<TaskId>,
+        /// Most rows to return.
+        limit: u32,
+    },
+
+    // ----- scheduler → client -----
+    /// Scheduler → client: a task reached a final state.
+    TaskDone {
+        /// The task.
+        task: TaskId,
+        /// How it ended.
+        outcome: TaskOutcome,
+    },
+    /// Scheduler → client: progress of a watched job (also the answer to
+    /// [`Message::Watch`]).
+    JobProgress(JobInfo),
+    /// Scheduler → client: answer to [`Message::ListJobs`].
+    Jobs(Vec<JobInfo>),
+    /// Scheduler → client: answer to [`Message::GetResults`].
+    Results {
+        /// The job.
+        job: JobId,
+        /// Rows in task-id order.
+        rows: Vec<TaskStatus>,
+        /// Whether more rows follow after the last one.
+        more: bool,
+    },
+    /// Scheduler → client: a request was refused (limit exceeded, unknown
+    /// job, not allowed for this role). The text says what to do.
+    Error {
+        /// Human-readable reason.
+        message: String,
+    },
+}
+
+impl Message {
+    /// A short name for logs and errors (never the payload, which may hold
+    /// user data).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "Hello",
+            Message::Welcome { .. } => "Welcome",
+            Message::Rejected { .. } => "Rejected",
+            Message::Heartbeat => "Heartbeat",
+            Message::TaskStarted { .. } => "TaskStarted",
+            Message::TaskFinished(_) => "TaskFinished",
+            Message::CacheDelta { .. } => "CacheDelta",
+            Message::Job(_) => "Job",
+            Message::Run(_) => "Run",
+            Message::CancelTask { .. } => "CancelTask",
+            Message::OpenJob(_) => "OpenJob",
+            Message::Submit { .. } => "Submit",
+            Message::SealJob { .. } => "SealJob",
+            Message::Cancel { .. } => "Cancel",
+            Message::CancelJob { .. } => "CancelJob",
+            Message::Release { .. } => "Release",
+            Message::Watch { .. } => "Watch",
+            Message::ListJobs => "ListJobs",
+            Message::GetResults { .. } => "GetResults",
+            Message::TaskDone { .. } => "TaskDone",
+            Message::JobProgress(_) => "JobProgress",
+            Message::Jobs(_) => "Jobs",
+            Message::Results { .. } => "Results",
+            Message::Error { .. } => "Error",
+        }
+    }
+
+    /// The role allowed to send this message to the scheduler, or `None`
+    /// for messages only the scheduler sends (or, for `Hello`, anyone).
+    pub fn sender_role(&self) -> Option<Role> {
+        match self {
+            Message::Heartbeat
+            | Message::TaskStarted { .. }
+            | Message::TaskFinished(_)
+            | Message::CacheDelta { .. } => Some(Role::Worker),
+            Message::OpenJob(_)
+            | Message::Submit { .. }
+            | Message::SealJob { .. }
+            | Message::Cancel { .. }
+            | Message::CancelJob { .. }
+            | Message::Release { .. }
+            | Message::Watch { .. }
+            | Message::ListJobs
+            | Message::GetResults { .. } => Some(Role::Client),
+            _ => None,
+        }
+    }
+}
+
+/// A job: tasks that share broadcast inputs, an output prefix, an executor
+/// context and a failure policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Allocated by the client inside its id range.
+    pub id: JobId,
+    /// Human-readable name (from the YAML `name`).
+    pub name: String,
+    /// Named inputs every task of the job reads; each worker fetches each
+    /// once and keeps it in its cache.
+    pub broadcast: Vec<(String, DataRef)>,
+    /// Where task outputs, large results and the manifest go, if anywhere.
+    pub output: Option<String>,
+    /// Opaque executor context shared by all tasks (for command jobs, the
+    /// argv template, environment and timeout), MessagePack-encoded.
+    #[serde(with = "serde_bytes")]
+    pub context: Vec<u8>,
+    /// Stop the job (cancel what is left) after this many tasks failed for
+    /// good; `None` never stops early.
+    pub max_fails: Option<u64>,
+}
+
+/// One task as submitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// Unique id inside the submitting client's range.
+    pub id: TaskId,
+    /// Deterministic, human-readable key: names the task's output directory
+    /// and its manifest row. Unique within the job.
+    pub key: String,
+    /// Registered function (or executor, such as `quarry.command`) to run.
+    pub function: String,
+    /// Inline arguments, MessagePack-encoded; at most
+    /// [`Limits::max_inline_bytes`].
+    #[serde(with = "serde_bytes")]
+    pub args: Vec<u8>,
+    /// Per-task inputs (shards). Placement prefers the worker caching most of
+    /// their bytes.
+    pub inputs: Vec<DataRef>,
+    /// Grid parameters as a JSON object, for result tables; empty if none.
+    pub params_json: String,
+    /// Higher runs first; FIFO within one priority.
+    pub priority: i32,
+    /// How many times a failed attempt is retried.
+    pub retries: u32,
+    /// Kill an attempt after this long.
+    pub timeout_ms: Option<u64>,
+    /// Worker slots one attempt occupies.
+    pub cpus: u32,
+}
+
+/// Scheduler → worker: one attempt of one task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskAssignment {
+    /// The job (its [`JobSpec`] was sent before).
+    pub job: JobId,
+    /// The task.
+    pub task: Arc<TaskSpec>,
+    /// 1-based attempt number.
+    pub attempt: u32,
+}
+
+/// A value produced by a task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    /// Small values travel inline, MessagePack-encoded with field names (so
+    /// any tool can render them).
+    Inline(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Large values stay in the store and travel as a reference.
+    Ref(DataRef),
+}
+
+/// Why an attempt or a task failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The function returned an error, or a command exited non-zero.
+    Failed,
+    /// The function panicked.
+    Panicked,
+    /// The attempt ran past its timeout and was killed.
+    TimedOut,
+    /// The worker running it was lost too many times.
+    WorkerLost,
+    /// An input changed since it was pinned at submission.
+    InputChanged,
+    /// An input could not be read.
+    InputUnavailable,
+    /// No worker can run the function, or the arguments were refused.
+    Rejected,
+    /// The task was cancelled.
+    Cancelled,
+}
+
+/// A failure with the text the client sees.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// The error text (panic message, stderr tail, …).
+    pub message: String,
+}
+
+/// How an attempt, or a task, ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TaskOutcome {
+    /// It succeeded with this value.
+    Ok(Value),
+    /// It failed.
+    Err(TaskError),
+}
+
+/// Per-attempt measurements a worker reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStats {
+    /// Wall time of the attempt.
+    pub duration_ms: u64,
+    /// Input bytes served from the local cache.
+    pub bytes_from_cache: u64,
+    /// Input bytes downloaded from the store.
+    pub bytes_from_store: u64,
+    /// Inputs found in the cache.
+    pub cache_hits: u32,
+    /// Inputs that had to be downloaded.
+    pub cache_misses: u32,
+}
+
+/// Worker → scheduler: the end of one attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskReport {
+    /// The task.
+    pub task: TaskId,
+    /// Which attempt.
+    pub attempt: u32,
+    /// How it ended.
+    pub outcome: TaskOutcome,
+    /// Output URLs the attempt wrote.
+    pub outputs: Vec<String>,
+    /// Measurements.
+    pub stats: TaskStats,
+}
+
+/// One cached object, as reported in inventories.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// [`DataRef::object_key`] of the cached object.
+    pub object_key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A job's lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobState {
+    /// Tasks may still be added, or some are unfinished.
+    Running,
+    /// Sealed, and every task succeeded.
+    Succeeded,
+    /// Sealed and finished, and some task failed beyond its retries.
+    Failed,
+    /// Cancelled by a client, or stopped by `max_fails`.
+    Cancelled,
+}
+
+/// Task counts of a job by state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCounts {
+    /// All tasks submitted.
+    pub total: u64,
+    /// Waiting for a worker.
+    pub queued: u64,
+    /// Sent to a worker, waiting in its prefetch queue.
+    pub assigned: u64,
+    /// Running on a worker.
+    pub running: u64,
+    /// Succeeded.
+    pub done: u64,
+    /// Failed beyond retries.
+    pub failed: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+}
+
+/// A job's status and metrics, as the CLI and dashboard show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// The job.
+    pub id: JobId,
+    /// Its name.
+    pub name: String,
+    /// Its state.
+    pub state: JobState,
+    /// Its task counts.
+    pub counts: JobCounts,
+    /// Attempts placed on a worker that already cached their inputs.
+    pub tasks_local: u64,
+    /// Attempts placed elsewhere.
+    pub tasks_remote: u64,
+    /// Sums of the workers' [`TaskStats`].
+    pub stats: TaskStats,
+    /// Milliseconds since the job was opened (scheduler clock).
+    pub elapsed_ms: u64,
+}
+
+/// One row of a job's result table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    /// The task.
+    pub id: TaskId,
+    /// Its key.
+    pub key: String,
+    /// Grid parameters as JSON.
+    pub params_json: String,
+    /// `queued`, `assigned`, `running`, `done`, `failed` or `cancelled`.
+    pub state: String,
+    /// The final outcome, once there is one.
+    pub outcome: Option<TaskOutcome>,
+    /// Output URLs.
+    pub outputs: Vec<String>,
+    /// Name of the worker that ran the last attempt.
+    pub worker: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Measurements of the last attempt.
+    pub stats: TaskStats,
+}

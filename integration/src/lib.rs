@@ -1,0 +1,35 @@
+//! Test harness for quarry's end-to-end tests (test layers 3 and 4 of the design).
+//!
+//! This crate owns the machinery the tests in `integration/tests/` stand on:
+//!
+//! - [`MinioServer`]: a real MinIO server built from source (`scripts/minio.sh`),
+//!   started on a free loopback port with a throw-away data directory and random
+//!   credentials, killed when dropped. Data is seeded and checked through an
+//!   independent `aws_sdk_s3::Client`, never through quarry itself.
+//! - [`FaultProxy`]: a loopback TCP proxy in front of an S3 endpoint that answers a
+//!   chosen share of requests with `503 SlowDown` or resets the connection.
+//! - [`ChildGuard`]: a spawned process (and its process group) that is killed when
+//!   the guard drops, and that the kernel kills if the test process dies first.
+//! - [`quarry_bin`]: the path of the built `quarry` binary for CLI tests.
+//! - [`text_shard`]: deterministic text content, so tests can compute expected
+//!   results without reading the store.
+//!
+//! It must not depend on quarry's own crates: the point of the harness is to
+//! observe quarry from the outside.
+#![warn(missing_docs)]
+
+mod binaries;
+mod error;
+mod fault_proxy;
+mod minio;
+mod process;
+mod s3;
+mod shards;
+
+pub use binaries::quarry_bin;
+pub use error::{HarnessError, Result};
+pub use fault_proxy::{Fault, FaultProxy, ProxyStats};
+pub use minio::{minio_binary_path, MinioServer, MINIO_BIN_ENV, TOOLS_DIR_ENV};
+pub use process::ChildGuard;
+pub use s3::SeededShard;
+pub use shards::{shard_key, text_shard, SHARD_VOCABULARY};
