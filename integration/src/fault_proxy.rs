@@ -36,7 +36,7 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const DRAIN_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 /// Rates are kept in parts per million so that credit adds up exactly.
-const PPM: u64 = 1_000_000;
+const PPM: i64 = 1_000_000;
 
 /// A fault the proxy can inject into one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,13 +61,18 @@ pub struct ProxyStats {
 }
 
 /// Which requests fail: queued faults, then rate-based ones.
+///
+/// Each request adds its rate to each kind's credit. A fault is due whenever the
+/// credits add up to one whole request, and it goes to the kind owed most; so
+/// after `n` requests exactly `floor(n * (slow_down + reset))` have failed, split
+/// between the kinds as evenly as whole requests allow.
 #[derive(Debug, Default)]
 struct FaultPlan {
     queued: VecDeque<Fault>,
-    slow_down_ppm: u64,
-    reset_ppm: u64,
-    slow_down_credit: u64,
-    reset_credit: u64,
+    slow_down_ppm: i64,
+    reset_ppm: i64,
+    slow_down_credit: i64,
+    reset_credit: i64,
 }
 
 impl FaultPlan {
@@ -78,14 +83,15 @@ impl FaultPlan {
         }
         self.slow_down_credit += self.slow_down_ppm;
         self.reset_credit += self.reset_ppm;
-        if self.slow_down_credit >= PPM {
+        if self.slow_down_credit + self.reset_credit < PPM {
+            return None;
+        }
+        if self.slow_down_credit >= self.reset_credit {
             self.slow_down_credit -= PPM;
             Some(Fault::SlowDown)
-        } else if self.reset_credit >= PPM {
+        } else {
             self.reset_credit -= PPM;
             Some(Fault::Reset)
-        } else {
-            None
         }
     }
 }
@@ -104,7 +110,9 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, ProxyState> {
         // A panic while holding the lock cannot leave the counters inconsistent.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -173,8 +181,8 @@ impl FaultProxy {
             return Err(HarnessError::InvalidFaultRates { slow_down, reset });
         }
         let mut state = self.shared.lock();
-        state.plan.slow_down_ppm = (slow_down * PPM as f64).round() as u64;
-        state.plan.reset_ppm = (reset * PPM as f64).round() as u64;
+        state.plan.slow_down_ppm = (slow_down * PPM as f64).round() as i64;
+        state.plan.reset_ppm = (reset * PPM as f64).round() as i64;
         state.plan.slow_down_credit = 0;
         state.plan.reset_credit = 0;
         Ok(())
@@ -183,10 +191,7 @@ impl FaultProxy {
     /// Fails the next `count` requests with `fault`, before any rate applies.
     pub fn fail_next(&self, fault: Fault, count: usize) {
         let mut state = self.shared.lock();
-        state
-            .plan
-            .queued
-            .extend(std::iter::repeat_n(fault, count));
+        state.plan.queued.extend(std::iter::repeat_n(fault, count));
     }
 
     /// Stops injecting faults: drops queued faults and sets both rates to zero.
@@ -338,7 +343,11 @@ async fn forward(
 async fn drain(client: TcpStream) -> io::Result<()> {
     let mut limited = client.take(DRAIN_LIMIT_BYTES);
     // Running out of time or bytes just means closing anyway.
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, tokio::io::copy(&mut limited, &mut tokio::io::sink())).await;
+    let _ = tokio::time::timeout(
+        DRAIN_TIMEOUT,
+        tokio::io::copy(&mut limited, &mut tokio::io::sink()),
+    )
+    .await;
     Ok(())
 }
 
@@ -400,7 +409,8 @@ mod tests {
 
     #[test]
     fn connection_headers_are_replaced_by_close() {
-        let head = b"GET /bucket/key HTTP/1.1\r\nHost: 127.0.0.1:9000\r\nConnection: keep-alive\r\n\
+        let head =
+            b"GET /bucket/key HTTP/1.1\r\nHost: 127.0.0.1:9000\r\nConnection: keep-alive\r\n\
                      keep-alive: timeout=5\r\nx-amz-date: 20260101T000000Z\r\n\r\n";
         let rewritten = String::from_utf8(close_after_response(head)).unwrap();
         assert_eq!(
@@ -422,6 +432,17 @@ mod tests {
         assert_eq!(count(Fault::SlowDown), 2);
         assert_eq!(count(Fault::Reset), 2);
         assert_eq!(faults.iter().filter(|f| f.is_none()).count(), 4);
+
+        let mut always = FaultPlan {
+            slow_down_ppm: PPM / 2,
+            reset_ppm: PPM / 2,
+            ..FaultPlan::default()
+        };
+        let faults: Vec<Option<Fault>> = (0..4).map(|_| always.next_fault()).collect();
+        assert_eq!(
+            faults,
+            [Fault::SlowDown, Fault::Reset, Fault::SlowDown, Fault::Reset].map(Some)
+        );
     }
 
     #[test]

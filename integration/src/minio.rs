@@ -81,7 +81,7 @@ impl MinioServer {
         loop {
             match MinioServer::start_once(binary) {
                 Err(HarnessError::MinioExited { log_tail, .. })
-                    if attempt < START_ATTEMPTS && log_tail.contains("address already in use") =>
+                    if attempt < START_ATTEMPTS && log_tail.contains("already in use") =>
                 {
                     tracing::warn!(attempt, "MinIO lost its port to another process; retrying");
                     attempt += 1;
@@ -256,7 +256,11 @@ impl MinioServer {
     }
 }
 
-fn client_config(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::config::Builder {
+fn client_config(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> aws_sdk_s3::config::Builder {
     aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -278,8 +282,9 @@ fn build_client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s
 
 /// A loopback address whose port was free a moment ago.
 fn free_loopback_port() -> Result<SocketAddr> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(HarnessError::io("binding a probe socket to find a free port"))?;
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(HarnessError::io(
+        "binding a probe socket to find a free port",
+    ))?;
     listener
         .local_addr()
         .map_err(HarnessError::io("reading the probe socket's address"))
@@ -323,7 +328,10 @@ mod tests {
     #[test]
     fn status_lines_parse() {
         assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r\nServer"), Some(200));
-        assert_eq!(parse_status_line(b"HTTP/1.0 503 Service Unavailable"), Some(503));
+        assert_eq!(
+            parse_status_line(b"HTTP/1.0 503 Service Unavailable"),
+            Some(503)
+        );
         assert_eq!(parse_status_line(b"SSH-2.0-OpenSSH"), None);
         assert_eq!(parse_status_line(b""), None);
     }
@@ -335,6 +343,9 @@ mod tests {
         let message = error.to_string();
         assert!(matches!(error, HarnessError::MinioMissing { .. }));
         assert!(message.contains("scripts/minio.sh"), "{message}");
-        assert!(message.contains("/nonexistent/quarry-test/minio"), "{message}");
+        assert!(
+            message.contains("/nonexistent/quarry-test/minio"),
+            "{message}"
+        );
     }
 }

@@ -44,7 +44,12 @@ impl MinioServer {
 
     /// Writes `body` to `s3://bucket/key` and returns the new ETag (quotes
     /// included, as S3 reports it).
-    pub async fn put_object(&self, bucket: &str, key: &str, body: impl Into<Bytes>) -> Result<String> {
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<String> {
         let output = self
             .s3_client()
             .put_object()
@@ -99,7 +104,11 @@ impl MinioServer {
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(s3_error(operation.clone()))?;
-            keys.extend(page.contents().iter().filter_map(|object| object.key.clone()));
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|object| object.key.clone()),
+            );
         }
         Ok(keys)
     }

@@ -1,1 +1,32 @@
-//! placeholder
+//! The quarry client library, in the spirit of dask's `Client`.
+//!
+//! It owns the client side of the protocol: the handshake, task-id
+//! allocation, batching submissions under the frame cap, futures that
+//! resolve when results arrive (and release them on the scheduler when
+//! dropped), `gather` and `as_completed`, jobs, and reading large results
+//! and staging large arguments through the object store.
+//!
+//! It must not schedule or run tasks, and it never holds a connection to a
+//! worker: everything goes through the scheduler.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), quarry_client::ClientError> {
+//! let client = quarry_client::Client::connect("tcp://127.0.0.1:8786").await?;
+//! let x = client.submit::<i64, i64>("inc", &10)?;
+//! println!("{}", x.result().await?);
+//! let futures = client.map::<i64, i64, _>("inc", 0..1000)?;
+//! let all = client.gather(futures).await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod client;
+mod error;
+mod future;
+mod job;
+
+pub use client::{Client, ClientOptions};
+pub use error::ClientError;
+pub use future::{as_completed, for_each_completed, TaskFuture};
+pub use job::{Job, JobOptions};

@@ -240,7 +240,10 @@ mod tests {
         }
         assert!(matches!(
             output_object_key("a/../b", "x"),
-            Err(KeyError::BadSegment { what: "task key", .. })
+            Err(KeyError::BadSegment {
+                what: "task key",
+                ..
+            })
         ));
     }
 
@@ -311,7 +314,7 @@ mod tests {
         );
         let segment = "s".repeat(MAX_SEGMENT_BYTES);
         assert!(output_object_key("k", &segment).is_ok());
-        let deep = vec![segment.as_str(); 4].join("/");
+        let deep = [segment.as_str(); 4].join("/");
         assert!(matches!(
             output_object_key("k", &deep),
             Err(KeyError::TooLong {

@@ -45,7 +45,8 @@ pub struct CommandInvocation {
     /// The command's working directory; created if missing.
     pub work_dir: PathBuf,
     /// Where the command writes output files (`{output_dir}`); created if
-    /// missing. Its files are listed after success.
+    /// missing, and should be empty (a fresh directory per attempt): every
+    /// file in it is listed after success.
     pub output_dir: PathBuf,
     /// Where `stdout.log` and `stderr.log` are written; created if missing.
     pub log_dir: PathBuf,
@@ -160,10 +161,7 @@ pub enum CommandError {
         source: io::Error,
     },
     /// The command exited non-zero or was killed by a signal.
-    #[error(
-        "`{program}` failed with {reason}{}",
-        quote_stderr(stderr_tail)
-    )]
+    #[error("`{program}` failed with {reason}{}", quote_stderr(stderr_tail))]
     Failed {
         /// The program.
         program: String,
@@ -284,7 +282,7 @@ pub async fn run_cancellable(
         program: program.clone(),
         source,
     })?;
-    let group = GroupKiller {
+    let mut group = GroupKiller {
         pgid: child.id().map(|pid| Pid::from_raw(pid as i32)),
     };
     tracing::debug!(program, task = %invocation.task_id, pgid = ?group.pgid, "command started");
@@ -412,8 +410,10 @@ struct GroupKiller {
 }
 
 impl GroupKiller {
-    fn kill(&self) {
-        if let Some(pgid) = self.pgid {
+    /// Kills the group once; later calls (and the drop) do nothing, so a
+    /// process group id that the system reuses later is never signalled.
+    fn kill(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
             // ESRCH (the group is already gone) is the expected case after a
             // clean exit.
             let _ = killpg(pgid, Signal::SIGKILL);

@@ -98,7 +98,9 @@ pub enum TemplateError {
         argument: String,
     },
     /// `{inputs.NAME}` names no broadcast input of the job.
-    #[error("argument `{argument}` uses `{{inputs.{name}}}` but the job has no input named `{name}`")]
+    #[error(
+        "argument `{argument}` uses `{{inputs.{name}}}` but the job has no input named `{name}`"
+    )]
     UnknownInput {
         /// The input name.
         name: String,
@@ -106,7 +108,9 @@ pub enum TemplateError {
         argument: String,
     },
     /// `{params.KEY}` names no parameter of the task.
-    #[error("argument `{argument}` uses `{{params.{name}}}` but the task has no parameter `{name}`")]
+    #[error(
+        "argument `{argument}` uses `{{params.{name}}}` but the task has no parameter `{name}`"
+    )]
     UnknownParam {
         /// The parameter name.
         name: String,
@@ -195,12 +199,14 @@ impl ArgTemplate {
                     out.push(input);
                 }
                 Piece::Placeholder(Placeholder::NamedInput(name)) => {
-                    let path = values.inputs.get(name).ok_or_else(|| {
-                        TemplateError::UnknownInput {
-                            name: name.clone(),
-                            argument: argument.to_owned(),
-                        }
-                    })?;
+                    let path =
+                        values
+                            .inputs
+                            .get(name)
+                            .ok_or_else(|| TemplateError::UnknownInput {
+                                name: name.clone(),
+                                argument: argument.to_owned(),
+                            })?;
                     out.push(path);
                 }
                 Piece::Placeholder(Placeholder::Param(key)) => {

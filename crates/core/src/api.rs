@@ -1,8 +1,8 @@
 //! The events the core consumes and the commands it emits.
 
 use quarry_proto::{
-    CacheEntry, ClientId, JobId, JobInfo, JobSpec, TaskAssignment, TaskId, TaskOutcome,
-    TaskReport, TaskSpec, WorkerId,
+    CacheEntry, ClientId, JobId, JobInfo, JobSpec, TaskAssignment, TaskId, TaskOutcome, TaskReport,
+    TaskSpec, WorkerId,
 };
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 use crate::task::TaskState;
 use crate::Millis;
 use quarry_proto::{ClientId, JobCounts, JobInfo, JobSpec, JobState, TaskId, TaskStats};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// How often, at most, watchers get a `JobProgress` while the job changes.
@@ -41,10 +41,14 @@ pub(crate) struct Job {
     pub progress_dirty: bool,
     /// When watchers last got a `JobProgress`.
     pub last_progress: Millis,
-    /// Tasks routed to each worker by rendezvous ownership (for the cap).
-    pub owner_routed: HashMap<u32, u64>,
+    /// Tasks routed to each worker (by index) by rendezvous ownership, for
+    /// the load cap.
+    pub owner_routed: Vec<u64>,
     /// Sum of `owner_routed`.
     pub owner_routed_total: u64,
+    /// Bit set of worker indexes that received the job context. Worker
+    /// records are never reused, so a rejoining worker starts unmarked.
+    sent_to: Vec<u64>,
 }
 
 impl Job {
@@ -65,8 +69,9 @@ impl Job {
             watchers: Vec::new(),
             progress_dirty: false,
             last_progress: now,
-            owner_routed: HashMap::new(),
+            owner_routed: Vec::new(),
             owner_routed_total: 0,
+            sent_to: Vec::new(),
         }
     }
 
@@ -91,6 +96,18 @@ impl Job {
             TaskState::Failed => &mut c.failed,
             TaskState::Cancelled => &mut c.cancelled,
         }
+    }
+
+    /// Marks worker `w` as holding the job context; returns whether that is
+    /// new (and the context must be sent).
+    pub fn mark_sent_to(&mut self, w: u32) -> bool {
+        let (word, bit) = ((w / 64) as usize, 1u64 << (w % 64));
+        if self.sent_to.len() <= word {
+            self.sent_to.resize(word + 1, 0);
+        }
+        let new = self.sent_to[word] & bit == 0;
+        self.sent_to[word] |= bit;
+        new
     }
 
     /// Whether it is sealed and every task is final.

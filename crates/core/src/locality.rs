@@ -85,13 +85,25 @@ fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Weighted rendezvous (highest-random-weight) score of one worker for one
-/// object: `weight / -ln(u)` with `u` uniform in (0, 1) drawn from the
-/// object and worker hashes. The highest score owns the object; a worker
-/// with twice the slots owns about twice the objects.
-pub(crate) fn rendezvous_score(object_hash: u64, worker_name_hash: u64, weight: u32) -> f64 {
-    let h = mix64(object_hash ^ mix64(worker_name_hash));
-    let unit = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+/// A worker's rendezvous key, from its name: computed once at join.
+pub(crate) fn worker_key(name: &str) -> u64 {
+    mix64(fnv1a(name))
+}
+
+/// One worker's rendezvous draw for one object: a 64-bit value from the
+/// object hash and the worker's [`worker_key`]. Among workers of equal
+/// weight the highest draw wins, so the logarithm in [`rendezvous_score`]
+/// is only needed to compare workers of different weights.
+pub(crate) fn rendezvous_draw(object_hash: u64, worker_key: u64) -> u64 {
+    mix64(object_hash ^ worker_key)
+}
+
+/// Weighted rendezvous (highest-random-weight) score of a draw:
+/// `weight / -ln(u)` with `u` the draw mapped into (0, 1). The highest
+/// score owns the object; a worker with twice the slots owns about twice
+/// the objects. Increases with the draw.
+pub(crate) fn rendezvous_score(draw: u64, weight: u32) -> f64 {
+    let unit = ((draw >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     f64::from(weight) / -unit.ln()
 }
 
@@ -133,11 +145,13 @@ mod tests {
 
     #[test]
     fn rendezvous_weight_scales_ownership() {
-        let names: Vec<u64> = ["light", "heavy"].iter().map(|n| fnv1a(n)).collect();
+        let names: Vec<u64> = ["light", "heavy"].iter().map(|n| worker_key(n)).collect();
         let mut owned_by_heavy = 0;
         for i in 0..10_000 {
             let object = fnv1a(&format!("s3://bucket/shard-{i}"));
-            if rendezvous_score(object, names[1], 3) > rendezvous_score(object, names[0], 1) {
+            let heavy = rendezvous_score(rendezvous_draw(object, names[1]), 3);
+            let light = rendezvous_score(rendezvous_draw(object, names[0]), 1);
+            if heavy > light {
                 owned_by_heavy += 1;
             }
         }

@@ -7,7 +7,7 @@ mod placement;
 
 use crate::job::{Job, PROGRESS_INTERVAL_MS};
 use crate::locality::LocalityIndex;
-use crate::task::{Task, NO_WORKER};
+use crate::task::{Task, TaskTable, NO_WORKER};
 use crate::worker::{Function, Worker};
 use crate::{Command, CoreConfig, Event, Millis};
 use quarry_proto::{
@@ -28,7 +28,7 @@ use tracing::debug;
 #[derive(Debug)]
 pub struct Core {
     config: CoreConfig,
-    tasks: Vec<Task>,
+    tasks: TaskTable,
     task_index: HashMap<TaskId, u32>,
     jobs: Vec<Job>,
     job_index: BTreeMap<JobId, u32>,
@@ -54,7 +54,7 @@ impl Core {
     pub fn new(config: CoreConfig) -> Core {
         Core {
             config,
-            tasks: Vec::new(),
+            tasks: TaskTable::default(),
             task_index: HashMap::new(),
             jobs: Vec::new(),
             job_index: BTreeMap::new(),
@@ -237,9 +237,7 @@ impl Core {
         served.dedup();
         let mut worker = Worker::new(id, name, slots, served, now);
         for &f in &worker.functions {
-            let function = &mut self.functions[f as usize];
-            function.workers.insert(w);
-            function.total_slots += u64::from(worker.slots);
+            self.functions[f as usize].add_worker(w, worker.slots);
         }
         for entry in inventory {
             if self.locality.add(w, &entry.object_key) {
@@ -276,7 +274,13 @@ impl Core {
         }
     }
 
-    fn open_job(&mut self, client: ClientId, spec: Arc<JobSpec>, now: Millis, out: &mut Vec<Command>) {
+    fn open_job(
+        &mut self,
+        client: ClientId,
+        spec: Arc<JobSpec>,
+        now: Millis,
+        out: &mut Vec<Command>,
+    ) {
         if self.job_index.contains_key(&spec.id) {
             out.push(Command::Error {
                 client,
@@ -308,8 +312,7 @@ impl Core {
         for spec in specs {
             let id = spec.id;
             let function = self.function_id(&spec.function);
-            let t = self.tasks.len() as u32;
-            self.tasks.push(Task::new(Arc::new(spec), j, function));
+            let t = self.tasks.push(Task::new(Arc::new(spec), j, function));
             self.task_index.insert(id, t);
             let job = &mut self.jobs[j as usize];
             job.tasks.insert(id, t);
@@ -324,7 +327,12 @@ impl Core {
     }
 
     /// Why a submission is refused (nothing of it is accepted then).
-    fn check_submission(&self, client: ClientId, job: JobId, specs: &[TaskSpec]) -> Result<(), String> {
+    fn check_submission(
+        &self,
+        client: ClientId,
+        job: JobId,
+        specs: &[TaskSpec],
+    ) -> Result<(), String> {
         let Some(&j) = self.job_index.get(&job) else {
             return Err(format!(
                 "job {job} is not open: send OpenJob before submitting tasks to it"

@@ -7,8 +7,7 @@
 //! the queued state (or was queued again with a newer ticket) is stale and is
 //! dropped when it reaches the front.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 /// One queued task: its slot in the task table and the ticket it was queued
 /// with.
@@ -21,27 +20,36 @@ pub(crate) struct QueueEntry {
 }
 
 /// FIFO queues, one per priority, served highest priority first.
+///
+/// Levels sit in a small vector sorted by descending priority: jobs use a
+/// handful of priorities, and scanning a few contiguous levels is cheaper
+/// than walking a tree on every pick.
 #[derive(Debug, Default)]
 pub(crate) struct PriorityQueue {
-    levels: BTreeMap<Reverse<i32>, VecDeque<QueueEntry>>,
+    levels: Vec<(i32, VecDeque<QueueEntry>)>,
 }
 
 impl PriorityQueue {
+    fn level_mut(&mut self, priority: i32) -> &mut VecDeque<QueueEntry> {
+        let at = match self.levels.binary_search_by(|(p, _)| priority.cmp(p)) {
+            Ok(at) => at,
+            Err(at) => {
+                self.levels.insert(at, (priority, VecDeque::new()));
+                at
+            }
+        };
+        &mut self.levels[at].1
+    }
+
     /// Appends behind every entry of the same priority.
     pub fn push_back(&mut self, priority: i32, entry: QueueEntry) {
-        self.levels
-            .entry(Reverse(priority))
-            .or_default()
-            .push_back(entry);
+        self.level_mut(priority).push_back(entry);
     }
 
     /// Puts ahead of every entry of the same priority (for tasks that
     /// already waited once and come back after a lost worker or a failure).
     pub fn push_front(&mut self, priority: i32, entry: QueueEntry) {
-        self.levels
-            .entry(Reverse(priority))
-            .or_default()
-            .push_front(entry);
+        self.level_mut(priority).push_front(entry);
     }
 
     /// The first live entry of the highest priority, with that priority.
@@ -60,34 +68,32 @@ impl PriorityQueue {
         is_live: impl Fn(QueueEntry) -> bool,
         ready: impl Fn(QueueEntry) -> bool,
     ) -> Option<(i32, QueueEntry)> {
-        let mut emptied = Vec::new();
         let mut found = None;
-        for (&Reverse(priority), level) in self.levels.iter_mut() {
+        for (priority, level) in self.levels.iter_mut() {
             while level.front().is_some_and(|&e| !is_live(e)) {
                 level.pop_front();
             }
-            match level.front() {
-                None => emptied.push(priority),
-                Some(&head) if ready(head) => {
-                    found = Some((priority, head));
+            if let Some(&head) = level.front() {
+                if ready(head) {
+                    found = Some((*priority, head));
                     break;
                 }
-                Some(_) => {}
             }
         }
-        for priority in emptied {
-            self.levels.remove(&Reverse(priority));
-        }
+        self.levels.retain(|(_, level)| !level.is_empty());
         found
     }
 
     /// Removes the head of one priority level: the entry that
     /// [`Self::head`] or [`Self::first_ready`] just returned.
     pub fn pop_front(&mut self, priority: i32) -> Option<QueueEntry> {
-        let level = self.levels.get_mut(&Reverse(priority))?;
-        let entry = level.pop_front();
-        if level.is_empty() {
-            self.levels.remove(&Reverse(priority));
+        let at = self
+            .levels
+            .binary_search_by(|(p, _)| priority.cmp(p))
+            .ok()?;
+        let entry = self.levels[at].1.pop_front();
+        if self.levels[at].1.is_empty() {
+            self.levels.remove(at);
         }
         entry
     }
@@ -95,8 +101,8 @@ impl PriorityQueue {
     /// Empties the queue, returning its live entries in service order.
     pub fn drain_live(&mut self, is_live: impl Fn(QueueEntry) -> bool) -> Vec<QueueEntry> {
         std::mem::take(&mut self.levels)
-            .into_values()
-            .flatten()
+            .into_iter()
+            .flat_map(|(_, level)| level)
             .filter(|&e| is_live(e))
             .collect()
     }

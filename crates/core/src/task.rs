@@ -124,9 +124,77 @@ impl Task {
     }
 }
 
+/// Tasks per chunk of a [`TaskTable`].
+const CHUNK: usize = 4096;
+
+/// All tasks, addressed by index, stored in fixed-size chunks: growing
+/// never copies a million records, and never leaves half a doubled vector
+/// unused.
+#[derive(Debug, Default)]
+pub(crate) struct TaskTable {
+    chunks: Vec<Vec<Task>>,
+}
+
+impl TaskTable {
+    /// How many tasks it holds.
+    pub fn len(&self) -> usize {
+        self.chunks
+            .last()
+            .map_or(0, |last| (self.chunks.len() - 1) * CHUNK + last.len())
+    }
+
+    /// Adds a task; returns its index.
+    pub fn push(&mut self, task: Task) -> u32 {
+        let t = self.len() as u32;
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < CHUNK => last.push(task),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(task);
+                self.chunks.push(chunk);
+            }
+        }
+        t
+    }
+}
+
+impl std::ops::Index<usize> for TaskTable {
+    type Output = Task;
+
+    fn index(&self, t: usize) -> &Task {
+        &self.chunks[t / CHUNK][t % CHUNK]
+    }
+}
+
+impl std::ops::IndexMut<usize> for TaskTable {
+    fn index_mut(&mut self, t: usize) -> &mut Task {
+        &mut self.chunks[t / CHUNK][t % CHUNK]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_table_indexes_across_chunks() {
+        let spec = Arc::new(quarry_proto::TaskSpec::new(
+            quarry_proto::TaskId(0),
+            "f",
+            Vec::new(),
+        ));
+        let mut table = TaskTable::default();
+        for n in 0..(2 * CHUNK + 3) as u32 {
+            assert_eq!(table.push(Task::new(spec.clone(), n, 0)), n);
+        }
+        assert_eq!(table.len(), 2 * CHUNK + 3);
+        table[CHUNK + 1].attempt = 7;
+        assert_eq!(
+            (table[CHUNK + 1].job, table[CHUNK + 1].attempt),
+            (CHUNK as u32 + 1, 7)
+        );
+        assert_eq!(table[2 * CHUNK + 2].job, 2 * CHUNK as u32 + 2);
+    }
 
     #[test]
     fn task_record_stays_small() {

@@ -1,6 +1,6 @@
 //! Per-worker and per-function state.
 
-use crate::locality::fnv1a;
+use crate::locality::worker_key;
 use crate::queue::PriorityQueue;
 use crate::Millis;
 use quarry_proto::WorkerId;
@@ -15,8 +15,8 @@ pub(crate) struct Worker {
     /// Its name; rendezvous hashing uses it, so that ownership survives
     /// reconnects and scheduler restarts.
     pub name: String,
-    /// [`fnv1a`] of the name.
-    pub name_hash: u64,
+    /// Its rendezvous key ([`worker_key`] of the name).
+    pub key: u64,
     /// Task slots (at least 1).
     pub slots: u32,
     /// Indexes of the functions it serves.
@@ -31,8 +31,6 @@ pub(crate) struct Worker {
     pub tasks: BTreeSet<u32>,
     /// Queued tasks that prefer it (their data is here, or it owns it).
     pub local: PriorityQueue,
-    /// Jobs whose context it has received.
-    pub jobs_sent: HashSet<u32>,
     /// Object keys its cache holds.
     pub cached: HashSet<String>,
 }
@@ -42,7 +40,7 @@ impl Worker {
     pub fn new(id: WorkerId, name: String, slots: u32, functions: Vec<u32>, now: Millis) -> Self {
         Worker {
             id,
-            name_hash: fnv1a(&name),
+            key: worker_key(&name),
             name,
             slots: slots.max(1),
             functions,
@@ -51,14 +49,8 @@ impl Worker {
             load: 0,
             tasks: BTreeSet::new(),
             local: PriorityQueue::default(),
-            jobs_sent: HashSet::new(),
             cached: HashSet::new(),
         }
-    }
-
-    /// The most slots its tasks may take, prefetch included.
-    pub fn capacity(&self, prefetch_per_slot: u32) -> u32 {
-        self.slots.saturating_add(prefetch_per_slot.saturating_mul(self.slots))
     }
 }
 
@@ -71,10 +63,11 @@ pub(crate) struct Function {
     /// Tasks waiting for their preferred worker, in time order; any worker
     /// may take them once their locality wait has expired.
     pub waiting: PriorityQueue,
-    /// Live workers serving it.
-    pub workers: BTreeSet<u32>,
+    /// Live workers serving it, ascending (a sorted vector: placement
+    /// walks it for every owner-routed task).
+    workers: Vec<u32>,
     /// Sum of those workers' slots.
-    pub total_slots: u64,
+    total_slots: u64,
     /// Sum of measured attempt durations.
     duration_total_ms: u64,
     /// Number of measured attempts.
@@ -82,6 +75,37 @@ pub(crate) struct Function {
 }
 
 impl Function {
+    /// Live workers serving it, ascending.
+    pub fn workers(&self) -> &[u32] {
+        &self.workers
+    }
+
+    /// Sum of the slots of its live workers.
+    pub fn total_slots(&self) -> u64 {
+        self.total_slots
+    }
+
+    /// Whether live worker `w` serves it.
+    pub fn is_served_by(&self, w: u32) -> bool {
+        self.workers.binary_search(&w).is_ok()
+    }
+
+    /// A worker serving it joined.
+    pub fn add_worker(&mut self, w: u32, slots: u32) {
+        if let Err(at) = self.workers.binary_search(&w) {
+            self.workers.insert(at, w);
+            self.total_slots += u64::from(slots);
+        }
+    }
+
+    /// A worker serving it left.
+    pub fn remove_worker(&mut self, w: u32, slots: u32) {
+        if let Ok(at) = self.workers.binary_search(&w) {
+            self.workers.remove(at);
+            self.total_slots -= u64::from(slots);
+        }
+    }
+
     /// Adds one attempt's duration to the mean.
     pub fn record_duration(&mut self, duration_ms: u64) {
         self.duration_total_ms = self.duration_total_ms.saturating_add(duration_ms);

@@ -133,6 +133,7 @@ mod tests {
             key: "00007".into(),
             function: "inc".into(),
             args: vec![1, 2, 3],
+            args_ref: None,
             inputs: vec![DataRef {
                 url: "s3://b/k".into(),
                 pin: Pin::ETag("\"abc\"".into()),

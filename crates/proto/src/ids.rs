@@ -61,4 +61,9 @@ impl JobId {
     pub fn first_for(client: ClientId) -> JobId {
         JobId((u64::from(client.0)) << TaskId::CLIENT_SEQUENCE_BITS)
     }
+
+    /// The client whose id range contains this job.
+    pub fn client(self) -> ClientId {
+        ClientId((self.0 >> TaskId::CLIENT_SEQUENCE_BITS) as u32)
+    }
 }

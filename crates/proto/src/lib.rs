@@ -23,6 +23,7 @@ pub use limits::Limits;
 pub use message::{
     CacheEntry, Envelope, ErrorKind, JobCounts, JobInfo, JobSpec, JobState, Message, Role,
     TaskAssignment, TaskError, TaskOutcome, TaskReport, TaskSpec, TaskStats, TaskStatus, Value,
+    WorkerInfo,
 };
 
 /// The protocol version spoken by this build. Peers exchange it in

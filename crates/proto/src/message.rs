@@ -59,11 +59,18 @@ pub enum Message {
     Rejected {
         /// Human-readable reason.
         reason: String,
+        /// True when retrying cannot help (wrong version, key not
+        /// authorized for the role); false when the peer should say Hello
+        /// again (the scheduler restarted or declared it lost).
+        fatal: bool,
     },
 
-    // ----- worker → scheduler -----
-    /// Worker → scheduler: still alive.
+    // ----- worker or client → scheduler -----
+    /// Worker or client → scheduler: still alive. A client that stops
+    /// sending them is treated as gone.
     Heartbeat,
+
+    // ----- worker → scheduler -----
     /// Worker → scheduler: an assigned task began to run.
     TaskStarted {
         /// The task.
@@ -133,6 +140,9 @@ pub enum Message {
     },
     /// Client → scheduler: list known jobs; answered by [`Message::Jobs`].
     ListJobs,
+    /// Client → scheduler: list connected workers; answered by
+    /// [`Message::Workers`].
+    ListWorkers,
     /// Client → scheduler: one page of per-task rows; answered by
     /// [`Message::Results`].
     GetResults {
@@ -157,6 +167,8 @@ pub enum Message {
     JobProgress(JobInfo),
     /// Scheduler → client: answer to [`Message::ListJobs`].
     Jobs(Vec<JobInfo>),
+    /// Scheduler → client: answer to [`Message::ListWorkers`].
+    Workers(Vec<WorkerInfo>),
     /// Scheduler → client: answer to [`Message::GetResults`].
     Results {
         /// The job.
@@ -166,7 +178,13 @@ pub enum Message {
         /// Whether more rows follow after the last one.
         more: bool,
     },
-    /// Scheduler → client: a request was refused (limit exceeded, unknown
+    /// Scheduler → client: the answer to a request ([`Message::ListJobs`],
+    /// [`Message::GetResults`]) that could not be served.
+    RequestFailed {
+        /// Human-readable reason.
+        message: String,
+    },
+    /// Scheduler → client: a message was refused (limit exceeded, unknown
     /// job, not allowed for this role). The text says what to do.
     Error {
         /// Human-readable reason.
@@ -197,21 +215,24 @@ impl Message {
             Message::Release { .. } => "Release",
             Message::Watch { .. } => "Watch",
             Message::ListJobs => "ListJobs",
+            Message::ListWorkers => "ListWorkers",
+            Message::Workers(_) => "Workers",
             Message::GetResults { .. } => "GetResults",
             Message::TaskDone { .. } => "TaskDone",
             Message::JobProgress(_) => "JobProgress",
             Message::Jobs(_) => "Jobs",
             Message::Results { .. } => "Results",
+            Message::RequestFailed { .. } => "RequestFailed",
             Message::Error { .. } => "Error",
         }
     }
 
     /// The role allowed to send this message to the scheduler, or `None`
-    /// for messages only the scheduler sends (or, for `Hello`, anyone).
+    /// for messages any peer may send (`Hello`, `Heartbeat`) and those only
+    /// the scheduler sends.
     pub fn sender_role(&self) -> Option<Role> {
         match self {
-            Message::Heartbeat
-            | Message::TaskStarted { .. }
+            Message::TaskStarted { .. }
             | Message::TaskFinished(_)
             | Message::CacheDelta { .. } => Some(Role::Worker),
             Message::OpenJob(_)
@@ -222,6 +243,7 @@ impl Message {
             | Message::Release { .. }
             | Message::Watch { .. }
             | Message::ListJobs
+            | Message::ListWorkers
             | Message::GetResults { .. } => Some(Role::Client),
             _ => None,
         }
@@ -264,6 +286,9 @@ pub struct TaskSpec {
     /// [`Limits::max_inline_bytes`].
     #[serde(with = "serde_bytes")]
     pub args: Vec<u8>,
+    /// Arguments too large to travel inline: the worker reads them from
+    /// this reference (through its cache) instead of `args`.
+    pub args_ref: Option<DataRef>,
     /// Per-task inputs (shards). Placement prefers the worker caching most of
     /// their bytes.
     pub inputs: Vec<DataRef>,
@@ -277,6 +302,26 @@ pub struct TaskSpec {
     pub timeout_ms: Option<u64>,
     /// Worker slots one attempt occupies.
     pub cpus: u32,
+}
+
+impl TaskSpec {
+    /// A task with no inputs, no retries, priority 0, no timeout and one
+    /// slot; its key is its id.
+    pub fn new(id: TaskId, function: impl Into<String>, args: Vec<u8>) -> TaskSpec {
+        TaskSpec {
+            id,
+            key: id.0.to_string(),
+            function: function.into(),
+            args,
+            args_ref: None,
+            inputs: Vec::new(),
+            params_json: String::new(),
+            priority: 0,
+            retries: 0,
+            timeout_ms: None,
+            cpus: 1,
+        }
+    }
 }
 
 /// Scheduler → worker: one attempt of one task.
@@ -376,6 +421,15 @@ pub struct CacheEntry {
     pub object_key: String,
     /// Its size in bytes.
     pub size: u64,
+}
+
+/// A connected worker, as `quarry status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Its id.
+    pub id: WorkerId,
+    /// Its name.
+    pub name: String,
 }
 
 /// A job's lifecycle.

@@ -35,13 +35,19 @@ impl StoreResolver {
     /// longer than 64 KiB). An empty object or range yields no chunk. See
     /// the module documentation for the rule that makes the chunks'
     /// lines add up to the object's lines.
-    pub async fn chunk_ranges(&self, data_ref: &DataRef, chunk_size: u64) -> Result<Vec<ByteRange>> {
+    pub async fn chunk_ranges(
+        &self,
+        data_ref: &DataRef,
+        chunk_size: u64,
+    ) -> Result<Vec<ByteRange>> {
         let chunk_size = chunk_size.max(1);
         let span = data_ref.range.unwrap_or(ByteRange {
             start: 0,
             end: data_ref.size,
         });
-        let span_end = self.next_line_start(data_ref, span.end.min(data_ref.size)).await?;
+        let span_end = self
+            .next_line_start(data_ref, span.end.min(data_ref.size))
+            .await?;
         let mut start = self.next_line_start(data_ref, span.start).await?;
         let mut ranges = Vec::new();
         while start < span_end {
@@ -67,7 +73,11 @@ impl StoreResolver {
         let mut from = offset - 1;
         while from < size {
             let to = from.saturating_add(PROBE_WINDOW).min(size);
-            let window = self.get_pinned_range(data_ref, from..to).await?.bytes().await?;
+            let window = self
+                .get_pinned_range(data_ref, from..to)
+                .await?
+                .bytes()
+                .await?;
             if window.len() as u64 != to - from {
                 return Err(StoreError::SizeMismatch {
                     url: data_ref.url.clone(),
@@ -171,7 +181,8 @@ mod tests {
     }
 
     fn file_content() -> impl Strategy<Value = Vec<u8>> {
-        let line = prop::collection::vec(prop::sample::select(vec![b'a', b'b', b'\r', b' ']), 0..12);
+        let line =
+            prop::collection::vec(prop::sample::select(vec![b'a', b'b', b'\r', b' ']), 0..12);
         (
             prop::collection::vec((line, any::<bool>()), 0..25),
             any::<bool>(),
@@ -251,15 +262,20 @@ mod tests {
     fn reference_examples() {
         assert_eq!(reference_lines(b""), Vec::<Vec<u8>>::new());
         assert_eq!(reference_lines(b"\n"), vec![b"".to_vec()]);
-        assert_eq!(reference_lines(b"a\r\n\nb\r"), vec![b"a".to_vec(), b"".to_vec(), b"b\r".to_vec()]);
+        assert_eq!(
+            reference_lines(b"a\r\n\nb\r"),
+            vec![b"a".to_vec(), b"".to_vec(), b"b\r".to_vec()]
+        );
     }
 
     #[test]
     fn a_line_crossing_a_boundary_belongs_to_the_chunk_where_it_starts() {
         let data = b"first line\nsecond line\nthird";
-        let head = read_chunk_lines(Cursor::new(&data[..]), ByteRange { start: 0, end: 12 }).unwrap();
+        let head =
+            read_chunk_lines(Cursor::new(&data[..]), ByteRange { start: 0, end: 12 }).unwrap();
         assert_eq!(head, vec![b"first line".to_vec(), b"second line".to_vec()]);
-        let tail = read_chunk_lines(Cursor::new(&data[..]), ByteRange { start: 12, end: 28 }).unwrap();
+        let tail =
+            read_chunk_lines(Cursor::new(&data[..]), ByteRange { start: 12, end: 28 }).unwrap();
         assert_eq!(tail, vec![b"third".to_vec()]);
     }
 
@@ -272,21 +288,39 @@ mod tests {
             whole,
             [
                 ByteRange { start: 0, end: 2 },
-                ByteRange { start: 2, end: 200_003 },
-                ByteRange { start: 200_003, end: 200_005 },
-                ByteRange { start: 200_005, end: 200_007 },
+                ByteRange {
+                    start: 2,
+                    end: 200_003
+                },
+                ByteRange {
+                    start: 200_003,
+                    end: 200_005
+                },
+                ByteRange {
+                    start: 200_005,
+                    end: 200_007
+                },
             ]
         );
         let resolver = StoreResolver::new(StoreConfig::default());
         let sub = DataRef {
-            range: Some(ByteRange { start: 1, end: 200_004 }),
+            range: Some(ByteRange {
+                start: 1,
+                end: 200_004,
+            }),
             ..r
         };
         assert_eq!(
             resolver.chunk_ranges(&sub, 10).await.unwrap(),
             [
-                ByteRange { start: 2, end: 200_003 },
-                ByteRange { start: 200_003, end: 200_005 },
+                ByteRange {
+                    start: 2,
+                    end: 200_003
+                },
+                ByteRange {
+                    start: 200_003,
+                    end: 200_005
+                },
             ]
         );
     }

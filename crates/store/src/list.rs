@@ -268,7 +268,9 @@ mod tests {
             .unwrap();
         assert_eq!(refs.len(), 1);
         assert_eq!(refs[0].url, "memory://list-single/data/x.csv");
-        assert!(urls(&resolver, "memory://list-single/nope").await.is_empty());
+        assert!(urls(&resolver, "memory://list-single/nope")
+            .await
+            .is_empty());
     }
 
     #[tokio::test]
@@ -298,7 +300,10 @@ mod tests {
         let txt = urls(&resolver, &format!("{root}/in/**/*.txt")).await;
         assert_eq!(
             txt,
-            [format!("file://{root}/in/a.txt"), format!("file://{root}/in/sub/c.txt")]
+            [
+                format!("file://{root}/in/a.txt"),
+                format!("file://{root}/in/sub/c.txt")
+            ]
         );
     }
 

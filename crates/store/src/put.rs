@@ -1,7 +1,6 @@
 use crate::error::{Result, StoreError};
 use crate::resolve::{StoreLocation, StoreResolver};
 use bytes::Bytes;
-use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use quarry_proto::{DataRef, Pin};
 use sha2::{Digest, Sha256};
@@ -36,7 +35,11 @@ impl StoreResolver {
     /// [`Pin::Unpinned`]. Files are hashed by streaming and, above 8 MiB,
     /// uploaded in parts; a file that changes during the upload aborts it
     /// with [`StoreError::SourceChanged`].
-    pub async fn put_content_addressed(&self, prefix_url: &str, source: PutSource) -> Result<DataRef> {
+    pub async fn put_content_addressed(
+        &self,
+        prefix_url: &str,
+        source: PutSource,
+    ) -> Result<DataRef> {
         let prefix = self.resolve(prefix_url)?;
         match source {
             PutSource::Bytes(bytes) => {
@@ -79,7 +82,7 @@ struct Target {
 
 impl Target {
     fn new(prefix: &StoreLocation, digest: &str) -> Target {
-        let path = prefix.path.child(digest);
+        let path = prefix.path.clone().join(digest);
         let location = StoreLocation {
             store: prefix.store.clone(),
             root: prefix.root.clone(),
@@ -109,10 +112,12 @@ impl Target {
     }
 
     async fn put_small_file(&self, path: &std::path::Path, digest: &str) -> Result<()> {
-        let content = tokio::fs::read(path).await.map_err(|source| StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let content = tokio::fs::read(path)
+            .await
+            .map_err(|source| StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if hex::encode(Sha256::digest(&content)) != digest {
             return Err(StoreError::SourceChanged {
                 path: path.to_path_buf(),
@@ -203,6 +208,7 @@ mod tests {
     use super::*;
     use crate::config::StoreConfig;
     use crate::{memory_store, CountingStore, StoreCounters};
+    use object_store::path::Path;
     use std::sync::Arc;
 
     fn counted_resolver() -> (StoreResolver, Arc<StoreCounters>) {
@@ -220,21 +226,33 @@ mod tests {
         let content = Bytes::from_static(b"broadcast me");
         let digest = hex::encode(Sha256::digest(&content));
         let first = resolver
-            .put_content_addressed("memory://put-bytes/staging", PutSource::Bytes(content.clone()))
+            .put_content_addressed(
+                "memory://put-bytes/staging",
+                PutSource::Bytes(content.clone()),
+            )
             .await
             .unwrap();
         assert_eq!(first.url, format!("memory://put-bytes/staging/{digest}"));
         assert_eq!(first.size, content.len() as u64);
         assert_eq!(first.pin, Pin::Unpinned);
         let second = resolver
-            .put_content_addressed("memory://put-bytes/staging/", PutSource::Bytes(content.clone()))
+            .put_content_addressed(
+                "memory://put-bytes/staging/",
+                PutSource::Bytes(content.clone()),
+            )
             .await
             .unwrap();
         assert_eq!(first, second);
         let snapshot = counters.snapshot();
         assert_eq!(snapshot.put_requests, 1);
         assert_eq!(snapshot.head_requests, 2);
-        let stored = resolver.get_pinned(&first).await.unwrap().bytes().await.unwrap();
+        let stored = resolver
+            .get_pinned(&first)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(stored, content);
     }
 
@@ -293,7 +311,10 @@ mod tests {
     async fn missing_file_is_an_io_error() {
         let resolver = StoreResolver::new(StoreConfig::default());
         let err = resolver
-            .put_content_addressed("memory://put-missing/s", PutSource::File("/no/such/file".into()))
+            .put_content_addressed(
+                "memory://put-missing/s",
+                PutSource::File("/no/such/file".into()),
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Io { .. }), "{err}");

@@ -52,16 +52,18 @@ impl StoreResolver {
     /// a version id selects that version. If the object changed since it was
     /// listed, the result is [`StoreError::Changed`].
     pub async fn get_pinned(&self, data_ref: &DataRef) -> Result<PinnedRead> {
-        let range = data_ref
-            .range
-            .map_or(0..data_ref.size, |r| r.start..r.end);
+        let range = data_ref.range.map_or(0..data_ref.size, |r| r.start..r.end);
         self.get_pinned_range(data_ref, range).await
     }
 
     /// Reads `range` of the object `data_ref` pins (ignoring the reference's
     /// own range), conditional on the pin as [`StoreResolver::get_pinned`].
     /// An empty range still checks the pin (with a HEAD request).
-    pub async fn get_pinned_range(&self, data_ref: &DataRef, range: Range<u64>) -> Result<PinnedRead> {
+    pub async fn get_pinned_range(
+        &self,
+        data_ref: &DataRef,
+        range: Range<u64>,
+    ) -> Result<PinnedRead> {
         let url = data_ref.url.as_str();
         let location = self.resolve(url)?;
         let mut options = match &data_ref.pin {
@@ -79,7 +81,9 @@ impl StoreResolver {
             Ok(result) => result,
             Err(object_store::Error::Precondition { .. }) => {
                 let current = match location.store.head(&location.path).await {
-                    Ok(meta) => pin_of(&meta, url).map_or_else(|_| "no pin".into(), |p| describe(&p)),
+                    Ok(meta) => {
+                        pin_of(&meta, url).map_or_else(|_| "no pin".into(), |p| describe(&p))
+                    }
                     Err(_) => "unknown".to_string(),
                 };
                 return Err(StoreError::Changed {
@@ -102,7 +106,8 @@ impl StoreResolver {
             return Err(StoreError::Changed {
                 url: url.to_string(),
                 pinned: describe(&data_ref.pin),
-                current: pin_of(&result.meta, url).map_or_else(|_| "no pin".into(), |p| describe(&p)),
+                current: pin_of(&result.meta, url)
+                    .map_or_else(|_| "no pin".into(), |p| describe(&p)),
             });
         }
         if data_ref.pin != Pin::Unpinned && result.meta.size != data_ref.size {
@@ -153,7 +158,13 @@ mod tests {
             .unwrap();
         let resolver = StoreResolver::new(StoreConfig::default());
         let r = listed_one(&resolver, "memory://read-ok/k").await;
-        let whole = resolver.get_pinned(&r).await.unwrap().bytes().await.unwrap();
+        let whole = resolver
+            .get_pinned(&r)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(&whole[..], b"0123456789");
 
         let ranged = DataRef {
@@ -200,7 +211,13 @@ mod tests {
         let resolver = StoreResolver::new(StoreConfig::default());
         let r = listed_one(&resolver, file.to_str().unwrap()).await;
         assert_eq!(
-            &resolver.get_pinned(&r).await.unwrap().bytes().await.unwrap()[..],
+            &resolver
+                .get_pinned(&r)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()[..],
             b"first version"
         );
 

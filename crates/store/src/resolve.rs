@@ -81,8 +81,7 @@ impl SplitUrl {
             }
             return Ok(SplitUrl {
                 backend: Backend::File,
-                key: absolute_local_path(std::path::Path::new(url))
-                    .map_err(|e| invalid(&e))?,
+                key: absolute_local_path(std::path::Path::new(url)).map_err(|e| invalid(&e))?,
             });
         };
         match scheme.to_ascii_lowercase().as_str() {
@@ -270,7 +269,7 @@ impl StoreResolver {
         self,
         layer: impl Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync + 'static,
     ) -> Self {
-        let stores = std::mem::take(&mut *self.lock_stores());
+        let stores = self.lock_stores().clone();
         StoreResolver {
             inner: Arc::new(ResolverInner {
                 config: self.inner.config.clone(),
@@ -303,7 +302,12 @@ impl StoreResolver {
     }
 
     /// The store for `split`'s root with `path` inside it.
-    pub(crate) fn location(&self, split: &SplitUrl, path: Path, url: &str) -> Result<StoreLocation> {
+    pub(crate) fn location(
+        &self,
+        split: &SplitUrl,
+        path: Path,
+        url: &str,
+    ) -> Result<StoreLocation> {
         let root = split.root();
         let store = self.store_for(split, &root, url)?;
         Ok(StoreLocation { store, root, path })
@@ -334,9 +338,7 @@ impl StoreResolver {
         // Another caller may have built the same root meanwhile; keep the
         // first so that everyone shares one store.
         let mut stores = self.lock_stores();
-        Ok(Arc::clone(
-            stores.entry(root.to_string()).or_insert(store),
-        ))
+        Ok(Arc::clone(stores.entry(root.to_string()).or_insert(store)))
     }
 }
 
@@ -380,8 +382,22 @@ mod tests {
             ..StoreConfig::default()
         });
         let err = resolver.resolve("s3://bucket/key").map(|_| ()).unwrap_err();
-        let built = resolver.resolve("s3://other/key");
-        let shown = format!("{resolver:?} {err} {err:?} {built:?}");
+        let shown = format!("{resolver:?} {err} {err:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+
+        let resolver = StoreResolver::new(StoreConfig {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            access_key_id: Some("AKIDEXAMPLE".into()),
+            secret_access_key: Some(crate::Secret::new("hunter2-secret")),
+            session_token: Some(crate::Secret::new("hunter2-token")),
+            ..StoreConfig::default()
+        });
+        let built = resolver.resolve("s3://bucket/key").unwrap();
+        let shown = format!("{resolver:?} {built:?} {}", built.store);
+        assert!(
+            shown.contains("AKIDEXAMPLE"),
+            "the store was printed: {shown}"
+        );
         assert!(!shown.contains("hunter2"), "{shown}");
     }
 
@@ -410,8 +426,13 @@ mod tests {
     fn hdfs_and_unknown_schemes_are_refused_clearly() {
         let resolver = StoreResolver::new(StoreConfig::default());
         let err = resolver.resolve("hdfs://namenode:8020/data").unwrap_err();
-        assert!(matches!(err, StoreError::UnsupportedScheme { ref scheme, .. } if scheme == "hdfs"));
-        assert!(err.to_string().contains("hdfs:// is not supported yet"), "{err}");
+        assert!(
+            matches!(err, StoreError::UnsupportedScheme { ref scheme, .. } if scheme == "hdfs")
+        );
+        assert!(
+            err.to_string().contains("hdfs:// is not supported yet"),
+            "{err}"
+        );
         assert!(matches!(
             resolver.resolve("gs://bucket/x"),
             Err(StoreError::UnsupportedScheme { .. })

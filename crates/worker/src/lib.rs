@@ -1,1 +1,26 @@
-//! placeholder
+//! The quarry worker.
+//!
+//! It owns the worker process's runtime: the handshake with the scheduler,
+//! the queue of assigned tasks and the slots that run them, heartbeats,
+//! cache inventory reports, the [`Registry`] of task functions (with the
+//! stock built-ins), and the executors: registered Rust functions (a panic
+//! or error fails the task, not the worker) and command tasks (through
+//! `quarry-command`). Inputs are staged through the shard cache
+//! (`quarry-cache`); outputs, logs and large results are written to the
+//! job's output prefix (`quarry-store`).
+//!
+//! It must not make placement or retry decisions (the scheduler does) and
+//! never talks to clients directly.
+
+#![warn(missing_docs)]
+
+mod builtins;
+mod command;
+mod execute;
+mod inputs;
+mod registry;
+mod runtime;
+
+pub use builtins::inc;
+pub use registry::{Registry, Shard, TaskContext};
+pub use runtime::{run_worker, WorkerError, WorkerOptions};

@@ -69,8 +69,9 @@ impl Core {
         } else {
             report.stats.duration_ms
         };
-        self.functions[task.function as usize].record_duration(duration);
-        self.jobs[task.job as usize].add_stats(&report.stats);
+        let (function, j) = (task.function, task.job);
+        self.record_duration(function, duration);
+        self.jobs[j as usize].add_stats(&report.stats);
         self.take_off_worker(t);
 
         let task = &mut self.tasks[t as usize];
@@ -83,7 +84,8 @@ impl Core {
             }
             TaskOutcome::Err(error) => {
                 task.errors += 1;
-                let retryable = !matches!(error.kind, ErrorKind::InputChanged | ErrorKind::Rejected);
+                let retryable =
+                    !matches!(error.kind, ErrorKind::InputChanged | ErrorKind::Rejected);
                 if retryable && task.errors <= task.spec.retries {
                     debug!(task = %task.spec.id, attempt = task.attempt, error = %error.message, "attempt failed, retrying");
                     self.requeue(t, now);
@@ -93,6 +95,23 @@ impl Core {
             }
         }
         self.fill_worker(w, now, out);
+    }
+
+    /// Adds an attempt's duration to its function's mean. When that makes
+    /// the function switch between short and long, its workers' prefetch
+    /// room changes.
+    fn record_duration(&mut self, f: u32, duration_ms: u64) {
+        let threshold = self.config.prefetch_short_task_ms;
+        let function = &mut self.functions[f as usize];
+        let was_short = function.is_short(threshold);
+        function.record_duration(duration_ms);
+        if function.is_short(threshold) != was_short {
+            let workers = function.workers().to_vec();
+            for w in workers {
+                self.refresh_open(w);
+            }
+            self.dispatch_pending = true;
+        }
     }
 
     /// Frees the slots a task takes on its worker. Returns whether the
@@ -170,7 +189,13 @@ impl Core {
 
     /// Cancels a task unless it is already final; a worker holding it is
     /// told to drop it, and whatever it reports later is ignored.
-    pub(super) fn cancel_task(&mut self, t: u32, reason: &str, now: Millis, out: &mut Vec<Command>) {
+    pub(super) fn cancel_task(
+        &mut self,
+        t: u32,
+        reason: &str,
+        now: Millis,
+        out: &mut Vec<Command>,
+    ) {
         let task = &self.tasks[t as usize];
         if task.state.is_final() {
             return;
@@ -237,7 +262,6 @@ impl Core {
         let worker = &mut self.workers[w as usize];
         worker.live = false;
         worker.load = 0;
-        worker.jobs_sent.clear();
         let held = std::mem::take(&mut worker.tasks);
         let cached = std::mem::take(&mut worker.cached);
         let tasks = &self.tasks;
@@ -248,9 +272,7 @@ impl Core {
         self.worker_index.remove(&worker.id);
         self.open_workers.remove(&w);
         for &f in &worker.functions {
-            let function = &mut self.functions[f as usize];
-            function.workers.remove(&w);
-            function.total_slots -= u64::from(worker.slots);
+            self.functions[f as usize].remove_worker(w, worker.slots);
         }
         self.locality.remove_worker(w, &cached);
 

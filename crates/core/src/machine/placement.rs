@@ -3,7 +3,7 @@
 //! ("Placement").
 
 use super::Core;
-use crate::locality::{fnv1a, rendezvous_score};
+use crate::locality::{fnv1a, rendezvous_draw, rendezvous_score};
 use crate::queue::{PriorityQueue, QueueEntry};
 use crate::task::TaskState;
 use crate::{Command, Millis};
@@ -37,6 +37,36 @@ impl Candidate {
             matches!(self.source, Source::Local),
             Reverse(self.entry.task),
         )
+    }
+}
+
+/// The best rendezvous draw per worker weight (slot count). Comparing raw
+/// draws within a weight avoids a logarithm per worker; only the few
+/// per-weight winners get a real score.
+#[derive(Default)]
+struct BestDraws {
+    /// `(weight, draw, worker)`, one per weight seen.
+    by_weight: Vec<(u32, u64, u32)>,
+}
+
+impl BestDraws {
+    fn offer(&mut self, weight: u32, draw: u64, worker: u32) {
+        match self.by_weight.iter_mut().find(|(w, _, _)| *w == weight) {
+            Some(best) if draw > best.1 => *best = (weight, draw, worker),
+            Some(_) => {}
+            None => self.by_weight.push((weight, draw, worker)),
+        }
+    }
+
+    fn winner(&self) -> Option<u32> {
+        let mut winner: Option<(f64, u32)> = None;
+        for &(weight, draw, worker) in &self.by_weight {
+            let score = rendezvous_score(draw, weight);
+            if winner.is_none_or(|(best, _)| score > best) {
+                winner = Some((score, worker));
+            }
+        }
+        winner.map(|(_, worker)| worker)
     }
 }
 
@@ -83,12 +113,12 @@ impl Core {
     fn preferred_worker(&mut self, t: u32) -> Option<u32> {
         let task = &self.tasks[t as usize];
         let function = &self.functions[task.function as usize];
-        if task.spec.inputs.is_empty() || function.workers.is_empty() {
+        if task.spec.inputs.is_empty() || function.workers().is_empty() {
             return None;
         }
         let cached = self
             .locality
-            .cached_bytes(&task.spec.inputs, |w| function.workers.contains(&w));
+            .cached_bytes(&task.spec.inputs, |w| function.is_served_by(w));
         let most_cached = cached
             .iter()
             .filter(|&&(_, bytes)| bytes > 0)
@@ -113,35 +143,53 @@ impl Core {
         let object_hash = fnv1a(&largest.object_key());
         let function = &self.functions[task.function as usize];
         let job = &mut self.jobs[task.job as usize];
-        let routed_after = (job.owner_routed_total + 1) as f64;
-        let total_slots = function.total_slots as f64;
-        let mut best_under_cap: Option<(f64, u32)> = None;
-        let mut best_any: Option<(f64, u32)> = None;
-        for &w in &function.workers {
+        // A worker is under the cap while its count is below
+        // `owner_load_cap × share`, its slot-weighted share of the job's
+        // owner-routed tasks counting this one (for an integer count that is
+        // the same as below the ceiling).
+        let cap_per_slot = self.config.owner_load_cap * (job.owner_routed_total + 1) as f64
+            / function.total_slots() as f64;
+        job.owner_routed.resize(self.workers.len(), 0);
+        let mut under_cap = BestDraws::default();
+        let mut any = BestDraws::default();
+        for &w in function.workers() {
             let worker = &self.workers[w as usize];
-            let score = rendezvous_score(object_hash, worker.name_hash, worker.slots);
-            let share = routed_after * f64::from(worker.slots) / total_slots;
-            let cap = (self.config.owner_load_cap * share).ceil() as u64;
-            let routed = job.owner_routed.get(&w).copied().unwrap_or(0);
-            let better = |best: Option<(f64, u32)>| best.is_none_or(|(s, _)| score > s);
-            if routed < cap && better(best_under_cap) {
-                best_under_cap = Some((score, w));
+            let draw = rendezvous_draw(object_hash, worker.key);
+            if (job.owner_routed[w as usize] as f64) < cap_per_slot * f64::from(worker.slots) {
+                under_cap.offer(worker.slots, draw, w);
             }
-            if better(best_any) {
-                best_any = Some((score, w));
-            }
+            any.offer(worker.slots, draw, w);
         }
         // With a cap below 1 every worker can be full; the owner then takes it.
-        let (_, owner) = best_under_cap.or(best_any)?;
-        *job.owner_routed.entry(owner).or_default() += 1;
+        let owner = under_cap.winner().or_else(|| any.winner())?;
+        job.owner_routed[owner as usize] += 1;
         job.owner_routed_total += 1;
         Some(owner)
     }
 
-    /// Keeps `open_workers` in step with a worker's load.
+    /// Slots a worker may fill with tasks of function `f`: its slots, plus
+    /// the prefetch depth while `f`'s tasks are short.
+    fn room_for(&self, w: u32, f: u32) -> u32 {
+        let worker = &self.workers[w as usize];
+        let prefetch = if self.functions[f as usize].is_short(self.config.prefetch_short_task_ms) {
+            self.config.prefetch_per_slot.saturating_mul(worker.slots)
+        } else {
+            0
+        };
+        worker.slots.saturating_add(prefetch)
+    }
+
+    /// Keeps `open_workers` in step with a worker's load: it is open while
+    /// it has room for a task of at least one of its functions. Keeping
+    /// full workers out matters: every dispatch visits each open worker.
     pub(super) fn refresh_open(&mut self, w: u32) {
         let worker = &self.workers[w as usize];
-        if worker.live && worker.load < worker.capacity(self.config.prefetch_per_slot) {
+        let has_room = worker.live
+            && worker
+                .functions
+                .iter()
+                .any(|&f| worker.load < self.room_for(w, f));
+        if has_room {
             self.open_workers.insert(w);
         } else {
             self.open_workers.remove(&w);
@@ -157,6 +205,9 @@ impl Core {
     /// task whose locality wait is over. Only heads are looked at, so a pick
     /// costs O(functions × priorities), not O(queued tasks).
     fn pick(&mut self, w: u32, slot_limit: Option<u32>, now: Millis) -> Option<u32> {
+        if slot_limit.is_some_and(|limit| self.workers[w as usize].load >= limit) {
+            return None;
+        }
         let tasks = &self.tasks;
         let live = |e: QueueEntry| {
             let task = &tasks[e.task as usize];
@@ -190,14 +241,7 @@ impl Core {
 
         let task = &self.tasks[best.entry.task as usize];
         let worker = &self.workers[w as usize];
-        let prefetch = if self.functions[task.function as usize]
-            .is_short(self.config.prefetch_short_task_ms)
-        {
-            self.config.prefetch_per_slot.saturating_mul(worker.slots)
-        } else {
-            0
-        };
-        let mut room = worker.slots.saturating_add(prefetch);
+        let mut room = self.room_for(w, task.function);
         if let Some(limit) = slot_limit {
             room = room.min(limit);
         }
@@ -231,7 +275,7 @@ impl Core {
             Some(false) => job.tasks_remote += 1,
             None => {}
         }
-        if worker.jobs_sent.insert(task.job) {
+        if job.mark_sent_to(w) {
             out.push(Command::SendJob {
                 worker: worker.id,
                 spec: job.spec.clone(),
@@ -267,7 +311,11 @@ impl Core {
 
     /// Gives one worker as much work as it has room for.
     pub(super) fn fill_worker(&mut self, w: u32, now: Millis, out: &mut Vec<Command>) {
-        while let Some(t) = self.pick(w, None, now) {
+        // A full worker is not open: skip looking at the queues at all.
+        while self.open_workers.contains(&w) {
+            let Some(t) = self.pick(w, None, now) else {
+                break;
+            };
             self.assign(w, t, now, out);
         }
     }
@@ -285,6 +333,9 @@ impl Core {
             let mut active = open.clone();
             while !active.is_empty() && self.queued > 0 {
                 active.retain(|&w| {
+                    if !self.open_workers.contains(&w) {
+                        return false;
+                    }
                     let limit = spread_to_slots.then(|| self.workers[w as usize].slots);
                     match self.pick(w, limit, now) {
                         Some(t) => {

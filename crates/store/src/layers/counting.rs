@@ -124,7 +124,10 @@ impl ObjectStore for CountingStore {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         bump(&self.counters.put_requests, 1);
-        bump(&self.counters.bytes_written, payload.content_length() as u64);
+        bump(
+            &self.counters.bytes_written,
+            payload.content_length() as u64,
+        );
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -231,7 +234,13 @@ mod tests {
             .put(&Path::from("a"), PutPayload::from_static(b"0123456789"))
             .await
             .unwrap();
-        let whole = store.get(&Path::from("a")).await.unwrap().bytes().await.unwrap();
+        let whole = store
+            .get(&Path::from("a"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(whole.len(), 10);
         let part = store.get_range(&Path::from("a"), 2..5).await.unwrap();
         assert_eq!(&part[..], b"234");
@@ -265,7 +274,13 @@ mod tests {
         let snapshot = store.counters().snapshot();
         assert_eq!(snapshot.put_requests, 1);
         assert_eq!(snapshot.bytes_written, 10);
-        let stored = inner.get(&Path::from("big")).await.unwrap().bytes().await.unwrap();
+        let stored = inner
+            .get(&Path::from("big"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(&stored[..], b"abcdefghij");
     }
 

@@ -63,7 +63,7 @@ impl FaultStore {
         let request = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let get_fails = is_get && {
             let get = self.gets.fetch_add(1, Ordering::Relaxed) + 1;
-            self.every_kth_get.is_some_and(|k| get % k == 0)
+            self.every_kth_get.is_some_and(|k| get.is_multiple_of(k))
         };
         if get_fails || self.failing_requests.contains(&request) {
             self.injected.fetch_add(1, Ordering::Relaxed);

@@ -75,7 +75,12 @@ impl RetryStore {
         RetryStore { inner, policy }
     }
 
-    async fn retry<T, F, Fut>(&self, what: &str, location: &Path, mut attempt: F) -> object_store::Result<T>
+    async fn retry<T, F, Fut>(
+        &self,
+        what: &str,
+        location: &Path,
+        mut attempt: F,
+    ) -> object_store::Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = object_store::Result<T>>,
@@ -201,8 +206,10 @@ impl ObjectStore for RetryStore {
         to: &Path,
         options: CopyOptions,
     ) -> object_store::Result<()> {
-        self.retry("copy", from, || self.inner.copy_opts(from, to, options.clone()))
-            .await
+        self.retry("copy", from, || {
+            self.inner.copy_opts(from, to, options.clone())
+        })
+        .await
     }
 
     async fn rename_opts(
@@ -255,7 +262,13 @@ mod tests {
         // Requests 1 and 2 fail; the third attempt succeeds.
         let faulty = Arc::new(FaultStore::new(counting).fail_request(1).fail_request(2));
         let store = RetryStore::new(faulty.clone(), quick(3));
-        let bytes = store.get(&Path::from("k")).await.unwrap().bytes().await.unwrap();
+        let bytes = store
+            .get(&Path::from("k"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(&bytes[..], b"value");
         assert_eq!(faulty.injected_faults(), 2);
         assert_eq!(counters.snapshot().get_requests, 1);
@@ -285,7 +298,11 @@ mod tests {
     async fn puts_and_listings_that_fail_up_front_are_retried() {
         let memory = Arc::new(InMemory::new());
         // Request 1 is the first put attempt; request 3 the first list.
-        let faulty = Arc::new(FaultStore::new(memory.clone()).fail_request(1).fail_request(3));
+        let faulty = Arc::new(
+            FaultStore::new(memory.clone())
+                .fail_request(1)
+                .fail_request(3),
+        );
         let store = RetryStore::new(faulty.clone(), quick(1));
         store.put(&Path::from("a"), "1".into()).await.unwrap();
         let listed: Vec<ObjectMeta> = store.list(None).try_collect().await.unwrap();

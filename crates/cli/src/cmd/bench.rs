@@ -1,0 +1,192 @@
+//! `quarry bench`: throughput, latency and memory measurements on real
+//! processes over TCP loopback. Results are printed, never asserted: see
+//! BENCHMARKS.md for figures and the scripts that compare against dask.
+
+use anyhow::{bail, Context, Result};
+use quarry_client::{Client, ClientOptions};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// Benchmarks.
+#[derive(clap::Subcommand)]
+pub enum Bench {
+    /// Map no-op tasks over a scheduler and worker processes: throughput,
+    /// round-trip latency and scheduler memory.
+    Noop(NoopArgs),
+}
+
+/// Options of `quarry bench noop`.
+#[derive(clap::Args)]
+pub struct NoopArgs {
+    /// Tasks to map and gather.
+    #[arg(long, default_value_t = 100_000)]
+    tasks: u64,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    workers: u32,
+    /// Slots per worker.
+    #[arg(long, default_value_t = 1)]
+    nthreads: u32,
+    /// Sequential submit→result round trips to time.
+    #[arg(long, default_value_t = 1000)]
+    roundtrips: u32,
+    /// Start no workers: submit the tasks, wait until the scheduler has
+    /// queued them all, and report its memory.
+    #[arg(long)]
+    queue_only: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(bench: Bench) -> Result<ExitCode> {
+    match bench {
+        Bench::Noop(args) => noop(args).await,
+    }
+}
+
+/// Child processes killed when the benchmark ends, however it ends.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn quarry(args: &[String]) -> Result<Child> {
+    let exe = std::env::current_exe().context("cannot find the quarry executable")?;
+    Command::new(exe)
+        .args(args)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start a quarry process")
+}
+
+/// Peak resident memory of a process (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[rank]
+}
+
+async fn wait_for_workers(client: &Client, n: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.workers().await?.len() < n {
+        if Instant::now() > deadline {
+            bail!("workers did not register within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+async fn noop(args: NoopArgs) -> Result<ExitCode> {
+    let port = free_port()?;
+    let address = format!("tcp://127.0.0.1:{port}");
+    let scratch: PathBuf = std::env::temp_dir().join(format!("quarry-bench-{}", std::process::id()));
+    let mut processes = Processes(Vec::new());
+    processes.0.push(quarry(&[
+        "scheduler".into(),
+        "--listen".into(),
+        address.clone(),
+        "--dashboard".into(),
+        "none".into(),
+    ])?);
+    let scheduler_pid = processes.0[0].id().context("scheduler exited at once")?;
+    let workers = if args.queue_only { 0 } else { args.workers };
+    for i in 0..workers {
+        processes.0.push(quarry(&[
+            "worker".into(),
+            address.clone(),
+            format!("--nthreads={}", args.nthreads),
+            format!("--name=bench-{i}"),
+            "--cache-dir".into(),
+            scratch.join(format!("w{i}")).display().to_string(),
+        ])?);
+    }
+    let mut options = ClientOptions::new(address.clone());
+    options.handshake_timeout = Duration::from_secs(30);
+    let client = Client::connect_with(options).await?;
+    wait_for_workers(&client, workers as usize).await?;
+
+    let report = if args.queue_only {
+        let started = Instant::now();
+        let futures = client.map::<u64, (), _>("noop", 0..args.tasks)?;
+        loop {
+            let jobs = client.jobs().await?;
+            let queued: u64 = jobs.iter().map(|j| j.counts.queued).sum();
+            if queued >= args.tasks {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let rss = peak_rss(scheduler_pid);
+        drop(futures);
+        json!({
+            "bench": "noop-queue-only",
+            "tasks": args.tasks,
+            "workers": 0,
+            "seconds": seconds,
+            "scheduler_peak_rss_bytes": rss,
+            "scheduler_bytes_per_task": rss.map(|r| r as f64 / args.tasks.max(1) as f64),
+        })
+    } else {
+        // Warm up connections and code paths.
+        client.gather(client.map::<u64, (), _>("noop", 0..1000)?).await?;
+        let started = Instant::now();
+        let futures = client.map::<u64, (), _>("noop", 0..args.tasks)?;
+        client.gather(futures).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let mut latencies = Vec::with_capacity(args.roundtrips as usize);
+        for i in 0..args.roundtrips {
+            let t = Instant::now();
+            client.submit::<u32, ()>("noop", &i)?.result().await?;
+            latencies.push(t.elapsed().as_micros() as u64);
+        }
+        latencies.sort_unstable();
+        json!({
+            "bench": "noop",
+            "tasks": args.tasks,
+            "workers": args.workers,
+            "nthreads": args.nthreads,
+            "seconds": seconds,
+            "tasks_per_sec": args.tasks as f64 / seconds,
+            "roundtrips": args.roundtrips,
+            "roundtrip_p50_us": percentile(&latencies, 0.50),
+            "roundtrip_p99_us": percentile(&latencies, 0.99),
+            "scheduler_peak_rss_bytes": peak_rss(scheduler_pid),
+        })
+    };
+    drop(client);
+    drop(processes);
+    let _ = std::fs::remove_dir_all(&scratch);
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,74 @@
+//! Memory per queued task, measured with a counting allocator: the core's
+//! own bookkeeping must stay small next to the task specs themselves.
+
+mod common;
+
+use common::{job_id, task};
+use quarry_core::{Core, CoreConfig, Event};
+use quarry_proto::{ClientId, TaskSpec};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The system allocator, counting bytes currently allocated.
+struct Counting;
+
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn a_queued_task_costs_less_than_250_bytes_beyond_its_spec() {
+    const TASKS: u64 = 300_000;
+    let mut core = Core::new(CoreConfig::default());
+    let mut out = Vec::new();
+    core.handle(
+        0,
+        Event::JobOpened {
+            client: ClientId(1),
+            spec: Arc::new(common::job_spec(1, 0)),
+        },
+        &mut out,
+    );
+    let batches: Vec<Vec<TaskSpec>> = (0..TASKS)
+        .step_by(10_000)
+        .map(|first| (first..first + 10_000).map(|n| task(1, n, "f")).collect())
+        .collect();
+
+    let before = ALLOCATED.load(Ordering::Relaxed);
+    for tasks in batches {
+        core.handle(
+            0,
+            Event::TasksSubmitted {
+                client: ClientId(1),
+                job: job_id(1, 0),
+                tasks,
+            },
+            &mut out,
+        );
+    }
+    let after = ALLOCATED.load(Ordering::Relaxed);
+    assert!(out.is_empty());
+    assert_eq!(core.queued_tasks(), TASKS as usize);
+
+    // The specs moved from the batches into `Arc`s: that adds only the
+    // two reference counts per task. Everything else is the core's.
+    let arc_counts = 2 * std::mem::size_of::<usize>();
+    let per_task = (after - before) as f64 / TASKS as f64 - arc_counts as f64;
+    assert!(per_task < 250.0, "{per_task:.0} bytes per queued task");
+}

@@ -1,0 +1,403 @@
+//! Placement rules: priority and FIFO order, function routing, slots and
+//! prefetch, data locality, rendezvous ownership, the load cap, the
+//! locality wait and work stealing.
+
+mod common;
+
+use common::*;
+use quarry_core::{Command, CoreConfig, Event};
+use quarry_proto::{CacheEntry, JobInfo, TaskId, TaskSpec, WorkerId};
+use std::collections::{BTreeMap, BTreeSet};
+
+fn with_inputs(mut spec: TaskSpec, inputs: &[&quarry_proto::DataRef]) -> TaskSpec {
+    spec.inputs = inputs.iter().map(|d| (*d).clone()).collect();
+    spec
+}
+
+fn info(h: &Harness) -> JobInfo {
+    h.core.job_info(job_id(1, 0), h.now).unwrap()
+}
+
+/// Runs one task at a time on worker 1 and returns the order of tasks.
+fn drain_order(h: &mut Harness, first: Vec<(u32, TaskId, u32)>) -> Vec<TaskId> {
+    let mut order = Vec::new();
+    let mut next = first;
+    while let Some(&(w, t, a)) = next.first() {
+        order.push(t);
+        next = runs(&h.succeed(w, t, a));
+    }
+    order
+}
+
+#[test]
+fn fifo_within_one_priority() {
+    let mut h = Harness::new(no_prefetch());
+    h.open(1, 0);
+    h.submit(1, 0, (0..5).map(|n| task(1, n, "f")).collect());
+    let first = runs(&h.join(1, 1, &["f"]));
+    let order = drain_order(&mut h, first);
+    assert_eq!(order, (0..5).map(|n| task_id(1, n)).collect::<Vec<_>>());
+}
+
+#[test]
+fn higher_priority_first() {
+    let mut h = Harness::new(no_prefetch());
+    h.open(1, 0);
+    let priorities = [0, 0, 5, -1, 5];
+    let tasks = priorities
+        .iter()
+        .enumerate()
+        .map(|(n, &p)| TaskSpec {
+            priority: p,
+            ..task(1, n as u64, "f")
+        })
+        .collect();
+    h.submit(1, 0, tasks);
+    let first = runs(&h.join(1, 1, &["f"]));
+    let order = drain_order(&mut h, first);
+    let expected: Vec<_> = [2, 4, 0, 1, 3].iter().map(|&n| task_id(1, n)).collect();
+    assert_eq!(order, expected);
+}
+
+#[test]
+fn tasks_go_only_to_workers_serving_their_function() {
+    let mut h = Harness::new(no_prefetch());
+    h.join(1, 4, &["g"]);
+    h.open(1, 0);
+    let out = h.submit(1, 0, vec![task(1, 0, "f"), task(1, 1, "g")]);
+    assert_eq!(runs(&out), vec![(1, task_id(1, 1), 1)]);
+    assert_eq!(h.state_of(task_id(1, 0)), "queued");
+    let out = h.join(2, 1, &["f", "h"]);
+    assert_eq!(runs(&out), vec![(2, task_id(1, 0), 1)]);
+}
+
+#[test]
+fn cpus_take_slots() {
+    let mut h = Harness::new(no_prefetch());
+    h.join(1, 4, &["f"]);
+    h.open(1, 0);
+    let cpus = [2, 2, 2, 0, 8];
+    let tasks = cpus
+        .iter()
+        .enumerate()
+        .map(|(n, &c)| TaskSpec {
+            cpus: c,
+            ..task(1, n as u64, "f")
+        })
+        .collect();
+    let out = h.submit(1, 0, tasks);
+    assert_eq!(runs(&out).len(), 2, "two 2-cpu tasks fill 4 slots");
+    let out = h.succeed(1, task_id(1, 0), 1);
+    // Task 2 (2 cpus) and task 3 (0 counts as 1) fit; task 4 waits.
+    assert_eq!(
+        runs(&out).iter().map(|r| r.1).collect::<Vec<_>>(),
+        vec![task_id(1, 2)]
+    );
+    let out = h.succeed(1, task_id(1, 1), 1);
+    assert_eq!(
+        runs(&out).iter().map(|r| r.1).collect::<Vec<_>>(),
+        vec![task_id(1, 3)]
+    );
+    h.succeed(1, task_id(1, 2), 1);
+    // 8 cpus on a 4-slot worker: runs alone, once the worker is empty.
+    let out = h.succeed(1, task_id(1, 3), 1);
+    assert_eq!(runs(&out)[0].1, task_id(1, 4));
+}
+
+#[test]
+fn prefetch_while_tasks_are_short_none_once_they_are_long() {
+    let config = CoreConfig {
+        prefetch_per_slot: 2,
+        prefetch_short_task_ms: 20,
+        ..CoreConfig::default()
+    };
+    let mut h = Harness::new(config);
+    h.join(1, 2, &["f"]);
+    h.open(1, 0);
+    let out = h.submit(1, 0, (0..20).map(|n| task(1, n, "f")).collect());
+    assert_eq!(runs(&out).len(), 6, "2 slots + 2 × 2 prefetch");
+
+    // A 100 ms attempt makes the function long: no more prefetch.
+    h.start(1, task_id(1, 0), 1);
+    h.now = 100;
+    assert!(runs(&h.succeed(1, task_id(1, 0), 1)).is_empty());
+    for n in 1..=3 {
+        assert!(runs(&h.succeed(1, task_id(1, n), 1)).is_empty());
+    }
+    // Two left on the worker: one more finishes, one more is sent.
+    assert_eq!(runs(&h.succeed(1, task_id(1, 4), 1)).len(), 1);
+}
+
+#[test]
+fn work_without_inputs_spreads_over_workers() {
+    let mut h = Harness::new(CoreConfig::default());
+    for w in 1..=10 {
+        h.join(w, 4, &["f"]);
+    }
+    h.open(1, 0);
+    let out = h.submit(1, 0, (0..10).map(|n| task(1, n, "f")).collect());
+    let workers: BTreeSet<u32> = runs(&out).iter().map(|r| r.0).collect();
+    assert_eq!(workers.len(), 10);
+    assert_eq!(info(&h).tasks_local + info(&h).tasks_remote, 0);
+}
+
+#[test]
+fn prefers_the_worker_caching_most_input_bytes() {
+    let (small, big) = (shard("small", 100), shard("big", 1_000));
+    let mut h = Harness::new(no_prefetch());
+    h.join_cached(1, 1, &["f"], &[&small]);
+    h.join_cached(2, 1, &["f"], &[&big]);
+    h.join(3, 1, &["f"]);
+    h.open(1, 0);
+    let out = h.submit(1, 0, vec![with_inputs(task(1, 0, "f"), &[&small, &big])]);
+    assert_eq!(runs(&out), vec![(2, task_id(1, 0), 1)]);
+
+    // Worker 3 caches both now; worker 2 evicted its copy.
+    h.send(Event::CacheDelta {
+        worker: WorkerId(3),
+        added: [&small, &big]
+            .iter()
+            .map(|d| CacheEntry {
+                object_key: d.object_key(),
+                size: d.size,
+            })
+            .collect(),
+        evicted: vec![],
+    });
+    h.send(Event::CacheDelta {
+        worker: WorkerId(2),
+        added: vec![],
+        evicted: vec![big.object_key()],
+    });
+    let out = h.submit(1, 0, vec![with_inputs(task(1, 1, "f"), &[&small, &big])]);
+    assert_eq!(runs(&out), vec![(3, task_id(1, 1), 1)]);
+    assert_eq!((info(&h).tasks_local, info(&h).tasks_remote), (2, 0));
+}
+
+#[test]
+fn a_cache_on_a_worker_not_serving_the_function_does_not_attract() {
+    let data = shard("d", 10);
+    let mut h = Harness::new(no_prefetch());
+    h.join_cached(1, 1, &["g"], &[&data]);
+    h.join(2, 1, &["f"]);
+    h.open(1, 0);
+    let out = h.submit(1, 0, vec![with_inputs(task(1, 0, "f"), &[&data])]);
+    assert_eq!(runs(&out), vec![(2, task_id(1, 0), 1)]);
+    assert_eq!(info(&h).tasks_remote, 1);
+}
+
+/// Which worker each of 40 shard tasks of one job is sent to, with room for
+/// all of them at once.
+fn owners(h: &mut Harness, client: u32, job: u64) -> BTreeMap<String, String> {
+    h.open(client, job);
+    let tasks = (0..40)
+        .map(|n| {
+            with_inputs(
+                task(client, n, "f"),
+                &[&shard(&format!("part-{n}"), 1 << 20)],
+            )
+        })
+        .collect();
+    let out = h.submit(client, job, tasks);
+    runs(&out)
+        .into_iter()
+        .map(|(w, t, _)| {
+            let key = h.core.task_status(t).unwrap().key;
+            (key, h.core.worker_name(WorkerId(w)).unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn rendezvous_owners_are_stable_across_jobs_and_restarts() {
+    let config = CoreConfig {
+        prefetch_per_slot: 100,
+        ..CoreConfig::default()
+    };
+    let mut h = Harness::new(config.clone());
+    for w in 1..=8 {
+        h.join(w, 1 + w % 3, &["f"]);
+    }
+    let first = owners(&mut h, 1, 0);
+    let second = owners(&mut h, 2, 0);
+    assert_eq!(first.len(), 40);
+    assert_eq!(first, second);
+    assert!(first.values().collect::<BTreeSet<_>>().len() > 4);
+    assert_eq!(info(&h).tasks_remote, 40, "nothing was cached yet");
+
+    // A new scheduler, workers joining in another order under other ids but
+    // with the same names: the same shards go to the same names.
+    let mut restarted = Harness::new(config);
+    for w in (1..=8).rev() {
+        restarted.send(Event::WorkerJoined {
+            worker: WorkerId(100 + w),
+            name: format!("w{w}"),
+            slots: 1 + w % 3,
+            functions: vec!["f".into()],
+            inventory: vec![],
+        });
+    }
+    assert_eq!(owners(&mut restarted, 1, 0), first);
+}
+
+#[test]
+fn the_load_cap_sends_overflow_to_the_next_ranked_worker() {
+    let config = CoreConfig {
+        prefetch_per_slot: 100,
+        owner_load_cap: 1.0,
+        ..CoreConfig::default()
+    };
+    let mut h = Harness::new(config);
+    for w in 1..=4 {
+        h.join(w, 1, &["f"]);
+    }
+    h.open(1, 0);
+    // Every task reads the same uncached shard: one owner, capped at its share.
+    let hot = shard("hot", 10);
+    let out = h.submit(
+        1,
+        0,
+        (0..40)
+            .map(|n| with_inputs(task(1, n, "f"), &[&hot]))
+            .collect(),
+    );
+    let mut per_worker: BTreeMap<u32, u32> = BTreeMap::new();
+    for (w, _, _) in runs(&out) {
+        *per_worker.entry(w).or_default() += 1;
+    }
+    assert_eq!(
+        per_worker.values().copied().collect::<Vec<_>>(),
+        vec![10; 4]
+    );
+
+    // Without a binding cap the same tasks all go to the one owner.
+    let mut uncapped = Harness::new(CoreConfig {
+        prefetch_per_slot: 100,
+        owner_load_cap: 100.0,
+        ..CoreConfig::default()
+    });
+    for w in 1..=4 {
+        uncapped.join(w, 1, &["f"]);
+    }
+    uncapped.open(1, 0);
+    let out = uncapped.submit(
+        1,
+        0,
+        (0..40)
+            .map(|n| with_inputs(task(1, n, "f"), &[&hot]))
+            .collect(),
+    );
+    let used: BTreeSet<u32> = runs(&out).iter().map(|r| r.0).collect();
+    assert_eq!(used.len(), 1);
+}
+
+#[test]
+fn a_task_waits_for_its_busy_preferred_worker_then_is_stolen() {
+    let data = shard("d", 10);
+    let mut h = Harness::new(no_prefetch()); // locality wait 500 ms
+    h.join_cached(1, 1, &["f"], &[&data]);
+    h.join(2, 1, &["f"]);
+    h.open(1, 0);
+    let tasks = (0..3)
+        .map(|n| with_inputs(task(1, n, "f"), &[&data]))
+        .collect();
+    let out = h.submit(1, 0, tasks);
+    assert_eq!(runs(&out), vec![(1, task_id(1, 0), 1)], "worker 2 waits");
+    assert!(runs(&h.tick_at(300)).is_empty());
+    // Worker 1 frees up within the wait: it takes the next one itself.
+    let out = h.succeed(1, task_id(1, 0), 1);
+    assert_eq!(runs(&out), vec![(1, task_id(1, 1), 1)]);
+    assert!(runs(&h.tick_at(499)).is_empty());
+    let out = h.tick_at(500);
+    assert_eq!(
+        runs(&out),
+        vec![(2, task_id(1, 2), 1)],
+        "stolen after the wait"
+    );
+    assert_eq!((info(&h).tasks_local, info(&h).tasks_remote), (2, 1));
+}
+
+#[test]
+fn tasks_waiting_for_a_lost_worker_are_placed_again_at_once() {
+    let data = shard("d", 10);
+    let mut h = Harness::new(no_prefetch());
+    h.join_cached(1, 1, &["f"], &[&data]);
+    h.join(2, 1, &["f"]);
+    h.open(1, 0);
+    let tasks = (0..2)
+        .map(|n| with_inputs(task(1, n, "f"), &[&data]))
+        .collect();
+    h.submit(1, 0, tasks);
+    let out = h.send(Event::WorkerLeft {
+        worker: WorkerId(1),
+    });
+    // Worker 2 takes the task that ran on worker 1 first; the other waits
+    // for a free slot, not for the locality wait.
+    assert_eq!(runs(&out), vec![(2, task_id(1, 0), 2)]);
+    let out = h.succeed(2, task_id(1, 0), 2);
+    assert_eq!(runs(&out), vec![(2, task_id(1, 1), 1)]);
+}
+
+/// SPARK-18886: tasks that all prefer one worker must not leave the rest
+/// of the cluster idle once their locality wait is over, even while the
+/// preferred worker keeps launching local tasks.
+#[test]
+fn a_locality_preference_never_leaves_most_workers_idle() {
+    let data = shard("hot", 1 << 30);
+    let mut h = Harness::new(no_prefetch());
+    h.join_cached(0, 1, &["f"], &[&data]);
+    for w in 1..100 {
+        h.join(w, 1, &["f"]);
+    }
+    h.open(1, 0);
+    let tasks = (0..1_000)
+        .map(|n| with_inputs(task(1, n, "f"), &[&data]))
+        .collect();
+    let out = h.submit(1, 0, tasks);
+    assert_eq!(
+        runs(&out).len(),
+        1,
+        "only the preferred worker starts at once"
+    );
+
+    // The preferred worker keeps finishing and launching local tasks during
+    // the wait: that must not extend the others' wait.
+    let mut current = runs(&out)[0];
+    for now in [100, 200, 300, 400] {
+        h.now = now;
+        let next = runs(&h.succeed(0, current.1, current.2));
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].0, 0);
+        current = next[0];
+        assert!(runs(&h.tick_at(now + 50)).is_empty());
+    }
+
+    let out = h.tick_at(500);
+    let busy: BTreeSet<u32> = runs(&out).iter().map(|r| r.0).collect();
+    assert_eq!(busy, (1..100).collect(), "every other worker got work");
+    // And they keep getting work as they finish.
+    let (w, t, a) = runs(&out)[17];
+    assert_eq!(runs(&h.succeed(w, t, a)).len(), 1);
+    assert_eq!(h.core.queued_tasks(), 1_000 - 5 - 99 - 1);
+    let stats = info(&h);
+    assert_eq!((stats.tasks_local, stats.tasks_remote), (5, 100));
+}
+
+#[test]
+fn job_context_is_sent_before_runs_to_each_worker() {
+    let mut h = Harness::new(CoreConfig::default());
+    for w in 1..=3 {
+        h.join(w, 2, &["f"]);
+    }
+    h.open(1, 0);
+    let out = h.submit(1, 0, (0..30).map(|n| task(1, n, "f")).collect());
+    let mut sent = BTreeSet::new();
+    for command in &out {
+        match command {
+            Command::SendJob { worker, .. } => assert!(sent.insert(worker.0), "once per worker"),
+            Command::Run { worker, .. } => assert!(sent.contains(&worker.0)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(sent.len(), 3);
+}

@@ -1,0 +1,145 @@
+//! One attempt of one task: stage inputs, run the function (or command),
+//! turn the result into a [`Value`], and report.
+
+use crate::inputs::Inputs;
+use crate::registry::{Registry, TaskContext};
+use quarry_proto::{
+    ErrorKind, JobSpec, Limits, TaskAssignment, TaskError, TaskOutcome, TaskReport, TaskStats,
+    Value,
+};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Everything an attempt needs, moved into its tokio task.
+pub(crate) struct Attempt {
+    pub(crate) assignment: TaskAssignment,
+    pub(crate) job: Arc<JobSpec>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) inputs: Arc<Inputs>,
+    pub(crate) limits: Limits,
+    pub(crate) scratch_root: PathBuf,
+}
+
+/// A finished attempt and the slots it gives back.
+pub(crate) struct Finished {
+    pub(crate) report: TaskReport,
+    pub(crate) cpus: u32,
+}
+
+/// What an attempt produced before it is reported.
+pub(crate) struct Produced {
+    pub(crate) value: Value,
+    pub(crate) outputs: Vec<String>,
+}
+
+pub(crate) fn failure(kind: ErrorKind, message: impl Into<String>) -> TaskError {
+    TaskError {
+        kind,
+        message: message.into(),
+    }
+}
+
+pub(crate) async fn execute(attempt: Attempt) -> TaskReport {
+    let started = Instant::now();
+    let mut stats = TaskStats::default();
+    let scratch = attempt.scratch_root.join(format!(
+        "{}-{}",
+        attempt.assignment.task.id.0, attempt.assignment.attempt
+    ));
+    let outcome = match run(&attempt, &scratch, &mut stats).await {
+        Ok(produced) => (TaskOutcome::Ok(produced.value), produced.outputs),
+        Err(error) => (TaskOutcome::Err(error), Vec::new()),
+    };
+    // Scratch space never outlives its attempt.
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    stats.duration_ms = started.elapsed().as_millis() as u64;
+    TaskReport {
+        task: attempt.assignment.task.id,
+        attempt: attempt.assignment.attempt,
+        outcome: outcome.0,
+        outputs: outcome.1,
+        stats,
+    }
+}
+
+async fn run(
+    attempt: &Attempt,
+    scratch: &std::path::Path,
+    stats: &mut TaskStats,
+) -> Result<Produced, TaskError> {
+    let task = attempt.assignment.task.clone();
+    let staged = attempt.inputs.stage(&task, &attempt.job, stats).await?;
+    tokio::fs::create_dir_all(scratch).await.map_err(|e| {
+        failure(
+            ErrorKind::Failed,
+            format!("cannot create scratch directory {}: {e}", scratch.display()),
+        )
+    })?;
+    let timeout = task.timeout_ms.map(Duration::from_millis);
+    if task.function == crate::command::COMMAND_FUNCTION {
+        return crate::command::run(attempt, &staged, scratch, timeout).await;
+    }
+    let function = attempt.registry.get(&task.function).ok_or_else(|| {
+        failure(
+            ErrorKind::Rejected,
+            format!(
+                "this worker has no function named `{}`; it serves: {}",
+                task.function,
+                attempt.registry.names().join(", ")
+            ),
+        )
+    })?;
+    let ctx = TaskContext {
+        task: task.clone(),
+        attempt: attempt.assignment.attempt,
+        inputs: staged.inputs.clone(),
+        broadcast: staged.broadcast.clone(),
+        scratch: scratch.to_path_buf(),
+    };
+    let args = staged.args.clone();
+    let call = tokio::task::spawn_blocking(move || {
+        let args = args.as_deref().unwrap_or(&ctx.task.args);
+        catch_unwind(AssertUnwindSafe(|| function(&ctx, args)))
+    });
+    let joined = match timeout {
+        Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
+            failure(
+                ErrorKind::TimedOut,
+                format!("task ran longer than its {} ms timeout", limit.as_millis()),
+            )
+        })?,
+        None => call.await,
+    };
+    let bytes = match joined {
+        Ok(Ok(Ok(bytes))) => bytes,
+        Ok(Ok(Err(message))) => return Err(failure(ErrorKind::Failed, message)),
+        Ok(Err(panic)) => {
+            return Err(failure(
+                ErrorKind::Panicked,
+                format!("task panicked: {}", panic_text(panic.as_ref())),
+            ))
+        }
+        Err(join) => return Err(failure(ErrorKind::Panicked, join.to_string())),
+    };
+    drop(staged);
+    let value = attempt
+        .inputs
+        .result_value(bytes, &attempt.job, &task, &attempt.limits)
+        .await?;
+    Ok(Produced {
+        value,
+        outputs: Vec::new(),
+    })
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text.to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "(a non-text panic payload)".to_string()
+    }
+}
