@@ -7,6 +7,7 @@
 
 mod cmd;
 mod config;
+mod jobs;
 mod keys;
 
 use clap::{Parser, Subcommand};
@@ -14,10 +15,16 @@ use clap::{Parser, Subcommand};
 /// quarry: run functions and commands over data in object stores, across
 /// many machines.
 ///
-/// Start a scheduler, point workers at it, then submit work:
+/// Run a job file with nothing to start first (an embedded scheduler and
+/// workers):
+///
+///   quarry run examples/wordcount/job.yaml
+///
+/// Or start a scheduler, point workers at it, then submit work:
 ///
 ///   quarry scheduler                                  # tcp://0.0.0.0:8786
 ///   quarry worker tcp://SCHEDULER:8786 --nthreads 1 --nprocs 12
+///   quarry submit job.yaml --watch                    # or: quarry jobs, results JOB
 ///   cargo run --example inc -- tcp://SCHEDULER:8786
 ///
 /// Logs go to stderr; set RUST_LOG (for example RUST_LOG=debug) for more.
@@ -36,16 +43,36 @@ enum Command {
     Worker(cmd::worker::Args),
     /// Write CURVE key pairs for the scheduler, clients and workers.
     Keygen(cmd::keygen::Args),
+    /// Check a job file and show its task count and first tasks; runs nothing.
+    Validate(cmd::validate::Args),
+    /// Run a job file on an embedded scheduler and workers in this process.
+    Run(cmd::run::Args),
+    /// Send a job file to a running scheduler (--watch to follow it).
+    Submit(cmd::submit::Args),
+    /// List the scheduler's jobs.
+    Jobs(cmd::jobs::JobsArgs),
+    /// Show a job's progress and metrics (or, without JOB, the scheduler's).
+    Status(cmd::jobs::StatusArgs),
+    /// Cancel every unfinished task of a job.
+    Cancel(cmd::jobs::CancelArgs),
+    /// Show one row per task of a job: state, result, outputs, metrics.
+    Results(cmd::results::Args),
     /// Measure quarry (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(cmd::bench::Bench),
 }
 
-fn init_logging() {
+/// Servers log what they do; the job commands print their own progress, so
+/// only warnings and errors are logged unless RUST_LOG says otherwise.
+fn init_logging(command: &Command) {
+    let default = match command {
+        Command::Scheduler(_) | Command::Worker(_) | Command::Bench(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -53,7 +80,7 @@ fn init_logging() {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(&cli.command);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -66,6 +93,13 @@ fn main() -> std::process::ExitCode {
             Command::Scheduler(args) => cmd::scheduler::run(args).await,
             Command::Worker(args) => cmd::worker::run(args).await,
             Command::Keygen(args) => cmd::keygen::run(args),
+            Command::Validate(args) => cmd::validate::run(args).await,
+            Command::Run(args) => cmd::run::run(args).await,
+            Command::Submit(args) => cmd::submit::run(args).await,
+            Command::Jobs(args) => cmd::jobs::jobs(args).await,
+            Command::Status(args) => cmd::jobs::status(args).await,
+            Command::Cancel(args) => cmd::jobs::cancel(args).await,
+            Command::Results(args) => cmd::results::run(args).await,
             Command::Bench(bench) => cmd::bench::run(bench).await,
         }
     });

@@ -25,8 +25,10 @@ mod client;
 mod error;
 mod future;
 mod job;
+mod prefix;
 
 pub use client::{Client, ClientOptions};
 pub use error::ClientError;
 pub use future::{as_completed, for_each_completed, TaskFuture};
 pub use job::{Job, JobOptions};
+pub use prefix::{MapPrefixOptions, PrefixMap, PrefixProgress, PrefixResult};

@@ -52,7 +52,7 @@ pub enum ConnectionEvent {
 /// clone is dropped.
 #[derive(Clone)]
 pub struct Connection {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Vec<Vec<u8>>>,
     waker: Arc<Waker>,
 }
 
@@ -60,7 +60,12 @@ impl Connection {
     /// Queues one encoded message; the I/O thread batches queued messages
     /// into frames.
     pub fn send(&self, encoded: Vec<u8>) {
-        if self.tx.send(encoded).is_ok() {
+        self.send_batch(vec![encoded]);
+    }
+
+    /// Queues many encoded messages with one hand-over to the I/O thread.
+    pub fn send_batch(&self, batch: Vec<Vec<u8>>) {
+        if !batch.is_empty() && self.tx.send(batch).is_ok() {
             self.waker.wake();
         }
     }
@@ -147,7 +152,7 @@ struct IoThread {
     socket: zmq::Socket,
     monitor: zmq::Socket,
     waker: Arc<Waker>,
-    outbound: mpsc::Receiver<Vec<u8>>,
+    outbound: mpsc::Receiver<Vec<Vec<u8>>>,
     events: tokio_mpsc::Sender<ConnectionEvent>,
     limits: Limits,
     backlog: VecDeque<Vec<u8>>,
@@ -258,11 +263,15 @@ impl IoThread {
         let mut disconnected = false;
         loop {
             match self.outbound.try_recv() {
-                Ok(encoded) => match builder.push(encoded) {
-                    Ok(Some(frame)) => self.backlog.push_back(frame),
-                    Ok(None) => {}
-                    Err(e) => warn!("dropping a message that cannot be framed: {e}"),
-                },
+                Ok(batch) => {
+                    for encoded in batch {
+                        match builder.push(encoded) {
+                            Ok(Some(frame)) => self.backlog.push_back(frame),
+                            Ok(None) => {}
+                            Err(e) => warn!("dropping a message that cannot be framed: {e}"),
+                        }
+                    }
+                }
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
                     disconnected = true;

@@ -55,9 +55,8 @@ pub struct Incoming {
     pub body: Result<Envelope, ProtoError>,
 }
 
-enum Outbound {
-    Send(PeerId, Vec<u8>),
-}
+/// Encoded messages for peers, queued as one batch.
+type Outbound = Vec<(PeerId, Vec<u8>)>;
 
 /// The sending half of a bound ROUTER socket. Cloning is cheap; the I/O
 /// thread stops when every clone is dropped.
@@ -73,7 +72,13 @@ impl Server {
     /// Queues one encoded message (from [`quarry_proto::encode_message`])
     /// for a peer; the I/O thread batches it with others for that peer.
     pub fn send(&self, peer: &PeerId, encoded: Vec<u8>) {
-        if self.tx.send(Outbound::Send(peer.clone(), encoded)).is_ok() {
+        self.send_batch(vec![(peer.clone(), encoded)]);
+    }
+
+    /// Queues many encoded messages at once: one hand-over to the I/O
+    /// thread, which frames each peer's messages together.
+    pub fn send_batch(&self, batch: Vec<(PeerId, Vec<u8>)>) {
+        if !batch.is_empty() && self.tx.send(batch).is_ok() {
             self.waker.wake();
         }
     }
@@ -270,15 +275,19 @@ impl IoThread {
         let mut disconnected = false;
         loop {
             match self.outbound.try_recv() {
-                Ok(Outbound::Send(peer, encoded)) => {
-                    let builder = self
-                        .pending
-                        .entry(peer.clone())
-                        .or_insert_with(|| FrameBuilder::new(self.limits.max_frame_bytes));
-                    match builder.push(encoded) {
-                        Ok(Some(frame)) => self.backlog.entry(peer).or_default().push_back(frame),
-                        Ok(None) => {}
-                        Err(e) => warn!("dropping a message that cannot be framed: {e}"),
+                Ok(batch) => {
+                    for (peer, encoded) in batch {
+                        let builder = self
+                            .pending
+                            .entry(peer.clone())
+                            .or_insert_with(|| FrameBuilder::new(self.limits.max_frame_bytes));
+                        match builder.push(encoded) {
+                            Ok(Some(frame)) => {
+                                self.backlog.entry(peer).or_default().push_back(frame)
+                            }
+                            Ok(None) => {}
+                            Err(e) => warn!("dropping a message that cannot be framed: {e}"),
+                        }
                     }
                 }
                 Err(mpsc::TryRecvError::Empty) => break,

@@ -5,6 +5,7 @@ use quarry_proto::{
     encode_message, ClientId, Envelope, Limits, Message, Role, TaskSpec, WorkerId, WorkerInfo,
     PROTOCOL_VERSION,
 };
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -133,6 +134,7 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, Scheduler
         next_worker: 1,
         next_client: 1,
         commands: Vec::new(),
+        outbox: RefCell::new(Vec::new()),
         snapshot,
     };
     let task = tokio::spawn(state.run(incoming, stop_rx));
@@ -164,6 +166,10 @@ struct Shell {
     next_worker: u32,
     next_client: u32,
     commands: Vec<Command>,
+    /// Encoded messages waiting for the end of this turn of the loop. A
+    /// `RefCell` because replies are queued from `&self` helpers; the shell
+    /// is owned by one task, so borrows never overlap.
+    outbox: RefCell<Vec<(PeerId, Vec<u8>)>>,
     snapshot: Arc<RwLock<Snapshot>>,
 }
 
@@ -199,9 +205,11 @@ impl Shell {
         info!("scheduler stopped");
     }
 
+    /// Queues a message; [`Shell::flush`] hands the whole outbox to the
+    /// I/O thread at once, so that replies to one frame travel together.
     fn send(&self, peer: &PeerId, message: &Message) {
         match encode_message(message) {
-            Ok(bytes) => self.server.send(peer, bytes),
+            Ok(bytes) => self.outbox.borrow_mut().push((peer.clone(), bytes)),
             Err(e) => warn!("cannot encode {} for a peer: {e}", message.kind()),
         }
     }
@@ -569,6 +577,7 @@ impl Shell {
         // Reuse the allocation.
         self.commands = commands;
         self.commands.clear();
+        self.server.send_batch(self.outbox.take());
     }
 
     fn to_worker(&self, worker: WorkerId, message: &Message) {

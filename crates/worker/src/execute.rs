@@ -11,6 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// Everything an attempt needs, moved into its tokio task.
 pub(crate) struct Attempt {
@@ -41,19 +42,29 @@ pub(crate) fn failure(kind: ErrorKind, message: impl Into<String>) -> TaskError 
     }
 }
 
-pub(crate) async fn execute(attempt: Attempt) -> TaskReport {
+/// Runs one attempt to its report. When `cancelled` turns true the attempt
+/// is dropped where it stands, which kills a running command's process
+/// group.
+pub(crate) async fn execute(attempt: Attempt, mut cancelled: watch::Receiver<bool>) -> TaskReport {
     let started = Instant::now();
     let mut stats = TaskStats::default();
     let scratch = attempt.scratch_root.join(format!(
         "{}-{}",
         attempt.assignment.task.id.0, attempt.assignment.attempt
     ));
-    let outcome = match run(&attempt, &scratch, &mut stats).await {
+    let result = tokio::select! {
+        result = run(&attempt, &scratch, &mut stats) => result,
+        _ = cancelled.wait_for(|c| *c) => Err(failure(ErrorKind::Cancelled, "cancelled")),
+    };
+    let outcome = match result {
         Ok(produced) => (TaskOutcome::Ok(produced.value), produced.outputs),
         Err(error) => (TaskOutcome::Err(error), Vec::new()),
     };
-    // Scratch space never outlives its attempt.
-    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    // Scratch space never outlives its attempt. Most function attempts never
+    // create it, so check before paying for a removal.
+    if scratch.exists() {
+        let _ = tokio::fs::remove_dir_all(&scratch).await;
+    }
     stats.duration_ms = started.elapsed().as_millis() as u64;
     TaskReport {
         task: attempt.assignment.task.id,
@@ -71,12 +82,6 @@ async fn run(
 ) -> Result<Produced, TaskError> {
     let task = attempt.assignment.task.clone();
     let staged = attempt.inputs.stage(&task, &attempt.job, stats).await?;
-    tokio::fs::create_dir_all(scratch).await.map_err(|e| {
-        failure(
-            ErrorKind::Failed,
-            format!("cannot create scratch directory {}: {e}", scratch.display()),
-        )
-    })?;
     let timeout = task.timeout_ms.map(Duration::from_millis);
     if task.function == crate::command::COMMAND_FUNCTION {
         return crate::command::run(attempt, &staged, scratch, timeout).await;
@@ -99,29 +104,34 @@ async fn run(
         scratch: scratch.to_path_buf(),
     };
     let args = staged.args.clone();
-    let call = tokio::task::spawn_blocking(move || {
+    let call = move || {
         let args = args.as_deref().unwrap_or(&ctx.task.args);
         catch_unwind(AssertUnwindSafe(|| function(&ctx, args)))
-    });
-    let joined = match timeout {
-        Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
-            failure(
-                ErrorKind::TimedOut,
-                format!("task ran longer than its {} ms timeout", limit.as_millis()),
-            )
-        })?,
-        None => call.await,
     };
-    let bytes = match joined {
-        Ok(Ok(Ok(bytes))) => bytes,
-        Ok(Ok(Err(message))) => return Err(failure(ErrorKind::Failed, message)),
-        Ok(Err(panic)) => {
+    // `execute` already runs on a blocking-pool thread, so without a timeout
+    // the function runs right here; with one it needs a thread of its own
+    // that can be abandoned when time is up.
+    let returned = match timeout {
+        None => call(),
+        Some(limit) => tokio::time::timeout(limit, tokio::task::spawn_blocking(call))
+            .await
+            .map_err(|_| {
+                failure(
+                    ErrorKind::TimedOut,
+                    format!("task ran longer than its {} ms timeout", limit.as_millis()),
+                )
+            })?
+            .map_err(|join| failure(ErrorKind::Panicked, join.to_string()))?,
+    };
+    let bytes = match returned {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(message)) => return Err(failure(ErrorKind::Failed, message)),
+        Err(panic) => {
             return Err(failure(
                 ErrorKind::Panicked,
                 format!("task panicked: {}", panic_text(panic.as_ref())),
             ))
         }
-        Err(join) => return Err(failure(ErrorKind::Panicked, join.to_string())),
     };
     drop(staged);
     let value = attempt

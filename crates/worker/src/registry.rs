@@ -53,7 +53,8 @@ pub struct TaskContext {
     pub inputs: Vec<Shard>,
     /// The job's broadcast inputs, by name.
     pub broadcast: HashMap<String, Shard>,
-    /// A scratch directory for this attempt, removed afterwards.
+    /// Where this attempt's scratch directory goes; see
+    /// [`TaskContext::scratch`].
     pub scratch: PathBuf,
 }
 
@@ -65,9 +66,11 @@ impl TaskContext {
             .ok_or_else(|| format!("the job has no broadcast input named `{name}`"))
     }
 
-    /// The scratch directory.
-    pub fn scratch(&self) -> &Path {
-        &self.scratch
+    /// This attempt's scratch directory, created on first use and removed
+    /// when the attempt ends.
+    pub fn scratch(&self) -> std::io::Result<&Path> {
+        std::fs::create_dir_all(&self.scratch)?;
+        Ok(&self.scratch)
     }
 }
 

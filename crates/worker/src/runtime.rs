@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 /// How a worker is set up.
@@ -77,8 +77,15 @@ pub enum WorkerError {
 
 /// How long to wait for a Welcome before saying Hello again.
 const HELLO_RETRY: Duration = Duration::from_secs(2);
-/// How often cache inventory changes are batched to the scheduler.
-const INVENTORY_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the worker ticks: cache inventory batches, heartbeats, and
+/// announcing tasks that have been running for a while.
+const TICK: Duration = Duration::from_millis(100);
+/// Reports are sent at once when the local queue holds this few tasks.
+const REPORT_LOW_WATER: usize = 4;
+/// Reports are sent once this many are waiting.
+const REPORT_BATCH: usize = 64;
+/// Reports never wait longer than this.
+const REPORT_DELAY: Duration = Duration::from_millis(2);
 
 /// Runs a worker until `shutdown` completes or the scheduler refuses it for
 /// good. Reconnects (and says Hello again) by itself after the scheduler
@@ -108,11 +115,14 @@ pub async fn run_worker(
         last_hello: None,
         heartbeat: Duration::from_secs(1),
         last_heartbeat: Instant::now(),
+        outbox: Vec::new(),
+        outbox_since: Instant::now(),
     };
     worker.hello();
-    let mut tick = tokio::time::interval(INVENTORY_INTERVAL);
+    let mut tick = tokio::time::interval(TICK);
     tokio::pin!(shutdown);
     loop {
+        let report_deadline = tokio::time::Instant::from_std(worker.outbox_since + REPORT_DELAY);
         tokio::select! {
             event = events.recv() => match event {
                 Some(event) => worker.on_event(event)?,
@@ -125,18 +135,26 @@ pub async fn run_worker(
                 }
                 worker.start_queued();
             }
+            _ = tokio::time::sleep_until(report_deadline), if !worker.outbox.is_empty() => {}
             _ = tick.tick() => worker.on_tick(),
             _ = &mut shutdown => {
                 info!("worker shutting down");
+                worker.flush(true);
                 return Ok(());
             }
         }
+        worker.flush(false);
     }
 }
 
 struct Running {
-    abort: AbortHandle,
+    cancel: watch::Sender<bool>,
     cpus: u32,
+    attempt: u32,
+    started: Instant,
+    /// Whether the scheduler was told it runs. Short tasks never are: their
+    /// report says it all, and skipping the message halves the traffic.
+    announced: bool,
 }
 
 struct Worker {
@@ -155,13 +173,40 @@ struct Worker {
     last_hello: Option<Instant>,
     heartbeat: Duration,
     last_heartbeat: Instant,
+    outbox: Vec<Vec<u8>>,
+    outbox_since: Instant,
 }
 
+/// Tasks running longer than this are announced to the scheduler (so that
+/// status shows them as running).
+const ANNOUNCE_AFTER: Duration = Duration::from_millis(100);
+
 impl Worker {
-    fn send(&self, message: &Message) {
+    /// Queues a message for the next [`Worker::flush`].
+    fn send(&mut self, message: &Message) {
         match encode_message(message) {
-            Ok(bytes) => self.conn.send(bytes),
+            Ok(bytes) => {
+                if self.outbox.is_empty() {
+                    self.outbox_since = Instant::now();
+                }
+                self.outbox.push(bytes);
+            }
             Err(e) => warn!("cannot encode {}: {e}", message.kind()),
+        }
+    }
+
+    /// Sends what is queued when it is worth a frame: while the local
+    /// queue still holds work, reports gather into batches (the scheduler
+    /// then answers each batch with one batch of new tasks); when the queue
+    /// runs low, or a report has waited `REPORT_DELAY`, they go at once, so
+    /// a lone task's round trip is not delayed.
+    fn flush(&mut self, force: bool) {
+        let due = force
+            || self.queue.len() <= REPORT_LOW_WATER
+            || self.outbox.len() >= REPORT_BATCH
+            || self.outbox_since.elapsed() >= REPORT_DELAY;
+        if due && !self.outbox.is_empty() {
+            self.conn.send_batch(std::mem::take(&mut self.outbox));
         }
     }
 
@@ -172,7 +217,14 @@ impl Worker {
             role: Role::Worker,
             name: self.options.name.clone(),
             slots: self.nthreads,
-            functions: self.registry.names(),
+            // Every worker also runs command tasks; the scheduler places a
+            // task only on workers that announce its function.
+            functions: self
+                .registry
+                .names()
+                .into_iter()
+                .chain([crate::command::COMMAND_FUNCTION.to_owned()])
+                .collect(),
             inventory: self.inputs.inventory(),
         });
     }
@@ -235,7 +287,7 @@ impl Worker {
         self.registered = false;
         self.queue.clear();
         for (_, running) in self.running.drain() {
-            running.abort.abort();
+            let _ = running.cancel.send(true);
         }
         self.free_slots = self.nthreads;
     }
@@ -243,9 +295,9 @@ impl Worker {
     fn cancel(&mut self, task: TaskId) {
         self.queue.retain(|a| a.task.id != task);
         if let Some(running) = self.running.remove(&task) {
-            // A Rust function already inside its blocking thread runs to
-            // completion; its result is discarded. Commands are killed.
-            running.abort.abort();
+            // A Rust function already inside its thread runs to completion;
+            // its result is discarded. Commands are killed.
+            let _ = running.cancel.send(true);
             self.free_slots += running.cpus;
         }
     }
@@ -260,6 +312,18 @@ impl Worker {
         if self.last_heartbeat.elapsed() >= self.heartbeat {
             self.last_heartbeat = Instant::now();
             self.send(&Message::Heartbeat);
+        }
+        let due: Vec<(TaskId, u32)> = self
+            .running
+            .iter_mut()
+            .filter(|(_, r)| !r.announced && r.started.elapsed() >= ANNOUNCE_AFTER)
+            .map(|(task, r)| {
+                r.announced = true;
+                (*task, r.attempt)
+            })
+            .collect();
+        for (task, attempt) in due {
+            self.send(&Message::TaskStarted { task, attempt });
         }
         let (added, evicted) = self.inputs.take_delta();
         if !added.is_empty() || !evicted.is_empty() {
@@ -281,11 +345,9 @@ impl Worker {
                 continue;
             };
             self.free_slots -= cpus;
-            self.send(&Message::TaskStarted {
-                task: assignment.task.id,
-                attempt: assignment.attempt,
-            });
             let task = assignment.task.id;
+            let attempt_number = assignment.attempt;
+            let (cancel, cancelled) = watch::channel(false);
             let attempt = Attempt {
                 assignment,
                 job,
@@ -295,15 +357,22 @@ impl Worker {
                 scratch_root: self.options.scratch_dir.clone(),
             };
             let done = self.done_tx.clone();
-            let handle = tokio::spawn(async move {
-                let report = execute(attempt).await;
+            let runtime = tokio::runtime::Handle::current();
+            // One hop to a blocking-pool thread runs the whole attempt: the
+            // function itself blocks, and its async parts (staging, uploads)
+            // run there too, instead of bouncing between threads.
+            tokio::task::spawn_blocking(move || {
+                let report = runtime.block_on(execute(attempt, cancelled));
                 let _ = done.send(Finished { report, cpus });
             });
             self.running.insert(
                 task,
                 Running {
-                    abort: handle.abort_handle(),
+                    cancel,
                     cpus,
+                    attempt: attempt_number,
+                    started: Instant::now(),
+                    announced: false,
                 },
             );
         }

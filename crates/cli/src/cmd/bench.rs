@@ -16,6 +16,12 @@ pub enum Bench {
     /// Map no-op tasks over a scheduler and worker processes: throughput,
     /// round-trip latency and scheduler memory.
     Noop(NoopArgs),
+    /// Map a word count over a prefix several times with the same workers:
+    /// store and cache bytes, locality and time per pass.
+    Prefix(super::bench_prefix::PrefixArgs),
+    /// Run command tasks (`true`) over a scheduler and worker processes:
+    /// throughput, comparable with HyperQueue's and `xargs -P`.
+    Command(super::bench_command::CommandArgs),
 }
 
 /// Options of `quarry bench noop`.
@@ -45,11 +51,13 @@ pub struct NoopArgs {
 pub async fn run(bench: Bench) -> Result<ExitCode> {
     match bench {
         Bench::Noop(args) => noop(args).await,
+        Bench::Command(args) => super::bench_command::command(args).await,
+        Bench::Prefix(args) => super::bench_prefix::prefix(args).await,
     }
 }
 
 /// Child processes killed when the benchmark ends, however it ends.
-struct Processes(Vec<Child>);
+pub(super) struct Processes(pub(super) Vec<Child>);
 
 impl Drop for Processes {
     fn drop(&mut self) {
@@ -59,12 +67,12 @@ impl Drop for Processes {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
 
-fn quarry(args: &[String]) -> Result<Child> {
+pub(super) fn quarry(args: &[String]) -> Result<Child> {
     let exe = std::env::current_exe().context("cannot find the quarry executable")?;
     Command::new(exe)
         .args(args)
@@ -91,7 +99,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank]
 }
 
-async fn wait_for_workers(client: &Client, n: usize) -> Result<()> {
+pub(super) async fn wait_for_workers(client: &Client, n: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while client.workers().await?.len() < n {
         if Instant::now() > deadline {

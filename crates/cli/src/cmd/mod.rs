@@ -1,6 +1,13 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_command;
+pub mod bench_prefix;
+pub mod jobs;
 pub mod keygen;
+pub mod results;
+pub mod run;
 pub mod scheduler;
+pub mod submit;
+pub mod validate;
 pub mod worker;

@@ -87,7 +87,12 @@ impl Core {
                 let retryable =
                     !matches!(error.kind, ErrorKind::InputChanged | ErrorKind::Rejected);
                 if retryable && task.errors <= task.spec.retries {
-                    debug!(task = %task.spec.id, attempt = task.attempt, error = %error.message, "attempt failed, retrying");
+                    debug!(
+                        task = %task.spec.id,
+                        attempt = task.attempt,
+                        error = %error.message,
+                        "attempt failed, retrying"
+                    );
                     self.requeue(t, now);
                 } else {
                     self.finalize(t, TaskState::Failed, TaskOutcome::Err(error), now, out);

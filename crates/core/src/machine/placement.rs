@@ -119,10 +119,14 @@ impl Core {
         let cached = self
             .locality
             .cached_bytes(&task.spec.inputs, |w| function.is_served_by(w));
+        // Most bytes; among equals the less loaded worker, then the older.
+        let rank = |&&(w, bytes): &&(u32, u64)| {
+            (bytes, Reverse(self.workers[w as usize].load), Reverse(w))
+        };
         let most_cached = cached
             .iter()
             .filter(|&&(_, bytes)| bytes > 0)
-            .max_by_key(|&&(w, bytes)| (bytes, Reverse(self.workers[w as usize].load), Reverse(w)));
+            .max_by_key(rank);
         match most_cached {
             Some(&(w, _)) => Some(w),
             None => self.rendezvous_owner(t),

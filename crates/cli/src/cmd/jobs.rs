@@ -1,0 +1,266 @@
+//! `quarry jobs`, `quarry status [JOB]` and `quarry cancel JOB`: looking at
+//! and stopping the jobs of a running scheduler.
+
+use crate::jobs::connect::{find_job, is_default_job, SchedulerArgs};
+use crate::jobs::progress::{cache_hit_percent, locality_line, progress_line};
+use crate::jobs::view::duration_text;
+use anyhow::Result;
+use indicatif::HumanBytes;
+use quarry_proto::{JobInfo, JobState};
+use std::process::ExitCode;
+
+/// Options of `quarry jobs`.
+#[derive(clap::Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+    /// Print JSON (one object per job) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of `quarry status`.
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// A job id (j123 or 123) or name; without it, the scheduler's workers
+    /// and jobs.
+    job: Option<String>,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of `quarry cancel`.
+#[derive(clap::Args)]
+pub struct CancelArgs {
+    /// A job id (j123 or 123) or name.
+    job: String,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+}
+
+/// The jobs worth listing: every named job, and library clients' default
+/// jobs only when they hold tasks.
+fn listed(jobs: Vec<JobInfo>) -> Vec<JobInfo> {
+    jobs.into_iter()
+        .filter(|j| !is_default_job(j.id) || j.counts.total > 0)
+        .collect()
+}
+
+fn state_text(state: JobState) -> &'static str {
+    match state {
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+fn job_json(info: &JobInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": info.id.to_string(),
+        "name": info.name,
+        "state": state_text(info.state),
+        "counts": {
+            "total": info.counts.total,
+            "queued": info.counts.queued,
+            "assigned": info.counts.assigned,
+            "running": info.counts.running,
+            "done": info.counts.done,
+            "failed": info.counts.failed,
+            "cancelled": info.counts.cancelled,
+        },
+        "tasks_local": info.tasks_local,
+        "tasks_remote": info.tasks_remote,
+        "bytes_from_cache": info.stats.bytes_from_cache,
+        "bytes_from_store": info.stats.bytes_from_store,
+        "cache_hits": info.stats.cache_hits,
+        "cache_misses": info.stats.cache_misses,
+        "cache_hit_percent": cache_hit_percent(info),
+        "elapsed_ms": info.elapsed_ms,
+    })
+}
+
+fn jobs_table(jobs: &[JobInfo]) -> String {
+    let header = [
+        "ID", "NAME", "STATE", "TASKS", "DONE", "FAILED", "RUNNING", "QUEUED", "ELAPSED",
+    ];
+    let rows: Vec<[String; 9]> = jobs
+        .iter()
+        .map(|j| {
+            [
+                j.id.to_string(),
+                j.name.clone(),
+                state_text(j.state).to_owned(),
+                j.counts.total.to_string(),
+                j.counts.done.to_string(),
+                j.counts.failed.to_string(),
+                j.counts.running.to_string(),
+                (j.counts.queued + j.counts.assigned).to_string(),
+                duration_text(j.elapsed_ms),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let format_line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut text = format_line(header.to_vec());
+    for row in &rows {
+        text.push_str(&format_line(row.iter().map(String::as_str).collect()));
+    }
+    text
+}
+
+pub async fn jobs(args: JobsArgs) -> Result<ExitCode> {
+    let client = args.scheduler.connect().await?;
+    let jobs = listed(client.jobs().await?);
+    if args.json {
+        for job in &jobs {
+            println!("{}", job_json(job));
+        }
+    } else if jobs.is_empty() {
+        println!("no jobs on {}", args.scheduler.scheduler);
+    } else {
+        print!("{}", jobs_table(&jobs));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn status(args: StatusArgs) -> Result<ExitCode> {
+    let client = args.scheduler.connect().await?;
+    let Some(name) = &args.job else {
+        let workers = client.workers().await?;
+        let jobs = listed(client.jobs().await?);
+        if args.json {
+            let workers: Vec<serde_json::Value> = workers
+                .iter()
+                .map(|w| serde_json::json!({"id": w.id.to_string(), "name": w.name}))
+                .collect();
+            let jobs: Vec<serde_json::Value> = jobs.iter().map(job_json).collect();
+            println!("{}", serde_json::json!({"workers": workers, "jobs": jobs}));
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("scheduler: {}", args.scheduler.scheduler);
+        println!("workers:   {}", workers.len());
+        for worker in &workers {
+            println!("  {}  {}", worker.id, worker.name);
+        }
+        let running = jobs.iter().filter(|j| j.state == JobState::Running).count();
+        println!("jobs:      {} ({running} running)", jobs.len());
+        if !jobs.is_empty() {
+            print!("{}", jobs_table(&jobs));
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let info = find_job(&client, name).await?;
+    if args.json {
+        println!("{}", job_json(&info));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let c = &info.counts;
+    println!("job:       {} ({})", info.id, info.name);
+    println!("state:     {}", state_text(info.state));
+    println!("elapsed:   {}", duration_text(info.elapsed_ms));
+    println!(
+        "tasks:     {} total · {} done · {} failed · {} cancelled · {} running · {} queued",
+        c.total,
+        c.done,
+        c.failed,
+        c.cancelled,
+        c.running,
+        c.queued + c.assigned
+    );
+    println!("progress:  {}", progress_line(&info));
+    println!("locality:  {}", locality_line(&info));
+    println!(
+        "bytes:     {} from cache, {} from store",
+        HumanBytes(info.stats.bytes_from_cache),
+        HumanBytes(info.stats.bytes_from_store)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cancel(args: CancelArgs) -> Result<ExitCode> {
+    let client = args.scheduler.connect().await?;
+    let info = find_job(&client, &args.job).await?;
+    if info.state != JobState::Running {
+        println!(
+            "job {} ({}) already {}; nothing to cancel",
+            info.id,
+            info.name,
+            state_text(info.state)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    client.cancel_job(info.id)?;
+    // Answered after the cancellation was applied (replies come in order).
+    let after = find_job(&client, &info.id.to_string()).await?;
+    println!(
+        "cancelled job {} ({}): {} done, {} failed, {} cancelled of {}",
+        after.id,
+        after.name,
+        after.counts.done,
+        after.counts.failed,
+        after.counts.cancelled,
+        after.counts.total
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quarry_proto::{ClientId, JobCounts, JobId, TaskStats};
+
+    fn job(id: JobId, name: &str, total: u64) -> JobInfo {
+        JobInfo {
+            id,
+            name: name.into(),
+            state: JobState::Running,
+            counts: JobCounts {
+                total,
+                done: total,
+                ..JobCounts::default()
+            },
+            tasks_local: 0,
+            tasks_remote: 0,
+            stats: TaskStats::default(),
+            elapsed_ms: 2500,
+        }
+    }
+
+    #[test]
+    fn empty_default_jobs_are_not_listed() {
+        let default = JobId::first_for(ClientId(2));
+        let jobs = vec![
+            job(default, "client-2", 0),
+            job(JobId::first_for(ClientId(3)), "client-3", 5),
+            job(JobId(default.0 + 1), "wordcount", 0),
+        ];
+        let names: Vec<String> = listed(jobs).into_iter().map(|j| j.name).collect();
+        assert_eq!(names, ["client-3", "wordcount"]);
+    }
+
+    #[test]
+    fn the_jobs_table_aligns_columns() {
+        let text = jobs_table(&[job(JobId(7), "wordcount", 12)]);
+        assert_eq!(
+            text,
+            "ID  NAME       STATE    TASKS  DONE  FAILED  RUNNING  QUEUED  ELAPSED\n\
+             j7  wordcount  running  12     12    0       0        0       2.5 s\n"
+        );
+    }
+}

@@ -1,0 +1,38 @@
+//! `quarry results JOB`: one row per task of a job.
+
+use crate::jobs::connect::{find_job, SchedulerArgs};
+use crate::jobs::view::{render, select, Format, ViewArgs};
+use anyhow::Result;
+use quarry_manifest::ManifestRow;
+use std::process::ExitCode;
+
+/// Options of `quarry results`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A job id (j123 or 123) or name.
+    job: String,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    #[command(flatten)]
+    view: ViewArgs,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let client = args.scheduler.connect().await?;
+    let info = find_job(&client, &args.job).await?;
+    let rows: Vec<ManifestRow> = client
+        .results(info.id)
+        .await?
+        .iter()
+        .map(ManifestRow::from_status)
+        .collect();
+    render(
+        &select(rows, &args.view)?,
+        args.format,
+        args.view.out.as_deref(),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,60 @@
+//! `quarry submit JOB.yaml`: send a job to a running scheduler.
+
+use crate::jobs::connect::SchedulerArgs;
+use crate::jobs::load::load_or_report;
+use crate::jobs::progress::{follow, print_summary};
+use crate::jobs::submit::submit_job;
+use anyhow::Result;
+use quarry_manifest::ManifestRow;
+use quarry_proto::JobState;
+use quarry_store::StoreResolver;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options of `quarry submit`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The job file.
+    job: PathBuf,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+    /// Follow the job with a progress bar until it ends; exit non-zero if
+    /// any task failed. Without it, print the job id and exit (the job runs
+    /// on).
+    #[arg(long)]
+    watch: bool,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let spec = match load_or_report(&args.job) {
+        Ok(spec) => spec,
+        Err(code) => return Ok(code),
+    };
+    let client = args.scheduler.connect().await?;
+    let store = StoreResolver::from_env();
+    let submitted = submit_job(&client, &store, &spec, |_| {}).await?;
+    eprintln!(
+        "submitted job {} ({}): {} tasks to {}",
+        submitted.id, submitted.name, submitted.tasks, args.scheduler.scheduler
+    );
+    if !args.watch {
+        // The id alone on stdout, for scripts: JOB=$(quarry submit job.yaml)
+        println!("{}", submitted.id);
+        submitted.leave_results_on_scheduler();
+        return Ok(ExitCode::SUCCESS);
+    }
+    let info = follow(&client, submitted.id, submitted.tasks).await?;
+    let rows: Vec<ManifestRow> = client
+        .results(submitted.id)
+        .await?
+        .iter()
+        .map(ManifestRow::from_status)
+        .collect();
+    print_summary(&info, submitted.output.as_deref(), &rows);
+    submitted.leave_results_on_scheduler();
+    Ok(if info.state == JobState::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

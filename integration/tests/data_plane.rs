@@ -1,0 +1,528 @@
+//! The data plane end to end, against a real MinIO: `Client::map_prefix`
+//! over seeded objects run by `quarry scheduler` and `quarry worker`
+//! processes, per-job cache and locality metrics, pinned inputs that
+//! change, broadcast inputs, large results by reference, content-addressed
+//! puts, chunked maps and injected S3 faults.
+//!
+//! Data is seeded and checked with aws-sdk-s3 (through the harness), never
+//! with quarry's own store code. These tests need the MinIO binary
+//! (`scripts/minio.sh`) and the quarry binary (`cargo build -p quarry-cli`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use quarry::parts::client::{MapPrefixOptions, PrefixMap};
+use quarry::parts::proto::{DataRef, ErrorKind, JobId, JobInfo, Pin, TaskOutcome, Value};
+use quarry::parts::store::{StoreConfig, StoreResolver};
+use quarry::{Client, ClientError, ClientOptions, JobOptions};
+use quarry_integration::{quarry_bin, ChildGuard, FaultProxy, MinioServer};
+use tempfile::TempDir;
+
+/// Word counts as the built-in `wordcount` returns them.
+type Counts = BTreeMap<String, u64>;
+
+/// How long workers need to report what they cached: they send cache
+/// deltas every 200 ms. A pass started earlier is placed on stale
+/// knowledge; this is a settling pause, not an assertion.
+const SETTLE: Duration = Duration::from_secs(1);
+
+fn start_minio() -> MinioServer {
+    MinioServer::start().unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// A `quarry scheduler` and `quarry worker` processes on loopback, killed
+/// on drop.
+struct Cluster {
+    address: String,
+    dir: TempDir,
+    worker_env: Vec<(&'static str, String)>,
+    workers: Vec<ChildGuard>,
+    _scheduler: ChildGuard,
+}
+
+impl Cluster {
+    /// A scheduler and `workers` workers reaching S3 with `worker_env`.
+    fn start(worker_env: Vec<(&'static str, String)>, workers: usize) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("quarry-data-plane-")
+            .tempdir()
+            .unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("tcp://127.0.0.1:{port}");
+        let mut command = Command::new(quarry_bin());
+        command.args(["scheduler", "--listen", &address, "--dashboard", "none"]);
+        let scheduler = spawn_logged(command, &dir, "scheduler");
+        let mut cluster = Cluster {
+            address,
+            dir,
+            worker_env,
+            workers: Vec::new(),
+            _scheduler: scheduler,
+        };
+        for _ in 0..workers {
+            cluster.add_worker();
+        }
+        cluster
+    }
+
+    fn add_worker(&mut self) {
+        let index = self.workers.len();
+        let name = format!("dp-{index}");
+        let cache = self.dir.path().join(format!("cache-{index}"));
+        let mut command = Command::new(quarry_bin());
+        command
+            .args(["worker", &self.address, "--nthreads", "1", "--name", &name])
+            .arg("--cache-dir")
+            .arg(&cache)
+            .envs(self.worker_env.iter().map(|(k, v)| (*k, v.as_str())));
+        let worker = spawn_logged(command, &self.dir, &name);
+        self.workers.push(worker);
+    }
+
+    /// A client whose store (listing, staging, large results) reaches S3
+    /// with `env`.
+    async fn client(&self, env: &[(&'static str, String)], staging: Option<String>) -> Client {
+        let mut options = ClientOptions::new(self.address.clone());
+        options.handshake_timeout = Duration::from_secs(30);
+        options.store = StoreResolver::new(StoreConfig::from_vars(|name| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.clone())
+        }));
+        options.staging = staging;
+        Client::connect_with(options).await.unwrap()
+    }
+
+    /// Waits until every started worker has registered.
+    async fn wait_for_workers(&self, client: &Client) {
+        for _ in 0..600 {
+            if client.workers().await.unwrap().len() >= self.workers.len() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{} workers did not register; logs are in {}",
+            self.workers.len(),
+            self.dir.path().display()
+        );
+    }
+}
+
+/// Spawns `command` with RUST_LOG=warn, stdout discarded and stderr in
+/// `dir/name.log`.
+fn spawn_logged(mut command: Command, dir: &TempDir, name: &str) -> ChildGuard {
+    let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
+    command
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    ChildGuard::spawn(command).unwrap()
+}
+
+/// What `wordcount` should say about some texts, computed without quarry.
+fn expected_counts<'a>(texts: impl IntoIterator<Item = &'a [u8]>) -> Counts {
+    let mut counts = Counts::new();
+    for text in texts {
+        for word in std::str::from_utf8(text).unwrap().split_whitespace() {
+            *counts.entry(word.to_lowercase()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Drains a word-count map: the merged counts and the task keys seen.
+async fn reduce(mut map: PrefixMap<Counts>) -> (Counts, Vec<String>) {
+    let mut total = Counts::new();
+    let mut keys = Vec::new();
+    while let Some(finished) = map.next().await {
+        let finished = finished.unwrap();
+        let counts = finished
+            .result
+            .unwrap_or_else(|e| panic!("task {} failed: {e}", finished.key));
+        keys.push(finished.key);
+        for (word, n) in counts {
+            *total.entry(word).or_insert(0) += n;
+        }
+    }
+    keys.sort();
+    (total, keys)
+}
+
+async fn job_info(client: &Client, job: JobId) -> JobInfo {
+    client.job_info(job).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_word_count_is_right_and_the_second_pass_reads_only_caches() {
+    let minio = start_minio();
+    minio.create_bucket("wordcount").await.unwrap();
+    const SHARDS: usize = 12;
+    const SIZE: usize = 64 * 1024;
+    let shards = minio
+        .seed_text_shards("wordcount", "logs/2026/", SHARDS, SIZE)
+        .await
+        .unwrap();
+    // Not a shard: the glob must leave it out.
+    minio
+        .put_object("wordcount", "logs/2026/README.md", "not counted at all")
+        .await
+        .unwrap();
+    let expected = expected_counts(shards.iter().map(|s| &s.body[..]));
+    let total_bytes = (SHARDS * SIZE) as u64;
+
+    let cluster = Cluster::start(minio.env(), 2);
+    let client = cluster.client(&minio.env(), None).await;
+    cluster.wait_for_workers(&client).await;
+
+    let options = || MapPrefixOptions {
+        glob: Some("*.txt".into()),
+        ..MapPrefixOptions::default()
+    };
+    let first = client
+        .map_prefix::<Counts>("wordcount", "s3://wordcount/logs/2026/", options())
+        .unwrap();
+    let first_job = first.job();
+    let (counts, keys) = reduce(first).await;
+    assert_eq!(counts, expected);
+    let expected_keys: Vec<String> = (0..SHARDS).map(|i| format!("part-{i:05}.txt")).collect();
+    assert_eq!(keys, expected_keys);
+
+    let info = job_info(&client, first_job).await;
+    assert_eq!(info.counts.done, SHARDS as u64);
+    assert_eq!(info.stats.bytes_from_store, total_bytes);
+    assert_eq!(info.stats.cache_misses, SHARDS as u32);
+    assert_eq!(info.stats.cache_hits, 0);
+    assert_eq!(info.stats.bytes_from_cache, 0);
+    assert_eq!(info.tasks_local + info.tasks_remote, SHARDS as u64);
+
+    tokio::time::sleep(SETTLE).await;
+    let second = client
+        .map_prefix::<Counts>("wordcount", "s3://wordcount/logs/2026/", options())
+        .unwrap();
+    let second_job = second.job();
+    let (counts, _) = reduce(second).await;
+    assert_eq!(counts, expected);
+
+    let info = job_info(&client, second_job).await;
+    assert_eq!(info.counts.done, SHARDS as u64);
+    assert_eq!(info.stats.bytes_from_store, 0, "{info:?}");
+    assert_eq!(info.stats.bytes_from_cache, total_bytes);
+    assert_eq!(info.stats.cache_hits, SHARDS as u32);
+    assert_eq!(info.stats.cache_misses, 0);
+    assert_eq!(info.tasks_local, SHARDS as u64, "{info:?}");
+    assert_eq!(info.tasks_remote, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_overwritten_after_submission_fails_its_task_as_changed() {
+    let minio = start_minio();
+    minio.create_bucket("pins").await.unwrap();
+    let shards = minio
+        .seed_text_shards("pins", "in/", 3, 4096)
+        .await
+        .unwrap();
+
+    // No worker yet: the tasks wait in the scheduler with their pins.
+    let mut cluster = Cluster::start(minio.env(), 0);
+    let client = cluster.client(&minio.env(), None).await;
+    let mut map = client
+        .map_prefix::<Counts>("wordcount", "s3://pins/in/", MapPrefixOptions::default())
+        .unwrap();
+    while !map.progress().listed {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(map.progress().tasks, 3);
+    minio
+        .put_object("pins", &shards[1].key, "a new version of the shard")
+        .await
+        .unwrap();
+    cluster.add_worker();
+
+    let mut outcomes = BTreeMap::new();
+    while let Some(finished) = map.next().await {
+        let finished = finished.unwrap();
+        outcomes.insert(finished.key, finished.result);
+    }
+    assert_eq!(outcomes.len(), 3);
+    for (index, shard) in shards.iter().enumerate() {
+        let key = format!("part-{index:05}.txt");
+        match (&outcomes[&key], index) {
+            (Ok(counts), 0 | 2) => assert_eq!(counts, &expected_counts([&shard.body[..]])),
+            (
+                Err(ClientError::Task {
+                    kind: ErrorKind::InputChanged,
+                    message,
+                    ..
+                }),
+                1,
+            ) => {
+                assert!(message.contains("changed"), "{message}");
+                assert!(message.contains("s3://pins/in/part-00001.txt"), "{message}");
+            }
+            (other, _) => panic!("unexpected outcome for {key}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_input_is_fetched_once_per_worker() {
+    let minio = start_minio();
+    minio.create_bucket("broadcast").await.unwrap();
+    const SIZE: usize = 1 << 20;
+    let blob: Vec<u8> = (0..SIZE).map(|i| (i * 31 % 251) as u8).collect();
+    let etag = minio
+        .put_object("broadcast", "model/weights.bin", blob)
+        .await
+        .unwrap();
+    // Pinned by the ETag MinIO reported for the write.
+    let pinned = DataRef {
+        url: "s3://broadcast/model/weights.bin".into(),
+        pin: Pin::ETag(etag),
+        size: SIZE as u64,
+        range: None,
+    };
+
+    // Workers reach MinIO only through the proxy, which counts requests.
+    let proxy = FaultProxy::start(minio.address()).unwrap();
+    let cluster = Cluster::start(minio.env_with_endpoint(&proxy.endpoint()), 2);
+    let client = cluster.client(&minio.env(), None).await;
+    cluster.wait_for_workers(&client).await;
+
+    const TASKS: usize = 1000;
+    let job = client
+        .open_job(JobOptions {
+            name: "broadcast".into(),
+            broadcast: vec![("weights".into(), pinned)],
+            ..JobOptions::default()
+        })
+        .unwrap();
+    let specs = (0..TASKS)
+        .map(|_| job.new_task("noop", vec![0xc0]))
+        .collect();
+    let futures = job.submit::<()>(specs).unwrap();
+    job.seal().unwrap();
+    client.gather(futures).await.unwrap();
+
+    let rows = client.results(job.id()).await.unwrap();
+    assert_eq!(rows.len(), TASKS);
+    let ran_on: BTreeSet<String> = rows.into_iter().filter_map(|row| row.worker).collect();
+    assert_eq!(ran_on.len(), 2, "both workers ran tasks: {ran_on:?}");
+    // One GET per worker, and nothing else reaches the store.
+    let gets = proxy.stats().forwarded;
+    assert_eq!(gets, 2, "GETs by the broadcast job: {gets}");
+    let info = job_info(&client, job.id()).await;
+    assert_eq!(info.stats.cache_misses, 2);
+    assert_eq!(info.stats.bytes_from_store, 2 * SIZE as u64);
+    assert_eq!(info.stats.cache_hits as usize, TASKS - 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_result_comes_back_as_a_readable_reference() {
+    let minio = start_minio();
+    minio.create_bucket("big").await.unwrap();
+    let cluster = Cluster::start(minio.env(), 1);
+    let client = cluster
+        .client(&minio.env(), Some("s3://big/staging".into()))
+        .await;
+    cluster.wait_for_workers(&client).await;
+
+    let job = client
+        .open_job(JobOptions {
+            name: "large result".into(),
+            output: Some("s3://big/results/".into()),
+            ..JobOptions::default()
+        })
+        .unwrap();
+    // Over the 64 KiB inline cap both ways: the argument is staged and the
+    // echoed result is stored under the job's output prefix.
+    let text: String = (0..30_000).map(|i| format!("{i} ")).collect();
+    assert!(text.len() > 128 * 1024);
+    let spec = client.task("echo", &text).await.unwrap();
+    assert!(spec.args_ref.is_some(), "the argument travels by reference");
+    let mut futures = job.submit::<String>(vec![spec]).unwrap();
+    job.seal().unwrap();
+    let outcome = futures.remove(0).outcome().await.unwrap();
+    let TaskOutcome::Ok(value) = outcome else {
+        panic!("the echo failed: {outcome:?}");
+    };
+    let Value::Ref(data_ref) = &value else {
+        panic!("a large result must come back as a reference, got {value:?}");
+    };
+    let key = data_ref
+        .url
+        .strip_prefix("s3://big/")
+        .unwrap_or_else(|| panic!("result outside the bucket: {}", data_ref.url));
+    assert!(key.starts_with("results/"), "{key}");
+
+    // Readable through the client and, independently, with aws-sdk-s3.
+    let through_client: String = client.value(&value).await.unwrap();
+    assert_eq!(through_client, text);
+    let stored = minio.get_object_bytes("big", key).await.unwrap();
+    assert_eq!(stored.len() as u64, data_ref.size);
+    let mut expected = Vec::new();
+    serialize_msgpack_str(&text, &mut expected);
+    assert_eq!(&stored[..], &expected[..]);
+}
+
+/// MessagePack of a string (str 32 format for long strings), written here
+/// so that the check does not go through quarry's codec.
+fn serialize_msgpack_str(text: &str, out: &mut Vec<u8>) {
+    let len = text.len();
+    if len < 32 {
+        out.push(0xa0 | len as u8);
+    } else if len < 256 {
+        out.extend_from_slice(&[0xd9, len as u8]);
+    } else if len < 65_536 {
+        out.push(0xda);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0xdb);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+    }
+    out.extend_from_slice(text.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_stores_identical_content_once() {
+    let minio = start_minio();
+    minio.create_bucket("cas").await.unwrap();
+    let cluster = Cluster::start(minio.env(), 0);
+    let client = cluster
+        .client(&minio.env(), Some("s3://cas/staging/".into()))
+        .await;
+
+    let content = b"the same dataset, put three times".to_vec();
+    let first = client.put_bytes(content.clone()).await.unwrap();
+    let second = client.put_bytes(content.clone()).await.unwrap();
+    let file = cluster.dir.path().join("dataset.bin");
+    std::fs::write(&file, &content).unwrap();
+    let third = client.put_file(&file).await.unwrap();
+    assert_eq!(first.url, second.url);
+    assert_eq!(first.url, third.url);
+    assert_eq!(first.size, content.len() as u64);
+    assert_eq!(minio.list_keys("cas", "staging/").await.unwrap().len(), 1);
+    let key = first.url.strip_prefix("s3://cas/").unwrap();
+    assert_eq!(
+        &minio.get_object_bytes("cas", key).await.unwrap()[..],
+        &content[..]
+    );
+
+    let other = client.put_bytes(b"different".to_vec()).await.unwrap();
+    assert_ne!(other.url, first.url);
+    assert_eq!(minio.list_keys("cas", "staging/").await.unwrap().len(), 2);
+}
+
+/// A newline-delimited file whose every line holds one unique token, with
+/// a few lines far longer than a chunk so that lines cross boundaries.
+fn lines_file(lines: usize) -> Vec<u8> {
+    let mut text = Vec::new();
+    for i in 0..lines {
+        if i % 5_000 == 17 {
+            // A line longer than a chunk (its token padded with blanks),
+            // so that it crosses at least one chunk boundary.
+            text.extend_from_slice(format!("long{i}").as_bytes());
+            text.extend(std::iter::repeat_n(b' ', 300_000));
+        } else {
+            text.extend_from_slice(format!("line{i}").as_bytes());
+        }
+        text.push(b'\n');
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_map_counts_every_line_exactly_once() {
+    let minio = start_minio();
+    minio.create_bucket("chunks").await.unwrap();
+    const LINES: usize = 20_000;
+    let file = lines_file(LINES);
+    let size = file.len() as u64;
+    minio
+        .put_object("chunks", "big/lines.txt", file.clone())
+        .await
+        .unwrap();
+
+    let cluster = Cluster::start(minio.env(), 2);
+    let client = cluster.client(&minio.env(), None).await;
+    cluster.wait_for_workers(&client).await;
+
+    const CHUNK: u64 = 128 * 1024;
+    let map = client
+        .map_prefix::<Counts>(
+            "wordcount",
+            "s3://chunks/big/",
+            MapPrefixOptions {
+                chunk_size: Some(CHUNK),
+                ..MapPrefixOptions::default()
+            },
+        )
+        .unwrap();
+    let job = map.job();
+    let (counts, keys) = reduce(map).await;
+    assert!(
+        keys.len() as u64 >= size / CHUNK / 2,
+        "{} chunks of a {size}-byte file",
+        keys.len()
+    );
+    assert!(keys.iter().all(|k| k.starts_with("lines.txt@")), "{keys:?}");
+    assert_eq!(counts.len(), LINES, "every line's token seen");
+    assert!(counts.values().all(|&n| n == 1), "no line counted twice");
+    assert_eq!(counts, expected_counts([&file[..]]));
+
+    // The object is fetched whole into each worker's cache once; chunks
+    // are read from there.
+    let info = job_info(&client, job).await;
+    assert!(info.stats.cache_misses <= 2, "{info:?}");
+    assert_eq!(
+        info.stats.bytes_from_store,
+        size * u64::from(info.stats.cache_misses)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_503s_and_resets_lose_no_result() {
+    let minio = start_minio();
+    minio.create_bucket("faults").await.unwrap();
+    const SHARDS: usize = 20;
+    let shards = minio
+        .seed_text_shards("faults", "in/", SHARDS, 16 * 1024)
+        .await
+        .unwrap();
+    let expected = expected_counts(shards.iter().map(|s| &s.body[..]));
+
+    // Workers and the client's listing both go through the faulty proxy.
+    let proxy = FaultProxy::start(minio.address()).unwrap();
+    proxy.set_rates(0.25, 0.05).unwrap();
+    let env = minio.env_with_endpoint(&proxy.endpoint());
+    let cluster = Cluster::start(env.clone(), 2);
+    let client = cluster.client(&env, None).await;
+    cluster.wait_for_workers(&client).await;
+
+    let map = client
+        .map_prefix::<Counts>(
+            "wordcount",
+            "s3://faults/in/",
+            MapPrefixOptions {
+                retries: 3,
+                ..MapPrefixOptions::default()
+            },
+        )
+        .unwrap();
+    let job = map.job();
+    let (counts, keys) = reduce(map).await;
+    assert_eq!(keys.len(), SHARDS);
+    assert_eq!(counts, expected);
+    let stats = proxy.stats();
+    assert!(stats.slow_downs > 0 && stats.resets > 0, "{stats:?}");
+    let info = job_info(&client, job).await;
+    assert_eq!(info.counts.done, SHARDS as u64);
+    assert_eq!(info.counts.failed, 0);
+}
