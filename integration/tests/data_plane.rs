@@ -461,6 +461,9 @@ async fn a_chunked_map_counts_every_line_exactly_once() {
             "s3://chunks/big/",
             MapPrefixOptions {
                 chunk_size: Some(CHUNK),
+                // Fewer than the object's chunks: submission waits for
+                // results to be taken, a few tasks at a time.
+                max_in_flight: 4,
                 ..MapPrefixOptions::default()
             },
         )

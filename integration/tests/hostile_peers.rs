@@ -51,6 +51,7 @@ impl Process {
             .env_remove("QUARRY_SERVER_KEY")
             .env_remove("QUARRY_KEY_FILE")
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -67,12 +67,31 @@ fn read_lines(
         let mut reader = BufReader::new(pipe);
         let mut line = Vec::new();
         while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-            let text = String::from_utf8_lossy(&line).into_owned();
+            let text = strip_ansi(&String::from_utf8_lossy(&line));
             log.0.lock().unwrap().push_str(&text);
             let _ = lines.send(text.trim_end().to_string());
             line.clear();
         }
     })
+}
+
+/// `text` without ANSI colour sequences (`ESC [ … letter`), so that tests
+/// can search log lines as plain text.
+fn strip_ansi(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 impl Process {
@@ -83,6 +102,7 @@ impl Process {
             .env_remove("QUARRY_SERVER_KEY")
             .env_remove("QUARRY_KEY_FILE")
             .env_remove("QUARRY_KEYS")
+            .env("NO_COLOR", "1")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -528,6 +548,7 @@ fn client_log() -> &'static Log {
         let writer = log.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_ansi(false)
             .with_writer(move || LogWriter(writer.clone()))
             .finish();
         tracing::subscriber::set_global_default(subscriber)

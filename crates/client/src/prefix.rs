@@ -471,7 +471,11 @@ impl<R: DeserializeOwned + Send + 'static> Driver<R> {
             for pieces in batch {
                 inputs.extend(pieces?);
             }
-            self.submit(inputs).await?;
+            // Chunking can turn a batch of objects into more tasks than the
+            // window holds; submit them a window's worth at a time.
+            for part in inputs.chunks(self.batch) {
+                self.submit(part.to_vec()).await?;
+            }
         }
         Ok(())
     }

@@ -51,6 +51,9 @@ pub struct Incoming {
     /// Roles its CURVE key was admitted for; `None` when the server runs
     /// without CURVE (every role is then allowed).
     pub roles: Option<Vec<Role>>,
+    /// Who is behind the connection, for per-peer connection caps: the
+    /// CURVE key's fingerprint, or without CURVE the peer's IP address.
+    pub origin: String,
     /// The decoded envelope, or why it could not be decoded.
     pub body: Result<Envelope, ProtoError>,
 }
@@ -243,14 +246,17 @@ impl IoThread {
                 parts.push(part);
             }
             let peer = PeerId(Arc::from(&identity[..]));
-            let roles = if self.curve {
-                let user = parts
-                    .first_mut()
-                    .and_then(|p| p.gets("User-Id").map(str::to_string))
-                    .unwrap_or_default();
-                Some(zap::roles_of(&user))
-            } else {
-                None
+            let (roles, origin) = match parts.first_mut() {
+                Some(first) if self.curve => {
+                    let user = first.gets("User-Id").unwrap_or_default().to_string();
+                    let (roles, fingerprint) = zap::parse_user_id(&user);
+                    (Some(roles), format!("key:{fingerprint}"))
+                }
+                Some(first) => (
+                    None,
+                    format!("address:{}", first.gets("Peer-Address").unwrap_or_default()),
+                ),
+                None => (None, String::new()),
             };
             let body = match parts.as_slice() {
                 [payload] => decode(payload, &self.limits),
@@ -261,7 +267,12 @@ impl IoThread {
             };
             if self
                 .inbound
-                .blocking_send(Incoming { peer, roles, body })
+                .blocking_send(Incoming {
+                    peer,
+                    roles,
+                    origin,
+                    body,
+                })
                 .is_err()
             {
                 return false;

@@ -23,14 +23,17 @@ pub(crate) const USER_WORKER: &str = "worker";
 /// User-Id given to a key admitted as both.
 pub(crate) const USER_BOTH: &str = "client+worker";
 
-/// Roles a User-Id grants.
-pub(crate) fn roles_of(user_id: &str) -> Vec<Role> {
-    match user_id {
+/// Splits a User-Id (`ROLES/FINGERPRINT`) into the roles it grants and
+/// the key's fingerprint.
+pub(crate) fn parse_user_id(user_id: &str) -> (Vec<Role>, &str) {
+    let (roles, fingerprint) = user_id.split_once('/').unwrap_or((user_id, ""));
+    let roles = match roles {
         USER_CLIENT => vec![Role::Client],
         USER_WORKER => vec![Role::Worker],
         USER_BOTH => vec![Role::Client, Role::Worker],
         _ => Vec::new(),
-    }
+    };
+    (roles, fingerprint)
 }
 
 #[derive(Default)]
@@ -152,6 +155,7 @@ fn decide(frames: &[Vec<u8>], registry: &Registry) -> Vec<Vec<u8>> {
             return reply("400", "key not authorized", "");
         }
     };
-    debug!(peer = %address, key = %fingerprint(&key), role = user, "admitted");
-    reply("200", "OK", user)
+    let fingerprint = fingerprint(&key);
+    debug!(peer = %address, key = %fingerprint, role = user, "admitted");
+    reply("200", "OK", &format!("{user}/{fingerprint}"))
 }

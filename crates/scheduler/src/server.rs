@@ -1,9 +1,10 @@
 use crate::dashboard::{self, Snapshot};
 use quarry_core::{Command, Core, CoreConfig, Event, Millis};
 use quarry_net::{bind, CurveServerKeys, Incoming, PeerId, Server, ServerOptions};
+use quarry_store::StoreResolver;
 use quarry_proto::{
-    encode_message, ClientId, Envelope, Limits, Message, Role, TaskSpec, WorkerId, WorkerInfo,
-    PROTOCOL_VERSION,
+    encode_message, ClientId, Envelope, JobId, JobInfo, JobState, Limits, Message, Role, TaskSpec,
+    WorkerId, WorkerInfo, PROTOCOL_VERSION,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -133,6 +134,12 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, Scheduler
         client_peers: HashMap::new(),
         next_worker: 1,
         next_client: 1,
+        origins: HashMap::new(),
+        connections: HashMap::new(),
+        outputs: HashMap::new(),
+        held: HashMap::new(),
+        finalized: None,
+        store: StoreResolver::from_env(),
         commands: Vec::new(),
         outbox: RefCell::new(Vec::new()),
         snapshot,
@@ -144,6 +151,16 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, Scheduler
         stop: Some(stop_tx),
         task,
     })
+}
+
+/// The fields of a `Hello`.
+struct Hello {
+    version: u32,
+    role: Role,
+    name: String,
+    slots: u32,
+    functions: Vec<String>,
+    inventory: Vec<quarry_proto::CacheEntry>,
 }
 
 /// Who a connected peer is.
@@ -165,6 +182,18 @@ struct Shell {
     client_peers: HashMap<ClientId, PeerId>,
     next_worker: u32,
     next_client: u32,
+    /// Where each registered peer comes from (key fingerprint or address).
+    origins: HashMap<PeerId, String>,
+    /// Registered peers per origin, against `max_connections_per_peer`.
+    connections: HashMap<String, usize>,
+    /// Output prefixes of open jobs, for their manifests.
+    outputs: HashMap<JobId, String>,
+    /// Final progress messages waiting for their job's manifest.
+    held: HashMap<JobId, Vec<(ClientId, JobInfo)>>,
+    /// Where manifest writers report back.
+    finalized: Option<mpsc::UnboundedSender<(JobId, Result<(), String>)>>,
+    /// Resolves output prefixes (`AWS_*` settings for `s3://`).
+    store: StoreResolver,
     commands: Vec<Command>,
     /// Encoded messages waiting for the end of this turn of the loop. A
     /// `RefCell` because replies are queued from `&self` helpers; the shell
@@ -182,6 +211,8 @@ impl Shell {
     }
 
     async fn run(mut self, mut incoming: mpsc::Receiver<Incoming>, mut stop: oneshot::Receiver<()>) {
+        let (finalized_tx, mut finalized_rx) = mpsc::unbounded_channel();
+        self.finalized = Some(finalized_tx);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -198,6 +229,7 @@ impl Shell {
                     None => break,
                 },
                 _ = tick.tick() => self.on_tick(),
+                Some((job, written)) = finalized_rx.recv() => self.on_finalized(job, written),
                 _ = &mut stop => break,
             }
             self.flush();
@@ -235,7 +267,7 @@ impl Shell {
             .collect();
         for (peer, client) in silent {
             info!(client = %client, "client silent for too long; treating it as gone");
-            self.peers.remove(&peer);
+            self.remove_peer(&peer);
             self.client_peers.remove(&client);
             self.apply(Event::ClientLeft { client });
         }
@@ -266,11 +298,17 @@ impl Shell {
         };
         let Envelope { messages } = envelope;
         for message in messages {
-            self.on_message(&frame.peer, frame.roles.as_deref(), message);
+            self.on_message(&frame.peer, frame.roles.as_deref(), &frame.origin, message);
         }
     }
 
-    fn on_message(&mut self, peer: &PeerId, roles: Option<&[Role]>, message: Message) {
+    fn on_message(
+        &mut self,
+        peer: &PeerId,
+        roles: Option<&[Role]>,
+        origin: &str,
+        message: Message,
+    ) {
         if let Message::Hello {
             version,
             role,
@@ -280,7 +318,15 @@ impl Shell {
             inventory,
         } = message
         {
-            return self.on_hello(peer, roles, version, role, name, slots, functions, inventory);
+            let hello = Hello {
+                version,
+                role,
+                name,
+                slots,
+                functions,
+                inventory,
+            };
+            return self.on_hello(peer, roles, origin, hello);
         }
         let now = self.now();
         let Some(known) = self.peers.get_mut(peer) else {
@@ -326,18 +372,15 @@ impl Shell {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_hello(
-        &mut self,
-        peer: &PeerId,
-        roles: Option<&[Role]>,
-        version: u32,
-        role: Role,
-        name: String,
-        slots: u32,
-        functions: Vec<String>,
-        inventory: Vec<quarry_proto::CacheEntry>,
-    ) {
+    fn on_hello(&mut self, peer: &PeerId, roles: Option<&[Role]>, origin: &str, hello: Hello) {
+        let Hello {
+            version,
+            role,
+            name,
+            slots,
+            functions,
+            inventory,
+        } = hello;
         if version != PROTOCOL_VERSION {
             self.send(
                 peer,
@@ -366,6 +409,23 @@ impl Shell {
         }
         // A peer saying Hello again (reconnect) starts afresh.
         self.forget_peer(peer);
+        let cap = self.limits.max_connections_per_peer;
+        let open = self.connections.get(origin).copied().unwrap_or(0);
+        if open >= cap {
+            warn!(origin = %origin, open, "refused a connection over the per-peer cap");
+            self.send(
+                peer,
+                &Message::Rejected {
+                    reason: format!(
+                        "this peer already has {open} connections, the cap                          (limits.max_connections_per_peer = {cap}); close some first"
+                    ),
+                    fatal: true,
+                },
+            );
+            return;
+        }
+        *self.connections.entry(origin.to_string()).or_default() += 1;
+        self.origins.insert(peer.clone(), origin.to_string());
         let welcome = |client, worker, limits: &Limits, heartbeat: Duration| Message::Welcome {
             version: PROTOCOL_VERSION,
             client,
@@ -408,8 +468,21 @@ impl Shell {
         }
     }
 
+    /// Removes a registered peer and gives back its connection slot.
+    fn remove_peer(&mut self, peer: &PeerId) -> Option<Peer> {
+        if let Some(origin) = self.origins.remove(peer) {
+            if let Some(open) = self.connections.get_mut(&origin) {
+                *open -= 1;
+                if *open == 0 {
+                    self.connections.remove(&origin);
+                }
+            }
+        }
+        self.peers.remove(peer)
+    }
+
     fn forget_peer(&mut self, peer: &PeerId) {
-        match self.peers.remove(peer) {
+        match self.remove_peer(peer) {
             Some(Peer::Worker { id }) => {
                 self.worker_peers.remove(&id);
                 self.apply(Event::WorkerLeft { worker: id });
@@ -453,6 +526,9 @@ impl Shell {
             Message::OpenJob(spec) => {
                 if spec.id.client() != client {
                     return refuse(self, format!("job id {} is outside this client's range", spec.id));
+                }
+                if let Some(output) = &spec.output {
+                    self.outputs.insert(spec.id, output.clone());
                 }
                 Event::JobOpened { client, spec }
             }
@@ -529,9 +605,52 @@ impl Shell {
         Ok(())
     }
 
+    /// Starts writing the manifest of every job with an output prefix that
+    /// finished in this batch; the final progress of those jobs is held
+    /// back until it is written, so a watcher that sees the job end can
+    /// read its manifest.
+    fn finalize_jobs(&mut self, commands: &[Command]) {
+        for command in commands {
+            let Command::JobFinished { info } = command else {
+                continue;
+            };
+            let Some(output) = self.outputs.remove(&info.id) else {
+                continue;
+            };
+            let rows = self
+                .core
+                .results(info.id, None, usize::MAX)
+                .map(|(rows, _)| rows)
+                .unwrap_or_default();
+            self.held.insert(info.id, Vec::new());
+            let (store, info, done) = (self.store.clone(), info.clone(), self.finalized.clone());
+            tokio::spawn(async move {
+                let written = quarry_manifest::write_job_outputs(&store, &output, &info, &rows)
+                    .await
+                    .map_err(|e| format!("cannot write the manifest under {output}: {e}"));
+                if let Some(done) = done {
+                    let _ = done.send((info.id, written));
+                }
+            });
+        }
+    }
+
+    /// A manifest was written (or failed): release the held progress.
+    fn on_finalized(&mut self, job: JobId, written: Result<(), String>) {
+        if let Err(message) = &written {
+            warn!(job = %job, "{message}");
+            self.to_client(job.client(), &Message::Error { message: message.clone() });
+        }
+        for (client, info) in self.held.remove(&job).unwrap_or_default() {
+            self.to_client(client, &Message::JobProgress(info));
+        }
+        self.server.send_batch(self.outbox.take());
+    }
+
     /// Carries out the core's commands.
     fn flush(&mut self) {
         let commands = std::mem::take(&mut self.commands);
+        self.finalize_jobs(&commands);
         for command in &commands {
             match command {
                 Command::SendJob { worker, spec } => {
@@ -554,9 +673,12 @@ impl Shell {
                         outcome: outcome.clone(),
                     },
                 ),
-                Command::JobProgress { client, info } => {
-                    self.to_client(*client, &Message::JobProgress(info.clone()))
-                }
+                Command::JobProgress { client, info } => match self.held.get_mut(&info.id) {
+                    Some(held) if info.state != JobState::Running => {
+                        held.push((*client, info.clone()))
+                    }
+                    _ => self.to_client(*client, &Message::JobProgress(info.clone())),
+                },
                 Command::JobFinished { info } => {
                     info!(job = %info.id, name = %info.name, state = ?info.state, "job finished")
                 }
@@ -569,7 +691,7 @@ impl Shell {
                 Command::DropWorker { worker } => {
                     warn!(worker = %worker, "worker lost (no heartbeat); its tasks were requeued");
                     if let Some(peer) = self.worker_peers.remove(worker) {
-                        self.peers.remove(&peer);
+                        self.remove_peer(&peer);
                     }
                 }
             }

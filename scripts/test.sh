@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs quarry's whole test suite on a fresh machine. It installs what the
+# tests need first: libzmq (Debian package), MinIO built from source (cached
+# in ~/.cache/quarry/bin), and the Python packages the examples use.
+#
+#   scripts/test.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/install-deps.sh
+echo "== MinIO (built from source once, then cached)"
+QUARRY_MINIO_BIN="$(scripts/minio.sh)"
+export QUARRY_MINIO_BIN
+if [ -f scripts/python-deps.sh ]; then
+    scripts/python-deps.sh
+fi
+
+echo "== formatting"
+cargo fmt --all -- --check
+
+echo "== build (the process tests run the quarry binary)"
+cargo build --workspace --all-targets
+cargo build -p quarry-cli
+
+echo "== tests"
+cargo test --workspace --no-fail-fast
