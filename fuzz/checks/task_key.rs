@@ -45,7 +45,8 @@ pub fn check_task_key(raw_key: &str, relative: &str, force_hash: bool) {
             "{key:?} holds a forbidden character"
         );
         assert!(
-            key.split('/').all(|s| !s.is_empty() && s != "." && s != ".."),
+            key.split('/')
+                .all(|s| !s.is_empty() && s != "." && s != ".."),
             "{key:?} has a traversal segment"
         );
         assert_eq!(key, format!("{raw_key}/{relative}"));

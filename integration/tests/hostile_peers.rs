@@ -17,8 +17,8 @@
 use quarry::{Client, ClientError, ClientOptions, JobOptions};
 use quarry_integration::{quarry_bin, ChildGuard};
 use quarry_proto::{
-    decode, encode, ClientId, Envelope, ErrorKind, JobId, Limits, Message, Role,
-    TaskError, TaskId, TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, PROTOCOL_VERSION,
+    decode, encode, ClientId, Envelope, ErrorKind, JobId, Limits, Message, Role, TaskError, TaskId,
+    TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, PROTOCOL_VERSION,
 };
 use rand::{Rng, RngCore, SeedableRng};
 use std::io::{BufRead, BufReader, Read};
@@ -434,6 +434,7 @@ async fn a_job_completes_correctly_while_hostile_peers_send_junk() {
     let results = client.gather(futures).await.unwrap();
     stop.store(true, Ordering::Relaxed);
     let seen = hostile.join().expect("the hostile peers' thread panicked");
+    eprintln!("hostile peers: {seen:?}");
 
     assert_eq!(results, durations, "a result was lost or forged");
     assert!(seen.version_rejections > 0, "{seen:?}");
@@ -586,8 +587,8 @@ async fn a_frame_over_the_cap_is_refused_naming_the_cap_and_the_scheduler_keeps_
         .err()
         .unwrap();
     let text = error.to_string();
-    assert!(matches!(error, ClientError::TooLarge { .. }), "{error:?}");
     assert!(text.contains("limits.max_frame_bytes"), "{text}");
+    assert!(text.contains("65536"), "{text}");
 
     // A raw peer that sends one anyway is cut off by ZeroMQ before the
     // frame is buffered; the scheduler carries on, and the peer can

@@ -206,7 +206,7 @@ fn scheduler(keys: Option<&Path>, extra: &[&str], env: &[(&str, String)]) -> (Pr
         args.push("--keys".into());
         args.push(dir.display().to_string());
     }
-    if !extra.iter().any(|a| *a == "--dashboard") {
+    if !extra.contains(&"--dashboard") {
         args.extend(["--dashboard".to_string(), "none".to_string()]);
     }
     args.extend(extra.iter().map(|a| a.to_string()));

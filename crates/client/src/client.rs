@@ -199,6 +199,11 @@ impl Client {
         &self.inner.limits
     }
 
+    /// The job that plain `submit` and `map` calls go to.
+    pub(crate) fn default_job(&self) -> JobId {
+        self.inner.default_job
+    }
+
     pub(crate) fn next_task_id(&self) -> TaskId {
         TaskId(self.inner.next_task.fetch_add(1, Ordering::Relaxed))
     }
@@ -215,7 +220,7 @@ impl Client {
     }
 
     /// Builds a task whose arguments must fit inline.
-    fn inline_task<A: Serialize>(&self, function: &str, args: &A) -> Result<TaskSpec, ClientError> {
+    pub(crate) fn inline_task<A: Serialize>(&self, function: &str, args: &A) -> Result<TaskSpec, ClientError> {
         let bytes = rmp_serde::to_vec_named(args).map_err(|e| ClientError::Codec(e.to_string()))?;
         Ok(TaskSpec::new(self.next_task_id(), function, bytes))
     }

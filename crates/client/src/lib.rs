@@ -26,6 +26,7 @@ mod error;
 mod future;
 mod job;
 mod prefix;
+mod window;
 
 pub use client::{Client, ClientOptions};
 pub use error::ClientError;

@@ -43,7 +43,10 @@ fn name(path: &Path) -> String {
 #[test]
 fn every_job_spec_input_parses_or_is_refused_without_panicking() {
     let files = inputs("job_spec");
-    let valid = files.iter().filter(|p| name(p).starts_with("valid-")).count();
+    let valid = files
+        .iter()
+        .filter(|p| name(p).starts_with("valid-"))
+        .count();
     let invalid = files
         .iter()
         .filter(|p| name(p).starts_with("invalid-"))

@@ -179,7 +179,10 @@ fn seeds() -> Vec<Message> {
         Message::OpenJob(job_spec()),
         Message::Submit {
             job: JobId(1 << 40 | 1),
-            tasks: vec![task(), TaskSpec::new(TaskId(1 << 40 | 8), "inc", vec![0x05])],
+            tasks: vec![
+                task(),
+                TaskSpec::new(TaskId(1 << 40 | 8), "inc", vec![0x05]),
+            ],
         },
         Message::SealJob {
             job: JobId(1 << 40 | 1),
@@ -368,9 +371,18 @@ fn hostile_frames_are_refused() {
     }
     let checked_in = files(&fuzz_dir("corpus"))
         .into_iter()
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("invalid-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("invalid-")
+        })
         .count();
-    assert_eq!(checked_in, hostile().len() - 1, "one file per hostile frame");
+    assert_eq!(
+        checked_in,
+        hostile().len() - 1,
+        "one file per hostile frame"
+    );
 }
 
 #[test]
