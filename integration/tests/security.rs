@@ -20,6 +20,7 @@ use quarry::parts::store::Secret;
 use quarry::parts::store::{StoreConfig, StoreResolver};
 use quarry::{Client, ClientError, ClientOptions, DataRef, JobOptions, Pin};
 use quarry_integration::{quarry_bin, ChildGuard, MinioServer};
+use quarry_proto::{decode, encode, Envelope, Limits, Message, Role, PROTOCOL_VERSION};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -477,6 +478,148 @@ async fn with_the_right_keys_map_and_gather_work_through_curve() {
     assert!(log.contains("curve=true"), "{log}");
 }
 
+// ----- connections per peer -----
+
+/// A raw ZeroMQ DEALER (no quarry code) with the CURVE key pair `key_file`.
+fn raw_curve_peer(
+    context: &zmq::Context,
+    endpoint: &str,
+    keys: &Path,
+    key_file: &str,
+) -> zmq::Socket {
+    let z85 = |text: &str| zmq::z85_decode(text.trim()).unwrap();
+    let socket = context.socket(zmq::DEALER).unwrap();
+    socket.set_linger(0).unwrap();
+    socket.set_rcvtimeo(100).unwrap();
+    let server = std::fs::read_to_string(keys.join("scheduler.pub")).unwrap();
+    socket.set_curve_serverkey(&z85(&server)).unwrap();
+    let pair = keys.join(key_file);
+    socket
+        .set_curve_publickey(&z85(&key_field(&pair, "public-key")))
+        .unwrap();
+    socket.set_curve_secretkey(&z85(&secret_of(&pair))).unwrap();
+    socket.connect(endpoint).unwrap();
+    socket
+}
+
+/// Says Hello as a client on `socket` (again every second, in case the
+/// first went out before the connection was up) and returns the answer:
+/// the Welcome or the Rejected.
+fn raw_hello(socket: &zmq::Socket) -> Message {
+    let hello = encode(
+        &Envelope {
+            messages: vec![Message::Hello {
+                version: PROTOCOL_VERSION,
+                role: Role::Client,
+                name: "raw".into(),
+                slots: 0,
+                functions: Vec::new(),
+                inventory: Vec::new(),
+            }],
+        },
+        &Limits::default(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + PROCESS_LIMIT;
+    while Instant::now() < deadline {
+        socket.send(&hello[..], 0).unwrap();
+        let second = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < second {
+            let Ok(frame) = socket.recv_bytes(0) else {
+                continue;
+            };
+            let answer = decode(&frame, &Limits::default())
+                .unwrap()
+                .messages
+                .into_iter()
+                .find(|m| matches!(m, Message::Welcome { .. } | Message::Rejected { .. }));
+            if let Some(answer) = answer {
+                return answer;
+            }
+        }
+    }
+    panic!("no answer to Hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_per_key_cap_are_refused_and_other_keys_keep_working() {
+    let keys = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    keygen(keys.path());
+    let second = Command::new(quarry_bin())
+        .args(["keygen", "--role", "client", "--name", "second", "--out"])
+        .arg(keys.path())
+        .output()
+        .unwrap();
+    assert!(second.status.success(), "{second:?}");
+    let config = keys.path().join("scheduler.toml");
+    std::fs::write(&config, "max_connections_per_peer = 3\n").unwrap();
+    let config = config.display().to_string();
+    let (scheduler, endpoint) = scheduler(
+        Some(keys.path()),
+        &["--config", &config, "--heartbeat-timeout", "2s"],
+        &[],
+    );
+    let steady = worker(
+        &endpoint,
+        "steady",
+        cache.path(),
+        Some((keys.path(), "worker.key")),
+        &[],
+    );
+
+    // Three connections with one key are admitted; the fourth is refused,
+    // naming the cap.
+    let context = zmq::Context::new();
+    let mut admitted = Vec::new();
+    for _ in 0..3 {
+        let socket = raw_curve_peer(&context, &endpoint, keys.path(), "client.key");
+        let answer = raw_hello(&socket);
+        assert!(matches!(answer, Message::Welcome { .. }), "{answer:?}");
+        admitted.push(socket);
+    }
+    let fourth = raw_curve_peer(&context, &endpoint, keys.path(), "client.key");
+    match raw_hello(&fourth) {
+        Message::Rejected { reason, fatal } => {
+            assert!(fatal, "{reason}");
+            assert!(
+                reason.contains("limits.max_connections_per_peer"),
+                "{reason}"
+            );
+        }
+        other => panic!("the fourth connection was admitted: {other:?}"),
+    }
+
+    // Another key is not affected.
+    let client = connect(
+        &endpoint,
+        Some(client_keys(keys.path(), keys.path(), "second.key")),
+    )
+    .await
+    .unwrap();
+    let echoed = client
+        .gather(client.map::<i64, i64, _>("echo", 0..20).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(echoed, (0..20).collect::<Vec<i64>>());
+
+    // The raw peers send no heartbeats: once the scheduler has given up on
+    // them, the key may connect again.
+    drop(admitted);
+    drop(fourth);
+    let again = raw_curve_peer(&context, &endpoint, keys.path(), "client.key");
+    let deadline = Instant::now() + PROCESS_LIMIT;
+    loop {
+        match raw_hello(&again) {
+            Message::Welcome { .. } => break,
+            answer => assert!(Instant::now() < deadline, "still refused: {answer:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    steady.stop();
+    scheduler.stop();
+}
+
 // ----- listening beyond loopback -----
 
 #[test]
@@ -574,18 +717,23 @@ impl Write for LogWriter {
     }
 }
 
-/// The Z85 secret of a `quarry keygen` key file.
-fn secret_of(key_file: &Path) -> String {
+/// A Z85 field (`public-key` or `secret-key`) of a `quarry keygen` key file.
+fn key_field(key_file: &Path, field: &str) -> String {
     let text = std::fs::read_to_string(key_file).unwrap();
     let line = text
         .lines()
-        .find_map(|line| line.trim().strip_prefix("secret-key"))
-        .expect("a secret-key line");
+        .find_map(|line| line.trim().strip_prefix(field))
+        .unwrap_or_else(|| panic!("{} has no {field} line", key_file.display()));
     line.trim()
         .trim_start_matches('=')
         .trim()
         .trim_matches('"')
         .to_string()
+}
+
+/// The Z85 secret of a `quarry keygen` key file.
+fn secret_of(key_file: &Path) -> String {
+    key_field(key_file, "secret-key")
 }
 
 /// One HTTP GET against the dashboard; returns the whole response.

@@ -18,7 +18,7 @@ use quarry_store::StoreResolver;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -129,7 +129,7 @@ struct ProgressCounters {
     objects: AtomicU64,
     tasks: AtomicU64,
     bytes: AtomicU64,
-    listed: std::sync::atomic::AtomicBool,
+    listed: AtomicBool,
 }
 
 /// A submitted task on its way from the driver to the stream, holding its

@@ -13,6 +13,13 @@ use quarry_proto::JobState;
 use quarry_store::StoreResolver;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long an interrupted run waits for its cancelled tasks to stop.
+const CANCEL_GRACE: Duration = Duration::from_secs(30);
+
+/// The exit status after Ctrl-C or SIGTERM (128 + SIGINT, as shells use).
+const INTERRUPTED_EXIT: u8 = 130;
 
 /// Options of `quarry run`.
 #[derive(clap::Args)]
@@ -89,7 +96,23 @@ async fn run_job(
     let client = cluster.client().await?;
     let store = StoreResolver::from_env();
     let submitted = submit_job(&client, &store, spec, |_| {}).await?;
-    let info = follow(&client, submitted.id, submitted.tasks).await?;
+    let following = follow(&client, submitted.id, submitted.tasks);
+    tokio::pin!(following);
+    let info = tokio::select! {
+        info = &mut following => info?,
+        _ = super::scheduler::handle_signals() => {
+            // The commands run in process groups of their own, which a
+            // terminal's Ctrl-C does not reach: cancelling the job is what
+            // stops them.
+            eprintln!("interrupted: cancelling job {} and stopping its tasks", submitted.id);
+            client.cancel_job(submitted.id)?;
+            match tokio::time::timeout(CANCEL_GRACE, &mut following).await {
+                Ok(info) => info?,
+                Err(_) => bail!("job {} did not stop within {CANCEL_GRACE:?}", submitted.id),
+            };
+            return Ok(ExitCode::from(INTERRUPTED_EXIT));
+        }
+    };
     let rows: Vec<ManifestRow> = client
         .results(submitted.id)
         .await?
