@@ -300,6 +300,53 @@ retries: 0
 }
 
 #[test]
+fn interrupting_a_run_cancels_the_job_and_kills_its_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    write(
+        &dir.path().join("sleepy.yaml"),
+        r#"
+name: sleepy
+range: 2
+command: [sh, -c, 'sleep 300 & echo $! >> "$PIDS"; wait']
+env:
+  PIDS: PIDS_FILE
+"#
+        .replace("PIDS_FILE", &pids.display().to_string())
+        .as_str(),
+    );
+    let mut command = Command::new(quarry_bin());
+    command
+        .args(["run", "sleepy.yaml", "--workers", "2"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut run = ChildGuard::spawn(command).unwrap();
+    let started = || {
+        std::fs::read_to_string(&pids)
+            .map(|text| text.lines().count() == 2)
+            .unwrap_or(false)
+    };
+    wait_until("both commands to start", started);
+    // What Ctrl-C in a terminal does: SIGINT to the foreground process group,
+    // which the commands (in groups of their own) are not part of.
+    run.signal_group(quarry_integration::Signal::SIGINT)
+        .unwrap();
+    let status = run.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(run.child_mut().stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted: cancelling job"), "{stderr}");
+    for pid in std::fs::read_to_string(&pids).unwrap().lines() {
+        let pid: u32 = pid.parse().unwrap();
+        wait_until(&format!("command child {pid} to die"), || {
+            process_is_dead(pid)
+        });
+    }
+}
+
+#[test]
 fn a_retried_task_leaves_exactly_one_set_of_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let marks = dir.path().join("marks");

@@ -31,7 +31,7 @@ mod local;
 pub use local::{LocalCluster, LocalClusterBuilder, LocalClusterError};
 pub use quarry_client::{
     as_completed, for_each_completed, Client, ClientError, ClientOptions, Job, JobOptions,
-    TaskFuture,
+    MapPrefixOptions, PrefixMap, PrefixProgress, PrefixResult, TaskFuture,
 };
 pub use quarry_proto::{DataRef, JobId, Pin, TaskId, TaskSpec};
 pub use quarry_worker::{run_worker, Registry, Shard, TaskContext, WorkerOptions};
