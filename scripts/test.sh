@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs quarry's whole test suite on a fresh machine. It installs what the
 # tests need first: libzmq (Debian package), MinIO built from source (cached
-# in ~/.cache/quarry/bin), and the Python packages the examples use.
+# in ~/.cache/quarry/bin).
 #
 #   scripts/test.sh
 set -euo pipefail
@@ -11,9 +11,6 @@ scripts/install-deps.sh
 echo "== MinIO (built from source once, then cached)"
 QUARRY_MINIO_BIN="$(scripts/minio.sh)"
 export QUARRY_MINIO_BIN
-if [ -f scripts/python-deps.sh ]; then
-    scripts/python-deps.sh
-fi
 
 echo "== formatting"
 cargo fmt --all -- --check

@@ -257,14 +257,9 @@ fn hello(version: u32, role: Role) -> Message {
     }
 }
 
+/// A task sleeping 1 ms (`1` is a one-byte MessagePack integer).
 fn sleep_task(id: TaskId) -> TaskSpec {
-    TaskSpec::new(id, "sleep_ms", rmp_encoded_u64(1))
-}
-
-/// A positive integer below 128 as MessagePack (a single fixint byte).
-fn rmp_encoded_u64(n: u8) -> Vec<u8> {
-    assert!(n < 128);
-    vec![n]
+    TaskSpec::new(id, "sleep_ms", vec![1])
 }
 
 // ----- hostile peers during a job -----
@@ -399,14 +394,14 @@ fn forged_report(task: TaskId, attempt: u32) -> TaskReport {
     TaskReport {
         task,
         attempt,
-        outcome: TaskOutcome::Ok(Value::Inline(encode_message_value(999))),
+        outcome: TaskOutcome::Ok(Value::Inline(msgpack_u16(999))),
         outputs: Vec::new(),
         stats: TaskStats::default(),
     }
 }
 
-/// 999 as MessagePack (uint16).
-fn encode_message_value(n: u16) -> Vec<u8> {
+/// `n` as a MessagePack uint16.
+fn msgpack_u16(n: u16) -> Vec<u8> {
     let [hi, lo] = n.to_be_bytes();
     vec![0xcd, hi, lo]
 }

@@ -5,6 +5,8 @@
 //!   its `authorized-clients` and `authorized-workers` files, each only in
 //!   its role; everyone else is refused at once with an authentication
 //!   error (never left waiting).
+//! - One key holds at most `max_connections_per_peer` sessions; other keys
+//!   are not affected.
 //! - A scheduler refuses to listen beyond loopback without keys unless told
 //!   `--insecure`.
 //! - Secrets (the AWS secret key, CURVE secret keys) never show up in logs,
@@ -16,8 +18,7 @@
 use futures::TryStreamExt;
 use quarry::parts::net::curve::decode_key;
 use quarry::parts::net::{CurveClientKeys, KeyPair};
-use quarry::parts::store::Secret;
-use quarry::parts::store::{StoreConfig, StoreResolver};
+use quarry::parts::store::{Secret, StoreConfig, StoreResolver};
 use quarry::{Client, ClientError, ClientOptions, DataRef, JobOptions, Pin};
 use quarry_integration::{quarry_bin, ChildGuard, MinioServer};
 use quarry_proto::{decode, encode, Envelope, Limits, Message, Role, PROTOCOL_VERSION};

@@ -78,7 +78,7 @@ impl Inner {
     pub(crate) fn send(&self, message: &Message) -> Result<(), ClientError> {
         let bytes = encode_message(message).map_err(|e| ClientError::Codec(e.to_string()))?;
         if bytes.len() + 16 > self.limits.max_frame_bytes {
-            return Err(ClientError::TooLarge {
+            return Err(ClientError::FrameTooLarge {
                 what: format!("a {} message", message.kind()),
                 size: bytes.len(),
                 cap: self.limits.max_frame_bytes,

@@ -35,6 +35,16 @@ pub enum ClientError {
         /// The cap.
         cap: usize,
     },
+    /// A message does not fit in one frame.
+    #[error("{what} is {size} bytes, over the {cap}-byte frame cap (limits.max_frame_bytes); send less per message, or pass large values by reference")]
+    FrameTooLarge {
+        /// What was too large.
+        what: String,
+        /// Its size.
+        size: usize,
+        /// The cap.
+        cap: usize,
+    },
     /// Encoding arguments or decoding a result failed.
     #[error("serialization failed: {0}")]
     Codec(String),

@@ -41,7 +41,7 @@ pub enum KeyError {
         /// The offending segment.
         segment: String,
     },
-    /// The path holds NUL, a backslash or another control character.
+    /// The path holds NUL, a backslash, `%` or another control character.
     #[error("{what} `{path}` contains the forbidden character {character:?}")]
     ForbiddenCharacter {
         /// Which part.
@@ -66,7 +66,7 @@ pub enum KeyError {
 /// The object key (relative to the job's output prefix) of a file a task
 /// wrote: `task_key/relative_path`. Both parts must be relative,
 /// `/`-separated paths without `..`, `.` or empty segments, NUL, backslashes
-/// or control characters, with segments of at most [`MAX_SEGMENT_BYTES`] and
+/// `%` or control characters, with segments of at most [`MAX_SEGMENT_BYTES`] and
 /// a result of at most [`MAX_OUTPUT_KEY_BYTES`]. This is the traversal rule:
 /// no output of one task can land outside `OUTPUT/<task key>/`.
 pub fn output_object_key(task_key: &str, relative_path: &str) -> Result<String, KeyError> {
@@ -93,7 +93,12 @@ fn check_relative(what: &'static str, path: &str) -> Result<(), KeyError> {
             path: path.to_owned(),
         });
     }
-    if let Some(character) = path.chars().find(|&c| c == '\\' || c.is_control()) {
+    // `%` is refused because store URLs are percent-decoded: `%2e%2e`
+    // would turn into `..` after this check.
+    if let Some(character) = path
+        .chars()
+        .find(|&c| c == '\\' || c == '%' || c.is_control())
+    {
         return Err(KeyError::ForbiddenCharacter {
             what,
             path: path.escape_debug().to_string(),
@@ -290,7 +295,12 @@ mod tests {
 
     #[test]
     fn refuses_nul_backslash_and_control_characters() {
-        for (path, character) in [("a\0b", '\0'), ("..\\x", '\\'), ("a\nb", '\n')] {
+        for (path, character) in [
+            ("a\0b", '\0'),
+            ("..\\x", '\\'),
+            ("a\nb", '\n'),
+            ("%2e%2e/x", '%'),
+        ] {
             assert!(
                 matches!(
                     output_object_key("k", path),

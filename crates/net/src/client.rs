@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc as tokio_mpsc;
 use tracing::{debug, warn};
 
@@ -73,6 +74,9 @@ impl Connection {
 
 static NEXT_MONITOR: AtomicU64 = AtomicU64::new(1);
 
+/// How long a closing connection waits for libzmq to stop its monitor.
+const MONITOR_STOP_LIMIT: Duration = Duration::from_secs(5);
+
 /// Connects a DEALER socket and starts its I/O thread. ZeroMQ connects in
 /// the background and reconnects after failures; events arrive on the
 /// returned channel.
@@ -113,7 +117,8 @@ pub fn connect(
                 | (zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32)
                 | (zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32)
                 | (zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32)
-                | (zmq::SocketEvent::DISCONNECTED as i32),
+                | (zmq::SocketEvent::DISCONNECTED as i32)
+                | (zmq::SocketEvent::MONITOR_STOPPED as i32),
         )
         .map_err(zmq_err("monitor"))?;
     let monitor = ctx.socket(zmq::PAIR).map_err(zmq_err("monitor socket"))?;
@@ -191,7 +196,40 @@ impl IoThread {
                 break;
             }
         }
+        self.close();
         debug!("DEALER I/O thread stopped");
+    }
+
+    /// Closes the DEALER, then reads its monitor until libzmq says the
+    /// monitor stopped. libzmq sends monitor events from the context's I/O
+    /// thread with blocking sends; were the monitor's reader closed first, a
+    /// late event (the closing socket's own disconnect) would block that
+    /// thread, and with it every socket of the process-wide context.
+    fn close(self) {
+        let IoThread {
+            socket, monitor, ..
+        } = self;
+        drop(socket);
+        if monitor.set_rcvtimeo(100).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + MONITOR_STOP_LIMIT;
+        while Instant::now() < deadline {
+            let Ok(frames) = monitor.recv_multipart(0) else {
+                continue;
+            };
+            let stopped = frames
+                .first()
+                .filter(|head| head.len() >= 2)
+                .map(|head| u16::from_le_bytes([head[0], head[1]]))
+                .is_some_and(|event| {
+                    zmq::SocketEvent::from_raw(event) == zmq::SocketEvent::MONITOR_STOPPED
+                });
+            if stopped {
+                return;
+            }
+        }
+        warn!("the DEALER's monitor did not stop in time");
     }
 
     fn emit(&self, event: ConnectionEvent) -> bool {
