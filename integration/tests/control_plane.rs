@@ -68,7 +68,10 @@ async fn wait_for_workers(client: &Client, n: usize) -> Vec<quarry_proto::Worker
         if workers.len() == n {
             return workers;
         }
-        assert!(Instant::now() < deadline, "expected {n} workers, have {workers:?}");
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} workers, have {workers:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -92,7 +95,10 @@ async fn ten_thousand_tasks_arrive_exactly_once_despite_a_killed_worker() {
     doomed.kill().unwrap();
 
     let results = client.gather(futures).await.unwrap();
-    assert_eq!(results, inputs, "every result, in order, with its own value");
+    assert_eq!(
+        results, inputs,
+        "every result, in order, with its own value"
+    );
 
     // Exactly once on the scheduler too: 10,000 done, nothing failed or
     // counted twice.
@@ -138,7 +144,11 @@ async fn a_panicking_task_reports_its_message_and_the_worker_lives_on() {
         "{failed:?}"
     );
     // The same worker still serves.
-    let x = client.submit::<i64, i64>("inc", &10).unwrap().result().await;
+    let x = client
+        .submit::<i64, i64>("inc", &10)
+        .unwrap()
+        .result()
+        .await;
     assert_eq!(x.unwrap(), quarry::parts::worker::inc(10));
 }
 
@@ -154,11 +164,8 @@ async fn nprocs_supervisor_restarts_a_crashed_worker_process() {
     names.sort();
     assert_eq!(names, ["pool-0", "pool-1"]);
 
-    let children = std::fs::read_to_string(format!(
-        "/proc/{0}/task/{0}/children",
-        supervisor.id()
-    ))
-    .unwrap();
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", supervisor.id())).unwrap();
     let victim: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(victim),
@@ -171,9 +178,7 @@ async fn nprocs_supervisor_restarts_a_crashed_worker_process() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let workers = client.workers().await.unwrap();
-        let fresh = workers
-            .iter()
-            .any(|w| !before.iter().any(|b| b.id == w.id));
+        let fresh = workers.iter().any(|w| !before.iter().any(|b| b.id == w.id));
         if fresh && workers.len() == 2 {
             break;
         }

@@ -13,7 +13,10 @@ use quarry_net::{CurveClientKeys, KeyPair};
 use std::path::Path;
 
 /// Builds client-side CURVE keys from the two settings.
-pub fn client_keys(server_key: Option<&str>, key_file: Option<&Path>) -> Result<Option<CurveClientKeys>> {
+pub fn client_keys(
+    server_key: Option<&str>,
+    key_file: Option<&Path>,
+) -> Result<Option<CurveClientKeys>> {
     match (server_key, key_file) {
         (None, None) => Ok(None),
         (Some(_), None) | (None, Some(_)) => bail!(

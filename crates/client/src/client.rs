@@ -210,7 +210,11 @@ impl Client {
 
     /// Builds a task for `function` with `args`: arguments over the inline
     /// cap are put into the staging store and passed by reference.
-    pub async fn task<A: Serialize>(&self, function: &str, args: &A) -> Result<TaskSpec, ClientError> {
+    pub async fn task<A: Serialize>(
+        &self,
+        function: &str,
+        args: &A,
+    ) -> Result<TaskSpec, ClientError> {
         let mut spec = self.inline_task(function, args)?;
         if spec.args.len() > self.inner.limits.max_inline_bytes {
             let bytes = std::mem::take(&mut spec.args);
@@ -220,7 +224,11 @@ impl Client {
     }
 
     /// Builds a task whose arguments must fit inline.
-    pub(crate) fn inline_task<A: Serialize>(&self, function: &str, args: &A) -> Result<TaskSpec, ClientError> {
+    pub(crate) fn inline_task<A: Serialize>(
+        &self,
+        function: &str,
+        args: &A,
+    ) -> Result<TaskSpec, ClientError> {
         let bytes = rmp_serde::to_vec_named(args).map_err(|e| ClientError::Codec(e.to_string()))?;
         Ok(TaskSpec::new(self.next_task_id(), function, bytes))
     }
@@ -449,7 +457,9 @@ impl Client {
                 })
                 .await?
             {
-                Message::Results { rows: page, more, .. } => {
+                Message::Results {
+                    rows: page, more, ..
+                } => {
                     rows.extend(page);
                     if !more {
                         return Ok(rows);

@@ -34,33 +34,41 @@ impl Client {
             items.into_iter().enumerate(),
             FuturesUnordered::new(),
         );
-        stream::unfold(state, move |(client, function, mut items, mut running)| async move {
-            if running.len() + refill <= window {
-                let mut batch = Vec::new();
-                let mut indices = Vec::new();
-                for (index, item) in items.by_ref().take(window - running.len()) {
-                    match client.inline_task(&function, &item) {
-                        Ok(spec) => {
-                            indices.push(index as u64);
-                            batch.push(spec);
+        stream::unfold(
+            state,
+            move |(client, function, mut items, mut running)| async move {
+                if running.len() + refill <= window {
+                    let mut batch = Vec::new();
+                    let mut indices = Vec::new();
+                    for (index, item) in items.by_ref().take(window - running.len()) {
+                        match client.inline_task(&function, &item) {
+                            Ok(spec) => {
+                                indices.push(index as u64);
+                                batch.push(spec);
+                            }
+                            Err(e) => {
+                                return Some((
+                                    (index as u64, Err(e)),
+                                    (client, function, items, running),
+                                ))
+                            }
                         }
-                        Err(e) => return Some(((index as u64, Err(e)), (client, function, items, running))),
+                    }
+                    match client.submit_specs::<R>(client.default_job(), batch) {
+                        Ok(futures) => {
+                            for (index, future) in indices.into_iter().zip(futures) {
+                                running.push(async move { (index, future.result().await) });
+                            }
+                        }
+                        Err(e) => {
+                            let index = indices.first().copied().unwrap_or_default();
+                            return Some(((index, Err(e)), (client, function, items, running)));
+                        }
                     }
                 }
-                match client.submit_specs::<R>(client.default_job(), batch) {
-                    Ok(futures) => {
-                        for (index, future) in indices.into_iter().zip(futures) {
-                            running.push(async move { (index, future.result().await) });
-                        }
-                    }
-                    Err(e) => {
-                        let index = indices.first().copied().unwrap_or_default();
-                        return Some(((index, Err(e)), (client, function, items, running)));
-                    }
-                }
-            }
-            let next = running.next().await?;
-            Some((next, (client, function, items, running)))
-        })
+                let next = running.next().await?;
+                Some((next, (client, function, items, running)))
+            },
+        )
     }
 }

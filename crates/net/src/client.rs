@@ -88,7 +88,9 @@ pub fn connect(
     socket.set_sndhwm(DEFAULT_HWM).map_err(zmq_err("SNDHWM"))?;
     socket.set_rcvhwm(DEFAULT_HWM).map_err(zmq_err("RCVHWM"))?;
     socket.set_linger(0).map_err(zmq_err("LINGER"))?;
-    socket.set_reconnect_ivl(100).map_err(zmq_err("RECONNECT_IVL"))?;
+    socket
+        .set_reconnect_ivl(100)
+        .map_err(zmq_err("RECONNECT_IVL"))?;
     socket
         .set_reconnect_ivl_max(2000)
         .map_err(zmq_err("RECONNECT_IVL_MAX"))?;
@@ -247,22 +249,20 @@ impl IoThread {
             let report = match event {
                 zmq::SocketEvent::HANDSHAKE_SUCCEEDED => ConnectionEvent::Connected,
                 zmq::SocketEvent::DISCONNECTED => ConnectionEvent::Disconnected,
-                zmq::SocketEvent::HANDSHAKE_FAILED_AUTH => ConnectionEvent::HandshakeFailed(
-                    format!(
+                zmq::SocketEvent::HANDSHAKE_FAILED_AUTH => {
+                    ConnectionEvent::HandshakeFailed(format!(
                         "the scheduler refused this peer's key (ZAP status {value}); \
                          check that its public key is in the scheduler's authorized list"
-                    ),
-                ),
+                    ))
+                }
                 zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL
-                | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL => {
-                    ConnectionEvent::HandshakeFailed(
-                        "security handshake with the scheduler failed: it expects CURVE keys \
+                | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL => ConnectionEvent::HandshakeFailed(
+                    "security handshake with the scheduler failed: it expects CURVE keys \
                          (or does not, and this peer sent them), or the scheduler public key is \
                          wrong; run `quarry keygen` and configure QUARRY_SERVER_KEY and the peer \
                          key pair"
-                            .to_string(),
-                    )
-                }
+                        .to_string(),
+                ),
                 _ => continue,
             };
             if !self.emit(report) {

@@ -135,7 +135,12 @@ pub fn read_authorized(path: &Path) -> Result<Vec<[u8; 32]>, NetError> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(NetError::Key(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(NetError::Key(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
     };
     text.lines()
         .enumerate()

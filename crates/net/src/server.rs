@@ -128,8 +128,12 @@ pub fn bind(options: ServerOptions) -> Result<(Server, tokio_mpsc::Receiver<Inco
             keys.authorized_clients.clone(),
             keys.authorized_workers.clone(),
         )?;
-        socket.set_zap_domain(&domain).map_err(zmq_err("ZAP_DOMAIN"))?;
-        socket.set_curve_server(true).map_err(zmq_err("CURVE_SERVER"))?;
+        socket
+            .set_zap_domain(&domain)
+            .map_err(zmq_err("ZAP_DOMAIN"))?;
+        socket
+            .set_curve_server(true)
+            .map_err(zmq_err("CURVE_SERVER"))?;
         socket
             .set_curve_secretkey(keys.keypair.secret_bytes())
             .map_err(zmq_err("CURVE_SECRETKEY"))?;

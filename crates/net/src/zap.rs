@@ -6,8 +6,8 @@
 //! The handler answers with a User-Id naming the peer's roles, which the
 //! server reads from every message it receives.
 
-use crate::curve::fingerprint;
 use crate::context::context;
+use crate::curve::fingerprint;
 use crate::NetError;
 use quarry_proto::Role;
 use std::collections::HashMap;
@@ -141,7 +141,10 @@ fn decide(frames: &[Vec<u8>], registry: &Registry) -> Vec<Vec<u8>> {
         warn!(peer = %address, mechanism = %mechanism, "rejected a connection without CURVE");
         return reply("400", "CURVE required", "");
     }
-    let Some(key) = frames.get(6).and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok()) else {
+    let Some(key) = frames
+        .get(6)
+        .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+    else {
         return reply("400", "malformed CURVE credentials", "");
     };
     let is_client = keys.clients.contains(&key);

@@ -1,6 +1,8 @@
 //! Real ZeroMQ sockets over TCP loopback: framing, batching, CURVE.
 
-use quarry_net::{bind, connect, ConnectOptions, ConnectionEvent, CurveClientKeys, CurveServerKeys};
+use quarry_net::{
+    bind, connect, ConnectOptions, ConnectionEvent, CurveClientKeys, CurveServerKeys,
+};
 use quarry_net::{KeyPair, ServerOptions};
 use quarry_proto::{encode_message, Message, Role};
 use std::time::Duration;
@@ -20,7 +22,10 @@ fn hello(name: &str) -> Vec<u8> {
 
 async fn next_frame(events: &mut tokio::sync::mpsc::Receiver<ConnectionEvent>) -> Vec<Message> {
     loop {
-        match timeout(Duration::from_secs(10), events.recv()).await.unwrap() {
+        match timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap()
+        {
             Some(ConnectionEvent::Frame(body)) => return body.unwrap().messages,
             Some(ConnectionEvent::HandshakeFailed(e)) => panic!("handshake failed: {e}"),
             Some(_) => continue,
@@ -39,13 +44,18 @@ async fn messages_round_trip_and_batch() {
     let mut received = Vec::new();
     let mut peer = None;
     while received.len() < 1000 {
-        let frame = timeout(Duration::from_secs(10), incoming.recv()).await.unwrap().unwrap();
+        let frame = timeout(Duration::from_secs(10), incoming.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(frame.roles.is_none(), "no CURVE, no roles");
         peer = Some(frame.peer);
         received.extend(frame.body.unwrap().messages);
     }
     for (i, m) in received.iter().enumerate() {
-        let Message::Hello { name, .. } = m else { panic!("unexpected {m:?}") };
+        let Message::Hello { name, .. } = m else {
+            panic!("unexpected {m:?}")
+        };
         assert_eq!(name, &format!("peer-{i}"), "order is preserved");
     }
     server.send(&peer.unwrap(), encode_message(&Message::Heartbeat).unwrap());
@@ -77,7 +87,10 @@ async fn curve_admits_listed_keys_with_their_role() {
         });
         let (conn, _events) = connect(opts).unwrap();
         conn.send(hello("x"));
-        let frame = timeout(Duration::from_secs(10), incoming.recv()).await.unwrap().unwrap();
+        let frame = timeout(Duration::from_secs(10), incoming.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(frame.roles, Some(vec![role]));
     }
 }
@@ -97,7 +110,10 @@ async fn curve_rejects_unknown_keys_and_plain_peers_promptly() {
     let (conn, mut events) = connect(opts).unwrap();
     conn.send(hello("stranger"));
     let failure = loop {
-        match timeout(Duration::from_secs(10), events.recv()).await.unwrap() {
+        match timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap()
+        {
             Some(ConnectionEvent::HandshakeFailed(e)) => break e,
             Some(_) => continue,
             None => panic!("closed"),
@@ -108,12 +124,17 @@ async fn curve_rejects_unknown_keys_and_plain_peers_promptly() {
     let (plain, mut plain_events) = connect(ConnectOptions::insecure(server.endpoint())).unwrap();
     plain.send(hello("plain"));
     loop {
-        match timeout(Duration::from_secs(10), plain_events.recv()).await.unwrap() {
+        match timeout(Duration::from_secs(10), plain_events.recv())
+            .await
+            .unwrap()
+        {
             Some(ConnectionEvent::HandshakeFailed(_)) => break,
             Some(_) => continue,
             None => panic!("closed"),
         }
     }
     // Neither reached the scheduler.
-    assert!(timeout(Duration::from_millis(300), incoming.recv()).await.is_err());
+    assert!(timeout(Duration::from_millis(300), incoming.recv())
+        .await
+        .is_err());
 }

@@ -224,7 +224,10 @@ mod tests {
         frames.extend(small.finish());
         assert_eq!(frames.len(), 3);
         for f in frames {
-            assert_eq!(decode(&f, &limits).unwrap().messages, vec![messages[3].clone()]);
+            assert_eq!(
+                decode(&f, &limits).unwrap().messages,
+                vec![messages[3].clone()]
+            );
         }
         assert!(matches!(
             FrameBuilder::new(8).push(vec![0; 8]),

@@ -232,9 +232,9 @@ impl Message {
     /// the scheduler sends.
     pub fn sender_role(&self) -> Option<Role> {
         match self {
-            Message::TaskStarted { .. }
-            | Message::TaskFinished(_)
-            | Message::CacheDelta { .. } => Some(Role::Worker),
+            Message::TaskStarted { .. } | Message::TaskFinished(_) | Message::CacheDelta { .. } => {
+                Some(Role::Worker)
+            }
             Message::OpenJob(_)
             | Message::Submit { .. }
             | Message::SealJob { .. }

@@ -49,7 +49,8 @@ async fn map_gather_and_as_completed_agree() {
 async fn map_unordered_keeps_a_bounded_window_and_loses_nothing() {
     let cluster = cluster().await;
     let client = cluster.client().await.unwrap();
-    let mut stream = std::pin::pin!(client.map_unordered::<u64, u64, _>("square", 0..20_000u64, 256));
+    let mut stream =
+        std::pin::pin!(client.map_unordered::<u64, u64, _>("square", 0..20_000u64, 256));
     let mut seen = vec![false; 20_000];
     while let Some((index, result)) = stream.next().await {
         assert_eq!(result.unwrap(), index * index);
@@ -80,13 +81,22 @@ async fn oversized_arguments_are_refused_with_the_cap_named() {
     let big = "x".repeat(100 * 1024);
     let refused = client.submit::<String, String>("echo", &big).unwrap_err();
     let text = refused.to_string();
-    assert!(matches!(refused, ClientError::TooLarge { cap: 65536, .. }), "{text}");
-    assert!(text.contains("65536-byte inline cap") && text.contains("reference"), "{text}");
+    assert!(
+        matches!(refused, ClientError::TooLarge { cap: 65536, .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains("65536-byte inline cap") && text.contains("reference"),
+        "{text}"
+    );
     // Without a staging store, putting it is refused with directions.
     let mut options = quarry::ClientOptions::new(cluster.address());
     options.staging = None;
     let plain = quarry::Client::connect_with(options).await.unwrap();
-    let refused = plain.submit_async::<String, String>("echo", &big).await.unwrap_err();
+    let refused = plain
+        .submit_async::<String, String>("echo", &big)
+        .await
+        .unwrap_err();
     assert!(refused.to_string().contains("QUARRY_STAGING"), "{refused}");
     drop((client, plain));
     cluster.shutdown().await;

@@ -51,9 +51,21 @@ async fn jobs(State(shared): State<Shared>) -> impl IntoResponse {
 async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
     let s = read(&shared);
     let mut out = String::new();
-    let _ = writeln!(out, "# TYPE quarry_workers gauge\nquarry_workers {}", s.workers);
-    let _ = writeln!(out, "# TYPE quarry_clients gauge\nquarry_clients {}", s.clients);
-    let _ = writeln!(out, "# TYPE quarry_tasks_queued gauge\nquarry_tasks_queued {}", s.queued);
+    let _ = writeln!(
+        out,
+        "# TYPE quarry_workers gauge\nquarry_workers {}",
+        s.workers
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE quarry_clients gauge\nquarry_clients {}",
+        s.clients
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE quarry_tasks_queued gauge\nquarry_tasks_queued {}",
+        s.queued
+    );
     let _ = writeln!(out, "# TYPE quarry_job_tasks gauge");
     for job in &s.jobs {
         let c = &job.counts;

@@ -1,11 +1,11 @@
 use crate::dashboard::{self, Snapshot};
 use quarry_core::{Command, Core, CoreConfig, Event, Millis};
 use quarry_net::{bind, CurveServerKeys, Incoming, PeerId, Server, ServerOptions};
-use quarry_store::StoreResolver;
 use quarry_proto::{
     encode_message, ClientId, Envelope, JobId, JobInfo, JobState, Limits, Message, Role, TaskSpec,
     WorkerId, WorkerInfo, PROTOCOL_VERSION,
 };
+use quarry_store::StoreResolver;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -210,7 +210,11 @@ impl Shell {
         self.started.elapsed().as_millis() as Millis
     }
 
-    async fn run(mut self, mut incoming: mpsc::Receiver<Incoming>, mut stop: oneshot::Receiver<()>) {
+    async fn run(
+        mut self,
+        mut incoming: mpsc::Receiver<Incoming>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
         let (finalized_tx, mut finalized_rx) = mpsc::unbounded_channel();
         self.finalized = Some(finalized_tx);
         let mut tick = tokio::time::interval(TICK);
@@ -525,7 +529,10 @@ impl Shell {
             Message::Heartbeat => return,
             Message::OpenJob(spec) => {
                 if spec.id.client() != client {
-                    return refuse(self, format!("job id {} is outside this client's range", spec.id));
+                    return refuse(
+                        self,
+                        format!("job id {} is outside this client's range", spec.id),
+                    );
                 }
                 if let Some(output) = &spec.output {
                     self.outputs.insert(spec.id, output.clone());
@@ -560,7 +567,9 @@ impl Shell {
                 return self.send(peer, &Message::Workers(workers));
             }
             Message::GetResults { job, after, limit } => {
-                let page = self.core.results(job, after, limit.clamp(1, 10_000) as usize);
+                let page = self
+                    .core
+                    .results(job, after, limit.clamp(1, 10_000) as usize);
                 let reply = match page {
                     Some((rows, more)) => Message::Results { job, rows, more },
                     None => Message::RequestFailed {
@@ -590,7 +599,10 @@ impl Shell {
         }
         for task in tasks {
             if task.id.client() != client {
-                return Err(format!("task id {} is outside this client's range", task.id));
+                return Err(format!(
+                    "task id {} is outside this client's range",
+                    task.id
+                ));
             }
             if task.args.len() > self.limits.max_inline_bytes {
                 return Err(format!(
@@ -639,7 +651,12 @@ impl Shell {
     fn on_finalized(&mut self, job: JobId, written: Result<(), String>) {
         if let Err(message) = &written {
             warn!(job = %job, "{message}");
-            self.to_client(job.client(), &Message::Error { message: message.clone() });
+            self.to_client(
+                job.client(),
+                &Message::Error {
+                    message: message.clone(),
+                },
+            );
         }
         for (client, info) in self.held.remove(&job).unwrap_or_default() {
             self.to_client(client, &Message::JobProgress(info));

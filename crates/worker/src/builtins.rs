@@ -40,7 +40,10 @@ fn count_words(bytes: &[u8], counts: &mut HashMap<Vec<u8>, u64>) {
         }
         return;
     }
-    for word in bytes.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty()) {
+    for word in bytes
+        .split(u8::is_ascii_whitespace)
+        .filter(|w| !w.is_empty())
+    {
         if word.iter().any(u8::is_ascii_uppercase) {
             *counts.entry(word.to_ascii_lowercase()).or_insert(0) += 1;
         } else if let Some(n) = counts.get_mut(word) {
@@ -64,9 +67,10 @@ pub(crate) fn register(registry: Registry) -> Registry {
             Err::<(), String>(message)
         })
         .task("panic", |message: String| -> () { panic!("{message}") })
-        .task_with_context("wordcount", |ctx: &TaskContext, _: serde::de::IgnoredAny| {
-            wordcount(ctx)
-        })
+        .task_with_context(
+            "wordcount",
+            |ctx: &TaskContext, _: serde::de::IgnoredAny| wordcount(ctx),
+        )
 }
 
 #[cfg(test)]

@@ -36,7 +36,10 @@ pub(crate) async fn run(
         // A chunk of a larger object is handed over as a file of its own.
         Some(shard) if shard.data_ref.range.is_some() => {
             let bytes = shard.read().map_err(|e| {
-                failure(ErrorKind::InputUnavailable, format!("cannot read input chunk: {e}"))
+                failure(
+                    ErrorKind::InputUnavailable,
+                    format!("cannot read input chunk: {e}"),
+                )
             })?;
             let path = scratch.join("input.chunk");
             tokio::fs::write(&path, bytes).await.map_err(|e| {
@@ -61,17 +64,28 @@ pub(crate) async fn run(
         output_dir: scratch.join("output"),
         log_dir: scratch.join("logs"),
     };
-    for dir in [&invocation.work_dir, &invocation.output_dir, &invocation.log_dir] {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| failure(ErrorKind::Failed, format!("cannot create {}: {e}", dir.display())))?;
+    for dir in [
+        &invocation.work_dir,
+        &invocation.output_dir,
+        &invocation.log_dir,
+    ] {
+        tokio::fs::create_dir_all(dir).await.map_err(|e| {
+            failure(
+                ErrorKind::Failed,
+                format!("cannot create {}: {e}", dir.display()),
+            )
+        })?;
     }
     let limits = RunLimits {
         timeout: timeout.or(template.timeout),
         ..RunLimits::default()
     };
     let outcome = run_command(&template, &invocation, &limits).await;
-    let output_prefix = attempt.job.output.as_deref().map(|o| o.trim_end_matches('/'));
+    let output_prefix = attempt
+        .job
+        .output
+        .as_deref()
+        .map(|o| o.trim_end_matches('/'));
     // Logs go up whatever happened, so a failure can be read afterwards.
     if let Some(prefix) = output_prefix {
         upload_logs(attempt, prefix, &invocation.log_dir).await?;
@@ -84,7 +98,12 @@ pub(crate) async fn run(
                 .map_err(|e| failure(ErrorKind::Failed, e.to_string()))?;
             let bytes = tokio::fs::read(invocation.output_dir.join(relative))
                 .await
-                .map_err(|e| failure(ErrorKind::Failed, format!("cannot read output {relative}: {e}")))?;
+                .map_err(|e| {
+                    failure(
+                        ErrorKind::Failed,
+                        format!("cannot read output {relative}: {e}"),
+                    )
+                })?;
             let url = format!("{prefix}/{key}");
             attempt.inputs.put(&url, bytes).await?;
             outputs.push(url);
@@ -116,7 +135,10 @@ async fn upload_logs(attempt: &Attempt, prefix: &str, log_dir: &Path) -> Result<
         };
         let key = output_object_key(&task.key, &format!("_logs/{name}"))
             .map_err(|e| failure(ErrorKind::Failed, e.to_string()))?;
-        attempt.inputs.put(&format!("{prefix}/{key}"), bytes).await?;
+        attempt
+            .inputs
+            .put(&format!("{prefix}/{key}"), bytes)
+            .await?;
     }
     Ok(())
 }

@@ -6,8 +6,7 @@ use crate::inputs::Inputs;
 use crate::registry::Registry;
 use quarry_net::{connect, ConnectOptions, Connection, ConnectionEvent};
 use quarry_proto::{
-    encode_message, JobId, JobSpec, Limits, Message, Role, TaskAssignment, TaskId,
-    PROTOCOL_VERSION,
+    encode_message, JobId, JobSpec, Limits, Message, Role, TaskAssignment, TaskId, PROTOCOL_VERSION,
 };
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -56,7 +55,13 @@ impl WorkerOptions {
 
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

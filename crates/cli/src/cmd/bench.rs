@@ -76,7 +76,10 @@ pub(super) fn quarry(args: &[String]) -> Result<Child> {
     let exe = std::env::current_exe().context("cannot find the quarry executable")?;
     Command::new(exe)
         .args(args)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -113,7 +116,8 @@ pub(super) async fn wait_for_workers(client: &Client, n: usize) -> Result<()> {
 async fn noop(args: NoopArgs) -> Result<ExitCode> {
     let port = free_port()?;
     let address = format!("tcp://127.0.0.1:{port}");
-    let scratch: PathBuf = std::env::temp_dir().join(format!("quarry-bench-{}", std::process::id()));
+    let scratch: PathBuf =
+        std::env::temp_dir().join(format!("quarry-bench-{}", std::process::id()));
     let mut processes = Processes(Vec::new());
     processes.0.push(quarry(&[
         "scheduler".into(),
@@ -163,7 +167,9 @@ async fn noop(args: NoopArgs) -> Result<ExitCode> {
         })
     } else {
         // Warm up connections and code paths.
-        client.gather(client.map::<u64, (), _>("noop", 0..1000)?).await?;
+        client
+            .gather(client.map::<u64, (), _>("noop", 0..1000)?)
+            .await?;
         let started = Instant::now();
         let futures = client.map::<u64, (), _>("noop", 0..args.tasks)?;
         client.gather(futures).await?;

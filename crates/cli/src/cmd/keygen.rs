@@ -33,7 +33,10 @@ fn add_peer(out: &std::path::Path, role: &str, name: &str) -> Result<()> {
     let pair = KeyPair::generate()?;
     let (key, _) = pair.write(out, name)?;
     authorize(&out.join(authorized_file(role)), &pair.public, name)?;
-    println!("{role} key pair: {} (authorized as a {role})", key.display());
+    println!(
+        "{role} key pair: {} (authorized as a {role})",
+        key.display()
+    );
     Ok(())
 }
 
@@ -42,7 +45,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => {
             let scheduler = KeyPair::generate()?;
             let (key, public) = scheduler.write(&args.out, "scheduler")?;
-            println!("scheduler key pair: {} (public key: {})", key.display(), public.display());
+            println!(
+                "scheduler key pair: {} (public key: {})",
+                key.display(),
+                public.display()
+            );
             add_peer(&args.out, "client", "client")?;
             add_peer(&args.out, "worker", "worker")?;
             println!(

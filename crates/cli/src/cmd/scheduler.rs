@@ -141,7 +141,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Ok(handle) => handle,
         // The default dashboard port may be taken (another scheduler on this
         // host): the control plane matters more, so carry on without it.
-        Err(quarry_scheduler::SchedulerError::Dashboard { addr, source }) if !explicit_dashboard => {
+        Err(quarry_scheduler::SchedulerError::Dashboard { addr, source })
+            if !explicit_dashboard =>
+        {
             warn!("dashboard not started on {addr}: {source}");
             config.dashboard = None;
             quarry_scheduler::start(config).await?

@@ -2,14 +2,14 @@
 
 use crate::{config, keys};
 use anyhow::{Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use quarry_net::ConnectOptions;
 use quarry_worker::{run_worker, Registry, WorkerOptions};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
@@ -79,11 +79,10 @@ fn default_cache_root() -> PathBuf {
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let file: FileConfig = config::read(args.config.as_deref())?;
-    let scheduler = args
-        .scheduler
-        .clone()
-        .or(file.scheduler)
-        .context("which scheduler? give its address, such as `quarry worker tcp://HOST:8786`")?;
+    let scheduler =
+        args.scheduler.clone().or(file.scheduler).context(
+            "which scheduler? give its address, such as `quarry worker tcp://HOST:8786`",
+        )?;
     let nprocs = args.nprocs.or(file.nprocs).unwrap_or(1).max(1);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let nthreads = args
@@ -150,7 +149,9 @@ async fn supervise(
             .arg(format!("--nthreads={nthreads}"))
             .arg(format!("--name={base_name}-{index}"));
         if let Some(dir) = &args.cache_dir {
-            command.arg("--cache-dir").arg(dir.join(format!("{base_name}-{index}")));
+            command
+                .arg("--cache-dir")
+                .arg(dir.join(format!("{base_name}-{index}")));
         }
         if let Some(size) = args.cache_size {
             command.arg(format!("--cache-size={size}"));
@@ -200,7 +201,10 @@ async fn supervise(
         }
     }
     for (child, _) in &mut children {
-        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_err()
+        {
             let _ = child.kill().await;
         }
     }
