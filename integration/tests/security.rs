@@ -910,6 +910,74 @@ async fn secrets_never_appear_in_logs_errors_status_or_the_dashboard() {
         captured.push((format!("dashboard {path}"), http_get(&dashboard, path)));
     }
 
+    // The command-line clients, with the same environment: a job file
+    // submitted and watched to its end, then `status`, `jobs` and
+    // `results`, and a refused connection (a worker key used as a client).
+    let job_file = keys.path().join("echo.yaml");
+    std::fs::write(
+        &job_file,
+        "name: cli-echo\n\
+         items: [a, b, c]\n\
+         command: [echo, \"{params.item}\"]\n\
+         output: s3://secrets/cli/\n",
+    )
+    .unwrap();
+    let client_flags = |key_file: &str| -> Vec<String> {
+        vec![
+            "--scheduler".into(),
+            endpoint.clone(),
+            "--server-key".into(),
+            keys.path().join("scheduler.pub").display().to_string(),
+            "--key-file".into(),
+            keys.path().join(key_file).display().to_string(),
+        ]
+    };
+    let job_id = job.id().0.to_string();
+    let cli_runs: Vec<(Vec<String>, bool)> = vec![
+        (
+            vec![
+                "submit".into(),
+                job_file.display().to_string(),
+                "--watch".into(),
+            ],
+            true,
+        ),
+        (vec!["status".into()], true),
+        (vec!["status".into(), job_id.clone(), "--json".into()], true),
+        (vec!["jobs".into()], true),
+        (vec!["results".into(), job_id], true),
+        (vec!["status".into(), "j999999".into()], false),
+    ];
+    for (args, must_succeed) in cli_runs {
+        let mut args = args;
+        args.extend(client_flags("client.key"));
+        let name = format!("quarry {}", args[0]);
+        let mut process = Process::quarry(&name, &args, &env);
+        let status = process.wait_exit();
+        let log = process.log.text();
+        assert_eq!(status.success(), must_succeed, "{name}: {log}");
+        captured.push((name, log));
+    }
+    // They did talk to the scheduler: they show its worker and jobs.
+    for (command, expected) in [
+        ("quarry status", "secretive"),
+        ("quarry jobs", "cli-echo"),
+        ("quarry results", "00003"),
+    ] {
+        let (_, log) = captured.iter().find(|(n, _)| n == command).unwrap();
+        assert!(
+            log.contains(expected),
+            "{command} does not show {expected}: {log}"
+        );
+    }
+    let mut refused = Process::quarry(
+        "quarry status with a worker key",
+        &[vec!["status".to_string()], client_flags("worker.key")].concat(),
+        &env,
+    );
+    assert!(!refused.wait_exit().success());
+    captured.push(("refused quarry status".into(), refused.log.text()));
+
     // A client process: `quarry bench` runs its own scheduler, workers and
     // client with the same environment.
     let mut bench = Process::quarry(

@@ -113,35 +113,71 @@ pub(super) async fn wait_for_workers(client: &Client, n: usize) -> Result<()> {
     Ok(())
 }
 
-async fn noop(args: NoopArgs) -> Result<ExitCode> {
-    let port = free_port()?;
-    let address = format!("tcp://127.0.0.1:{port}");
-    let scratch: PathBuf =
-        std::env::temp_dir().join(format!("quarry-bench-{}", std::process::id()));
-    let mut processes = Processes(Vec::new());
-    processes.0.push(quarry(&[
-        "scheduler".into(),
-        "--listen".into(),
-        address.clone(),
-        "--dashboard".into(),
-        "none".into(),
-    ])?);
-    let scheduler_pid = processes.0[0].id().context("scheduler exited at once")?;
-    let workers = if args.queue_only { 0 } else { args.workers };
-    for i in 0..workers {
+/// A scheduler and worker processes on a loopback port, plus a connected
+/// client, for one benchmark run. Dropping it stops the processes and
+/// removes the workers' scratch space.
+pub(super) struct BenchCluster {
+    processes: Processes,
+    scratch: PathBuf,
+    /// The scheduler's process id, for memory readings.
+    pub(super) scheduler_pid: u32,
+}
+
+impl BenchCluster {
+    /// Starts the scheduler and `workers` worker processes named
+    /// `LABEL-N`, connects a client and waits until every worker registered.
+    pub(super) async fn start(
+        label: &str,
+        workers: u32,
+        nthreads: u32,
+    ) -> Result<(BenchCluster, Client)> {
+        let address = format!("tcp://127.0.0.1:{}", free_port()?);
+        let scratch = std::env::temp_dir().join(format!("quarry-{label}-{}", std::process::id()));
+        let mut processes = Processes(Vec::new());
         processes.0.push(quarry(&[
-            "worker".into(),
+            "scheduler".into(),
+            "--listen".into(),
             address.clone(),
-            format!("--nthreads={}", args.nthreads),
-            format!("--name=bench-{i}"),
-            "--cache-dir".into(),
-            scratch.join(format!("w{i}")).display().to_string(),
+            "--dashboard".into(),
+            "none".into(),
         ])?);
+        let scheduler_pid = processes.0[0].id().context("scheduler exited at once")?;
+        for i in 0..workers {
+            processes.0.push(quarry(&[
+                "worker".into(),
+                address.clone(),
+                format!("--nthreads={nthreads}"),
+                format!("--name={label}-{i}"),
+                "--cache-dir".into(),
+                scratch.join(format!("w{i}")).display().to_string(),
+            ])?);
+        }
+        let cluster = BenchCluster {
+            processes,
+            scratch,
+            scheduler_pid,
+        };
+        let mut options = ClientOptions::new(address);
+        options.handshake_timeout = Duration::from_secs(30);
+        let client = Client::connect_with(options).await?;
+        wait_for_workers(&client, workers as usize).await?;
+        Ok((cluster, client))
     }
-    let mut options = ClientOptions::new(address.clone());
-    options.handshake_timeout = Duration::from_secs(30);
-    let client = Client::connect_with(options).await?;
-    wait_for_workers(&client, workers as usize).await?;
+}
+
+impl Drop for BenchCluster {
+    fn drop(&mut self) {
+        for child in &mut self.processes.0 {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+async fn noop(args: NoopArgs) -> Result<ExitCode> {
+    let workers = if args.queue_only { 0 } else { args.workers };
+    let (cluster, client) = BenchCluster::start("bench", workers, args.nthreads).await?;
+    let scheduler_pid = cluster.scheduler_pid;
 
     let report = if args.queue_only {
         let started = Instant::now();
@@ -195,8 +231,7 @@ async fn noop(args: NoopArgs) -> Result<ExitCode> {
         })
     };
     drop(client);
-    drop(processes);
-    let _ = std::fs::remove_dir_all(&scratch);
+    drop(cluster);
     if args.json {
         println!("{report}");
     } else {

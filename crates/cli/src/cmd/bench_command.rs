@@ -3,15 +3,14 @@
 //! TCP loopback. Printed, never asserted; `bench/command/compare.sh` puts it
 //! next to `xargs -P`.
 
-use super::bench::{free_port, quarry, wait_for_workers, Processes};
+use super::bench::BenchCluster;
 use anyhow::{bail, Result};
-use quarry_client::{Client, ClientOptions, JobOptions};
+use quarry_client::{Client, JobOptions};
 use quarry_command::{CommandTemplate, COMMAND_EXECUTOR};
 use quarry_proto::TaskOutcome;
 use serde_json::json;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Options of `quarry bench command`.
 #[derive(clap::Args)]
@@ -76,32 +75,8 @@ async fn run_job(
 }
 
 pub async fn command(args: CommandArgs) -> Result<ExitCode> {
-    let port = free_port()?;
-    let address = format!("tcp://127.0.0.1:{port}");
-    let scratch: PathBuf =
-        std::env::temp_dir().join(format!("quarry-bench-command-{}", std::process::id()));
-    let mut processes = Processes(Vec::new());
-    processes.0.push(quarry(&[
-        "scheduler".into(),
-        "--listen".into(),
-        address.clone(),
-        "--dashboard".into(),
-        "none".into(),
-    ])?);
-    for i in 0..args.workers {
-        processes.0.push(quarry(&[
-            "worker".into(),
-            address.clone(),
-            format!("--nthreads={}", args.nthreads),
-            format!("--name=bench-{i}"),
-            "--cache-dir".into(),
-            scratch.join(format!("w{i}")).display().to_string(),
-        ])?);
-    }
-    let mut options = ClientOptions::new(address.clone());
-    options.handshake_timeout = Duration::from_secs(30);
-    let client = Client::connect_with(options).await?;
-    wait_for_workers(&client, args.workers as usize).await?;
+    let (cluster, client) =
+        BenchCluster::start("bench-command", args.workers, args.nthreads).await?;
 
     let template = CommandTemplate {
         argv: vec![args.program.clone()],
@@ -122,8 +97,7 @@ pub async fn command(args: CommandArgs) -> Result<ExitCode> {
         "failed": failed,
     });
     drop(client);
-    drop(processes);
-    let _ = std::fs::remove_dir_all(&scratch);
+    drop(cluster);
     if args.json {
         println!("{report}");
     } else {

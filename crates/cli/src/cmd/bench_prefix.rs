@@ -5,11 +5,11 @@
 //! Optionally it also measures a broadcast input shared by many tasks,
 //! which each worker should download exactly once.
 
-use super::bench::{free_port, quarry, wait_for_workers, Processes};
+use super::bench::BenchCluster;
 use crate::config;
 use anyhow::{bail, Context, Result};
 use futures::TryStreamExt;
-use quarry_client::{Client, ClientOptions, JobOptions, MapPrefixOptions};
+use quarry_client::{Client, JobOptions, MapPrefixOptions};
 use quarry_command::{CommandTemplate, COMMAND_EXECUTOR};
 use quarry_proto::{DataRef, JobInfo};
 use quarry_store::object_store::{ObjectStoreExt, PutPayload};
@@ -17,7 +17,6 @@ use quarry_store::StoreResolver;
 use serde::de::IgnoredAny;
 use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -318,32 +317,8 @@ pub async fn prefix(args: PrefixArgs) -> Result<ExitCode> {
         "seconds": seeding.elapsed().as_secs_f64(),
     }))?;
 
-    let port = free_port()?;
-    let address = format!("tcp://127.0.0.1:{port}");
-    let scratch: PathBuf =
-        std::env::temp_dir().join(format!("quarry-bench-prefix-{}", std::process::id()));
-    let mut processes = Processes(Vec::new());
-    processes.0.push(quarry(&[
-        "scheduler".into(),
-        "--listen".into(),
-        address.clone(),
-        "--dashboard".into(),
-        "none".into(),
-    ])?);
-    for i in 0..args.workers {
-        processes.0.push(quarry(&[
-            "worker".into(),
-            address.clone(),
-            format!("--nthreads={}", args.nthreads),
-            format!("--name=bench-prefix-{i}"),
-            "--cache-dir".into(),
-            scratch.join(format!("w{i}")).display().to_string(),
-        ])?);
-    }
-    let mut options = ClientOptions::new(address);
-    options.handshake_timeout = Duration::from_secs(30);
-    let client = Client::connect_with(options).await?;
-    wait_for_workers(&client, args.workers as usize).await?;
+    let (cluster, client) =
+        BenchCluster::start("bench-prefix", args.workers, args.nthreads).await?;
 
     let outcome = async {
         for pass in 1..=args.passes {
@@ -360,8 +335,7 @@ pub async fn prefix(args: PrefixArgs) -> Result<ExitCode> {
     }
     .await;
     drop(client);
-    drop(processes);
-    let _ = std::fs::remove_dir_all(&scratch);
+    drop(cluster);
     outcome?;
     Ok(ExitCode::SUCCESS)
 }
