@@ -434,14 +434,17 @@ impl CommandFixture {
         futures.remove(0).result().await
     }
 
-    /// Every file under the root is a worker's, the job's own (its
-    /// manifest or failure marker under `OUTPUT/_quarry/`), or lies under
+    /// Every file under the root is a worker's, the job's own (its manifest
+    /// and markers: `OUTPUT/_quarry/…`, `OUTPUT/_SUCCESS`, which the
+    /// scheduler writes as the job ends), or lies under
     /// `OUTPUT/<allowed key>/`.
     fn assert_contained(&self, allowed_key: Option<&str>) {
         let workers = self.root.path().join("workers");
         let job_files = self.output_dir().join("_quarry");
+        let success_marker = self.output_dir().join("_SUCCESS");
         for path in files_under(self.root.path()) {
-            if path.starts_with(&workers) || path.starts_with(&job_files) {
+            if path.starts_with(&workers) || path.starts_with(&job_files) || path == success_marker
+            {
                 continue;
             }
             let inside =

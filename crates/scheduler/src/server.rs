@@ -421,7 +421,8 @@ impl Shell {
                 peer,
                 &Message::Rejected {
                     reason: format!(
-                        "this peer already has {open} connections, the cap                          (limits.max_connections_per_peer = {cap}); close some first"
+                        "this peer already has {open} connections, the cap \
+                         (limits.max_connections_per_peer = {cap}); close some first"
                     ),
                     fatal: true,
                 },
