@@ -13,7 +13,16 @@ pub enum LocalClusterError {
     /// The scheduler failed to start.
     #[error(transparent)]
     Scheduler(#[from] SchedulerError),
+    /// The cluster's own client could not talk to it.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Workers did not register in time.
+    #[error("the embedded workers did not all register within 30 s (wanted {0})")]
+    WorkersMissing(usize),
 }
+
+/// How long `start` waits for the embedded workers to register.
+const WORKER_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Builds a [`LocalCluster`].
 #[derive(Clone)]
@@ -87,11 +96,22 @@ impl LocalClusterBuilder {
                 })
             })
             .collect();
-        Ok(LocalCluster {
+        let cluster = LocalCluster {
             scheduler,
             workers,
             stop: stop_tx,
-        })
+        };
+        // Tasks submitted before every worker registered would all be
+        // prefetched by the first one; wait so that work spreads at once.
+        let client = cluster.client().await?;
+        let deadline = std::time::Instant::now() + WORKER_START_TIMEOUT;
+        while client.workers().await?.len() < self.workers {
+            if std::time::Instant::now() > deadline {
+                return Err(LocalClusterError::WorkersMissing(self.workers));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(cluster)
     }
 }
 
