@@ -153,16 +153,6 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, Scheduler
     })
 }
 
-/// The fields of a `Hello`.
-struct Hello {
-    version: u32,
-    role: Role,
-    name: String,
-    slots: u32,
-    functions: Vec<String>,
-    inventory: Vec<quarry_proto::CacheEntry>,
-}
-
 /// Who a connected peer is.
 #[derive(Clone, Debug)]
 enum Peer {
@@ -313,23 +303,7 @@ impl Shell {
         origin: &str,
         message: Message,
     ) {
-        if let Message::Hello {
-            version,
-            role,
-            name,
-            slots,
-            functions,
-            inventory,
-        } = message
-        {
-            let hello = Hello {
-                version,
-                role,
-                name,
-                slots,
-                functions,
-                inventory,
-            };
+        if let hello @ Message::Hello { .. } = message {
             return self.on_hello(peer, roles, origin, hello);
         }
         let now = self.now();
@@ -376,15 +350,18 @@ impl Shell {
         }
     }
 
-    fn on_hello(&mut self, peer: &PeerId, roles: Option<&[Role]>, origin: &str, hello: Hello) {
-        let Hello {
+    fn on_hello(&mut self, peer: &PeerId, roles: Option<&[Role]>, origin: &str, hello: Message) {
+        let Message::Hello {
             version,
             role,
             name,
             slots,
             functions,
             inventory,
-        } = hello;
+        } = hello
+        else {
+            return;
+        };
         if version != PROTOCOL_VERSION {
             self.send(
                 peer,

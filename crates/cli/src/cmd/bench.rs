@@ -232,10 +232,15 @@ async fn noop(args: NoopArgs) -> Result<ExitCode> {
     };
     drop(client);
     drop(cluster);
-    if args.json {
+    print_report(&report, args.json)
+}
+
+/// Prints a benchmark's report: one JSON line, or indented for people.
+pub(super) fn print_report(report: &serde_json::Value, one_line: bool) -> Result<ExitCode> {
+    if one_line {
         println!("{report}");
     } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(report)?);
     }
     Ok(ExitCode::SUCCESS)
 }

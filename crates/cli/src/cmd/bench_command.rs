@@ -3,7 +3,7 @@
 //! TCP loopback. Printed, never asserted; `bench/command/compare.sh` puts it
 //! next to `xargs -P`.
 
-use super::bench::BenchCluster;
+use super::bench::{print_report, BenchCluster};
 use anyhow::{bail, Result};
 use quarry_client::{Client, JobOptions};
 use quarry_command::{CommandTemplate, COMMAND_EXECUTOR};
@@ -98,10 +98,5 @@ pub async fn command(args: CommandArgs) -> Result<ExitCode> {
     });
     drop(client);
     drop(cluster);
-    if args.json {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    print_report(&report, args.json)
 }
