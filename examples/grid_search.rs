@@ -4,9 +4,10 @@
 //! The dataset is a *broadcast input* of the job: every task reads it
 //! through its [`TaskContext`], and each worker fetches it once into its
 //! cache — no copying `dataset.pkl` into every worker's home directory.
-//! Broadcast inputs belong to a job, so the tasks go to a job opened with
-//! [`Client::open_job`] (the library's `map` submits to the client's default
-//! job, which has none); the results stream back with [`as_completed`].
+//! Broadcast inputs belong to a job, so the grid is mapped over a job
+//! opened with [`Client::open_job`]: [`quarry::Job::map`] works like
+//! [`Client::map`] (one task of the registered `fit_tree` per parameter set,
+//! futures in grid order), and [`quarry::Job::gather`] collects the scores.
 //!
 //! ```text
 //! python3 examples/adult-grid-search/generate.py   # or the real adult.data
@@ -20,7 +21,7 @@
 
 use futures::StreamExt;
 use quarry::parts::store::StoreResolver;
-use quarry::{as_completed, Client, JobOptions, LocalCluster, Registry, TaskContext};
+use quarry::{Client, JobOptions, LocalCluster, Registry, TaskContext};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -335,25 +336,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
         }
     }
-    let mut tasks = Vec::with_capacity(grid.len());
-    for (index, params) in grid.iter().enumerate() {
-        let mut task = client.task("fit_tree", params).await?;
-        task.key = format!("{index:05}");
-        task.params_json = format!(
-            r#"{{"max_depth":{},"min_samples_leaf":{}}}"#,
-            params.max_depth, params.min_samples_leaf
-        );
-        tasks.push(task);
-    }
     let started = Instant::now();
-    let futures = job.submit::<Score>(tasks)?;
+    let futures = job.map::<Params, Score, _>("fit_tree", grid.iter().copied())?;
     job.seal()?;
-
-    let mut completed = as_completed(futures);
-    let mut scores = Vec::new();
-    while let Some((index, score)) = completed.next().await {
-        scores.push((grid[index], score?));
-    }
+    let mut scores: Vec<(Params, Score)> =
+        grid.into_iter().zip(job.gather(futures).await?).collect();
     scores.sort_by(|a, b| b.1.accuracy.total_cmp(&a.1.accuracy));
     println!(
         "{} parameter sets in {:.2?}; best first:",

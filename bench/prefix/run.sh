@@ -5,7 +5,7 @@
 #   bench/prefix/run.sh                      # 64 x 16 MiB = 1 GiB, 2 workers
 #   SHARDS=16 bench/prefix/run.sh            # 256 MiB
 #
-# Settings (environment): SHARDS (64), SHARD_SIZE (16MiB), WORKERS (2),
+# Settings (environment): SECTIONS (1 2 3 4), SHARDS (64), SHARD_SIZE (16MiB), WORKERS (2),
 # PASSES (3), BROADCAST_SIZE (1GiB), BROADCAST_TASKS (1000),
 # QUARRY_BIN (target/release/quarry), OUT (a new directory under /tmp).
 #
@@ -13,10 +13,13 @@
 # quarry-cli`, and `pip install dask distributed s3fs`.
 #
 # Runs, in order, each with fresh worker processes (empty caches):
-#   1. quarry, built-in `wordcount`, PASSES passes; then dask, same;
-#   2. quarry, `wc -l {input}` per shard (a cheap reader: the data plane
-#      rather than word counting), PASSES passes; then dask, same;
-#   3. quarry, BROADCAST_TASKS no-op tasks sharing one BROADCAST_SIZE
+#   1. quarry, built-in `linecount` (reads every byte and little else: the
+#      data plane), PASSES passes; then dask, same;
+#   2. quarry, built-in `wordcount` (compute-bound), PASSES passes; then
+#      dask, same;
+#   3. quarry, `wc -l {input}` per shard (a command task), PASSES passes;
+#      then dask, same;
+#   4. quarry, BROADCAST_TASKS no-op tasks sharing one BROADCAST_SIZE
 #      broadcast input, with MinIO's own count of GetObject requests and
 #      bytes sent around it (MinIO metrics, independent of quarry).
 # Everything printed is also kept in $OUT.
@@ -62,6 +65,9 @@ done
 curl -fs --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
     -X PUT "$endpoint/bench" >/dev/null
 
+sections=" ${SECTIONS:-1 2 3 4} "
+wanted() { [[ "$sections" == *" $1 "* ]]; }
+
 url=s3://bench/shards/
 common=(--url "$url" --shards "$shards" --shard-size "$shard_size" --workers "$workers" --json)
 
@@ -73,27 +79,41 @@ metric() {
         awk -v name="$1" -v filter="$2" '$1 ~ "^"name"[{ ]" && $1 ~ filter { sum += $NF } END { printf "%.0f\n", sum }'
 }
 
-echo "== 1. word count: quarry, then dask ($shards x $shard_size, $workers workers)"
-RUST_LOG=error "$quarry" bench prefix "${common[@]}" --passes "$passes" | tee "$out/quarry-wordcount.jsonl"
-python3 "$here/dask_compare.py" --url "$url" --workers "$workers" --passes "$passes" \
-    --function wordcount --quarry-results "$out/quarry-wordcount.jsonl" | tee "$out/dask-wordcount.txt"
+if wanted 1; then
+    echo "== 1. line count: quarry, then dask ($shards x $shard_size, $workers workers)"
+    RUST_LOG=error "$quarry" bench prefix "${common[@]}" --passes "$passes" | tee "$out/quarry-linecount.jsonl"
+    python3 "$here/dask_compare.py" --url "$url" --workers "$workers" --passes "$passes" \
+        --function linecount --quarry-results "$out/quarry-linecount.jsonl" | tee "$out/dask-linecount.txt"
+fi
 
-echo "== 2. wc -l per shard: quarry, then dask"
-RUST_LOG=error "$quarry" bench prefix "${common[@]}" --passes "$passes" \
-    --command "wc -l {input}" | tee "$out/quarry-wc.jsonl"
-python3 "$here/dask_compare.py" --url "$url" --workers "$workers" --passes "$passes" \
-    --function wc-l --quarry-results "$out/quarry-wc.jsonl" | tee "$out/dask-wc.txt"
+if wanted 2; then
+    echo "== 2. word count: quarry, then dask"
+    RUST_LOG=error "$quarry" bench prefix "${common[@]}" --passes "$passes" --function wordcount |
+        tee "$out/quarry-wordcount.jsonl"
+    python3 "$here/dask_compare.py" --url "$url" --workers "$workers" --passes "$passes" \
+        --function wordcount --quarry-results "$out/quarry-wordcount.jsonl" | tee "$out/dask-wordcount.txt"
+fi
 
-echo "== 3. broadcast: $broadcast_tasks tasks sharing one $broadcast_size input"
-# Seed the broadcast object first, so that the counted run only reads it.
-RUST_LOG=error "$quarry" bench prefix "${common[@]}" --passes 0 --broadcast-size "$broadcast_size" \
-    --broadcast-tasks 0 >/dev/null
-gets_before=$(metric minio_s3_requests_total 'api="getobject"')
-sent_before=$(metric minio_s3_traffic_sent_bytes '')
-RUST_LOG=error "$quarry" bench prefix "${common[@]}" --passes 0 --broadcast-size "$broadcast_size" \
-    --broadcast-tasks "$broadcast_tasks" | tee "$out/quarry-broadcast.jsonl"
-gets_after=$(metric minio_s3_requests_total 'api="getobject"')
-sent_after=$(metric minio_s3_traffic_sent_bytes '')
-echo "{\"bench\":\"minio-metrics\",\"getobject_requests\":$((gets_after - gets_before)),\"bytes_sent\":$((sent_after - sent_before)),\"workers\":$workers}" |
-    tee "$out/minio-broadcast.json"
+if wanted 3; then
+    echo "== 3. wc -l per shard: quarry, then dask"
+    RUST_LOG=error "$quarry" bench prefix "${common[@]}" --passes "$passes" \
+        --command "wc -l {input}" | tee "$out/quarry-wc.jsonl"
+    python3 "$here/dask_compare.py" --url "$url" --workers "$workers" --passes "$passes" \
+        --function wc-l --quarry-results "$out/quarry-wc.jsonl" | tee "$out/dask-wc.txt"
+fi
+
+if wanted 4; then
+    echo "== 4. broadcast: $broadcast_tasks tasks sharing one $broadcast_size input"
+    # Seed the broadcast object first, so that the counted run only reads it.
+    RUST_LOG=error "$quarry" bench prefix "${common[@]}" --passes 0 --broadcast-size "$broadcast_size" \
+        --broadcast-tasks 0 >/dev/null
+    gets_before=$(metric minio_s3_requests_total 'api="getobject"')
+    sent_before=$(metric minio_s3_traffic_sent_bytes '')
+    RUST_LOG=error "$quarry" bench prefix "${common[@]}" --passes 0 --broadcast-size "$broadcast_size" \
+        --broadcast-tasks "$broadcast_tasks" | tee "$out/quarry-broadcast.jsonl"
+    gets_after=$(metric minio_s3_requests_total 'api="getobject"')
+    sent_after=$(metric minio_s3_traffic_sent_bytes '')
+    echo "{\"bench\":\"minio-metrics\",\"getobject_requests\":$((gets_after - gets_before)),\"bytes_sent\":$((sent_after - sent_before)),\"workers\":$workers}" |
+        tee "$out/minio-broadcast.json"
+fi
 echo "results kept in $out"

@@ -82,7 +82,18 @@ fn init_logging(command: &Command) {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.command);
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Servers run their event loop on one thread: every message crosses
+    // from a socket's I/O thread to that loop, and waking one known thread
+    // is cheaper than waking a pool that then looks for work. The worker's
+    // tasks run on slot threads of their own, and the scheduler hands
+    // heavy work (manifest encoding) to blocking threads.
+    let runtime = match &cli.command {
+        Command::Scheduler(_) | Command::Worker(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

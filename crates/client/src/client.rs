@@ -273,20 +273,37 @@ impl Client {
         Ok(futures.remove(0))
     }
 
-    /// Maps `function` over `items`, one task each, submitted in batches.
+    /// Maps `function` over `items`, one task each, submitted in batches to
+    /// the client's default job; the futures are in the order of `items`.
+    /// [`crate::Job::map`] does the same in a job of your own (with
+    /// broadcast inputs, say).
     pub fn map<A, R, I>(&self, function: &str, items: I) -> Result<Vec<TaskFuture<R>>, ClientError>
     where
         A: Serialize,
         R: DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        let mut specs = Vec::new();
-        for item in items {
-            let spec = self.inline_task(function, &item)?;
-            self.check_inline(&spec)?;
-            specs.push(spec);
-        }
-        self.submit_specs(self.inner.default_job, specs)
+        self.map_in(self.inner.default_job, function, items)
+    }
+
+    /// [`Client::map`] into job `job`. Every argument must fit inline;
+    /// nothing is submitted if one does not.
+    pub(crate) fn map_in<A, R, I>(
+        &self,
+        job: JobId,
+        function: &str,
+        items: I,
+    ) -> Result<Vec<TaskFuture<R>>, ClientError>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        let specs = items
+            .into_iter()
+            .map(|item| self.inline_task(function, &item))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.submit_specs(job, specs)
     }
 
     /// Submits prepared tasks to a job, in batches that respect the frame

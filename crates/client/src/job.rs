@@ -1,8 +1,10 @@
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::future::TaskFuture;
+use futures::Stream;
 use quarry_proto::{DataRef, JobId, JobSpec, Message, TaskSpec};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::sync::Arc;
 
 /// What a new job is opened with.
@@ -20,7 +22,7 @@ pub struct JobOptions {
     pub max_fails: Option<u64>,
 }
 
-/// An open job: submit tasks to it, then seal it.
+/// An open job: map over it or submit tasks to it, then seal it.
 pub struct Job {
     client: Client,
     spec: Arc<JobSpec>,
@@ -46,7 +48,61 @@ impl Job {
         TaskSpec::new(self.client.next_task_id(), function, args)
     }
 
-    /// Submits tasks to this job.
+    /// Maps `function` over `items` in this job, one task each, submitted
+    /// in batches; the futures are in the order of `items`. Like
+    /// [`Client::map`], but the tasks read this job's broadcast inputs and
+    /// write under its output prefix.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: quarry_client::Client, data: quarry_proto::DataRef)
+    /// # -> Result<(), quarry_client::ClientError> {
+    /// let job = client.open_job(quarry_client::JobOptions {
+    ///     broadcast: vec![("dataset".into(), data)],
+    ///     ..Default::default()
+    /// })?;
+    /// let futures = job.map::<u32, f64, _>("score", [2, 4, 8])?;
+    /// job.seal()?;
+    /// let scores = job.gather(futures).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn map<A, R, I>(&self, function: &str, items: I) -> Result<Vec<TaskFuture<R>>, ClientError>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        self.client.map_in(self.spec.id, function, items)
+    }
+
+    /// Maps `function` over `items` in this job lazily, keeping at most
+    /// `window` tasks in flight, and yields `(index, result)` in completion
+    /// order: [`Client::map_unordered`] for this job.
+    pub fn map_unordered<A, R, I>(
+        &self,
+        function: &str,
+        items: I,
+        window: usize,
+    ) -> impl Stream<Item = (u64, Result<R, ClientError>)> + use<A, R, I>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.client
+            .map_unordered_in(self.spec.id, function, items, window)
+    }
+
+    /// Waits for every future and returns the results in order; the first
+    /// failed task's error is returned instead ([`Client::gather`]).
+    pub async fn gather<R: DeserializeOwned>(
+        &self,
+        futures: Vec<TaskFuture<R>>,
+    ) -> Result<Vec<R>, ClientError> {
+        self.client.gather(futures).await
+    }
+
+    /// Submits prepared tasks to this job (built with [`Job::new_task`] or
+    /// [`Client::task`], to set keys, inputs or priorities).
     pub fn submit<R: DeserializeOwned>(
         &self,
         tasks: Vec<TaskSpec>,

@@ -18,6 +18,12 @@
 //! let all = client.gather(futures).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! `Client::submit` and `Client::map` go to the client's default job. Tasks
+//! that need broadcast inputs, an output prefix or an executor context go
+//! to a job of their own: [`Client::open_job`] returns a [`Job`] with the
+//! same `map`, `map_unordered` and `gather` (and `submit` for prepared
+//! tasks); seal it when no more tasks will come.
 
 #![warn(missing_docs)]
 

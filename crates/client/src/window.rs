@@ -3,6 +3,7 @@
 use crate::client::Client;
 use crate::error::ClientError;
 use futures::stream::{self, FuturesUnordered, Stream, StreamExt};
+use quarry_proto::JobId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -13,9 +14,26 @@ impl Client {
     /// Unlike [`Client::map`] + [`crate::as_completed`], which hold one
     /// future per item, memory here is bounded by `window` however many
     /// items there are: new tasks are submitted (in batches) only as
-    /// results are consumed.
+    /// results are consumed. The tasks go to the client's default job;
+    /// [`crate::Job::map_unordered`] does the same in a job of your own.
     pub fn map_unordered<A, R, I>(
         &self,
+        function: &str,
+        items: I,
+        window: usize,
+    ) -> impl Stream<Item = (u64, Result<R, ClientError>)> + use<A, R, I>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_unordered_in(self.default_job(), function, items, window)
+    }
+
+    /// [`Client::map_unordered`] into job `job`.
+    pub(crate) fn map_unordered_in<A, R, I>(
+        &self,
+        job: JobId,
         function: &str,
         items: I,
         window: usize,
@@ -54,7 +72,7 @@ impl Client {
                             }
                         }
                     }
-                    match client.submit_specs::<R>(client.default_job(), batch) {
+                    match client.submit_specs::<R>(job, batch) {
                         Ok(futures) => {
                             for (index, future) in indices.into_iter().zip(futures) {
                                 running.push(async move { (index, future.result().await) });

@@ -1,45 +1,24 @@
-//! Capturing a child's output stream: everything goes to a log file, and a
-//! bounded tail stays in memory.
+//! Capturing a child's output: the child writes its stdout and stderr
+//! straight into log files, and once it is gone the end of each file is read
+//! back into memory. No pipe sits in between, so the worker copies nothing
+//! while the command runs and no stray process can hold a pipe open.
 
-use std::collections::VecDeque;
-use std::io;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
 
-/// The last `capacity` bytes of a stream.
-#[derive(Debug)]
+/// The last bytes of a log, at most the capacity given to [`read_tail`].
+#[derive(Debug, Default)]
 pub(crate) struct Tail {
-    bytes: VecDeque<u8>,
-    capacity: usize,
-    /// Whether earlier bytes were dropped to stay within `capacity`.
+    bytes: Vec<u8>,
+    /// Whether earlier bytes were left out to stay within the capacity.
     truncated: bool,
 }
 
 impl Tail {
-    pub(crate) fn new(capacity: usize) -> Tail {
-        Tail {
-            bytes: VecDeque::with_capacity(capacity.min(64 * 1024)),
-            capacity,
-            truncated: false,
-        }
-    }
-
-    pub(crate) fn push(&mut self, chunk: &[u8]) {
-        let keep = chunk.len().min(self.capacity);
-        let overflow = (self.bytes.len() + keep).saturating_sub(self.capacity);
-        if overflow > 0 || keep < chunk.len() {
-            self.truncated = true;
-        }
-        self.bytes.drain(..overflow);
-        self.bytes.extend(&chunk[chunk.len() - keep..]);
-    }
-
     /// The tail as text (invalid UTF-8 replaced).
     pub(crate) fn text(&self) -> String {
-        let (front, back) = self.bytes.as_slices();
-        let mut all = Vec::with_capacity(self.bytes.len());
-        all.extend_from_slice(front);
-        all.extend_from_slice(back);
-        String::from_utf8_lossy(&all).into_owned()
+        String::from_utf8_lossy(&self.bytes).into_owned()
     }
 
     /// The last non-empty line, if it is complete: a line cut at the front
@@ -56,32 +35,24 @@ impl Tail {
     }
 }
 
-/// Copies `pipe` to `log` and into `tail` until the pipe closes. A failing
-/// log write does not stop the copy (the child must never block on a full
-/// pipe); the first such error is returned at the end.
-pub(crate) async fn capture<R: AsyncRead + Unpin>(
-    mut pipe: R,
-    log: &mut tokio::fs::File,
-    tail: &mut Tail,
-) -> io::Result<()> {
-    let mut buffer = vec![0u8; 16 * 1024];
-    let mut log_error = None;
-    loop {
-        let n = pipe.read(&mut buffer).await?;
-        if n == 0 {
-            break;
-        }
-        if log_error.is_none() {
-            if let Err(e) = log.write_all(&buffer[..n]).await {
-                log_error = Some(e);
-            }
-        }
-        tail.push(&buffer[..n]);
+/// Reads the last `capacity` bytes of the log at `path`. An empty log (the
+/// common case for commands that print nothing) costs one `stat`.
+pub(crate) fn read_tail(path: &Path, capacity: usize) -> io::Result<Tail> {
+    let len = std::fs::metadata(path)?.len();
+    if len == 0 {
+        return Ok(Tail::default());
     }
-    match log_error {
-        Some(e) => Err(e),
-        None => log.flush().await,
-    }
+    let keep = len.min(capacity as u64);
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(len - keep))?;
+    let mut bytes = Vec::with_capacity(keep as usize);
+    // `take` bounds memory even if a process that escaped the group is
+    // still appending.
+    file.take(keep).read_to_end(&mut bytes)?;
+    Ok(Tail {
+        bytes,
+        truncated: len > keep,
+    })
 }
 
 /// The last `max_bytes` of `text`, cut at a character boundary.
@@ -97,30 +68,34 @@ pub(crate) fn text_tail(text: &str, max_bytes: usize) -> &str {
 mod tests {
     use super::*;
 
+    fn tail_of(content: &[u8], capacity: usize) -> Tail {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, content).unwrap();
+        read_tail(&path, capacity).unwrap()
+    }
+
     #[test]
     fn keeps_only_the_last_bytes() {
-        let mut tail = Tail::new(8);
-        tail.push(b"hello ");
-        tail.push(b"world!");
-        assert_eq!(tail.text(), "o world!");
-        tail.push(b"0123456789");
-        assert_eq!(tail.text(), "23456789");
+        assert_eq!(tail_of(b"hello world!", 8).text(), "o world!");
+        assert_eq!(tail_of(b"hello world!0123456789", 8).text(), "23456789");
+        assert_eq!(tail_of(b"short", 8).text(), "short");
+        assert_eq!(tail_of(b"", 8).text(), "");
     }
 
     #[test]
     fn last_line_skips_blank_lines_and_truncated_lines() {
-        let mut tail = Tail::new(64);
-        tail.push(b"progress 1\n{\"acc\": 0.9}\n\n  \n");
+        let tail = tail_of(b"progress 1\n{\"acc\": 0.9}\n\n  \n", 64);
         assert_eq!(tail.last_line().as_deref(), Some("{\"acc\": 0.9}"));
+        assert_eq!(tail_of(b"[1,2,3]", 4).last_line(), None);
+        assert_eq!(tail_of(b"42", 16).last_line().as_deref(), Some("42"));
+        assert_eq!(tail_of(b"", 4).last_line(), None);
+    }
 
-        let mut cut = Tail::new(4);
-        cut.push(b"[1,2,3]");
-        assert_eq!(cut.last_line(), None);
-
-        let mut whole = Tail::new(16);
-        whole.push(b"42");
-        assert_eq!(whole.last_line().as_deref(), Some("42"));
-        assert_eq!(Tail::new(4).last_line(), None);
+    #[test]
+    fn a_missing_log_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_tail(&dir.path().join("nope"), 8).is_err());
     }
 
     #[test]

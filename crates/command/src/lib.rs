@@ -3,13 +3,15 @@
 //! A command job carries a [`CommandTemplate`] (argv with placeholders such
 //! as `{input}` and `{params.lr}`, environment, timeout) in its
 //! `JobSpec.context`. For each attempt the worker stages the inputs on local
-//! disk, builds a [`CommandInvocation`] and calls [`run`]. The command is
-//! executed directly (no shell, so parameter values cannot inject shell
-//! syntax) in its own process group; a timeout, a cancellation or the end of
-//! the attempt kills the whole group. Stdout and stderr go to log files with
-//! a bounded tail kept in memory; the last non-empty stdout line, if it is
-//! JSON, is the task's result; the files left in the output directory are
-//! listed for upload under `OUTPUT/<task key>/` ([`output_object_key`]).
+//! disk, builds a [`CommandInvocation`] and calls [`run_prepared`] with a
+//! [`PreparedCommand`] made once per job ([`run`] prepares and runs in one
+//! call). The command is executed directly (no shell, so parameter values
+//! cannot inject shell syntax) in its own process group; a timeout, a
+//! cancellation or the end of the attempt kills the whole group. The command
+//! writes stdout and stderr straight to log files, whose bounded tails are
+//! read back when it ends; the last non-empty stdout line, if it is JSON, is
+//! the task's result; the files left in the output directory are listed for
+//! upload under `OUTPUT/<task key>/` ([`output_object_key`]).
 //!
 //! This crate owns process execution and the placeholder syntax. It must not
 //! touch object stores, the network or the cache: staging inputs and
@@ -27,7 +29,8 @@ pub use outputs::{
     MAX_OUTPUT_KEY_BYTES, MAX_SEGMENT_BYTES,
 };
 pub use run::{
-    run, run_cancellable, CommandError, CommandInvocation, CommandOutcome, ExitReason, RunLimits,
+    run, run_cancellable, run_prepared, CommandError, CommandInvocation, CommandOutcome,
+    ExitReason, PreparedCommand, RunLimits,
 };
 pub use template::{
     input_env_var, param_env_var, param_text, ArgTemplate, Placeholder, TemplateError,

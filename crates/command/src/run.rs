@@ -1,17 +1,20 @@
-//! Running one attempt: spawn in a process group, capture, time out, kill.
+//! Running one attempt: spawn in a process group, log, time out, kill.
 
-use crate::capture::{capture, text_tail, Tail};
+use crate::capture::{read_tail, text_tail, Tail};
 use crate::outputs::{list_outputs, ListError, SkippedOutput};
-use crate::template::{input_env_var, param_env_var, param_text, PlaceholderValues};
+use crate::template::{input_env_var, param_env_var, param_text, ArgTemplate, PlaceholderValues};
 use crate::{CommandTemplate, TemplateError};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use quarry_proto::ErrorKind;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -45,8 +48,8 @@ pub struct CommandInvocation {
     /// The command's working directory; created if missing.
     pub work_dir: PathBuf,
     /// Where the command writes output files (`{output_dir}`); created if
-    /// missing, and should be empty (a fresh directory per attempt): every
-    /// file in it is listed after success.
+    /// missing, and should be empty (the attempt's own): every file in it is
+    /// listed after success.
     pub output_dir: PathBuf,
     /// Where `stdout.log` and `stderr.log` are written; created if missing.
     pub log_dir: PathBuf,
@@ -63,10 +66,6 @@ pub struct RunLimits {
     pub tail_bytes: usize,
     /// Most output files accepted.
     pub max_output_files: usize,
-    /// After the process group is killed, how long to wait for its pipes to
-    /// close. Only a process that left the group (for example with `setsid`)
-    /// can keep them open; its output is then not waited for.
-    pub drain_grace: Duration,
 }
 
 impl Default for RunLimits {
@@ -75,7 +74,6 @@ impl Default for RunLimits {
             timeout: None,
             tail_bytes: 64 * 1024,
             max_output_files: 10_000,
-            drain_grace: Duration::from_secs(2),
         }
     }
 }
@@ -219,6 +217,38 @@ fn quote_stderr(stderr_tail: &str) -> String {
     }
 }
 
+/// A command template made ready once for all the attempts of a job: its
+/// arguments parsed and, when the program is the same for every task, the
+/// program looked up on `PATH`. The lookup is not repeated for each attempt,
+/// so a program installed on `PATH` while the job runs is not seen by it.
+#[derive(Clone, Debug)]
+pub struct PreparedCommand {
+    template: CommandTemplate,
+    args: Vec<ArgTemplate>,
+    /// Where the program is, if it is the same for every task and found.
+    executable: Option<PathBuf>,
+}
+
+impl PreparedCommand {
+    /// Parses the template's arguments and looks up its program.
+    pub fn new(template: CommandTemplate) -> Result<PreparedCommand, TemplateError> {
+        let args = template.parse_args()?;
+        let executable = args[0]
+            .literal()
+            .and_then(|program| resolve_program(program.as_ref(), template.env.get("PATH")));
+        Ok(PreparedCommand {
+            template,
+            args,
+            executable,
+        })
+    }
+
+    /// The template it was made from.
+    pub fn template(&self) -> &CommandTemplate {
+        &self.template
+    }
+}
+
 /// Runs one attempt of a command task; see [`run_cancellable`]. Dropping the
 /// returned future kills the command's process group.
 pub async fn run(
@@ -230,6 +260,19 @@ pub async fn run(
 }
 
 /// Runs one attempt of a command task until it exits, times out, or
+/// `cancelled` completes; see [`run_prepared`], which saves preparing the
+/// template again for each attempt of a job.
+pub async fn run_cancellable(
+    template: &CommandTemplate,
+    invocation: &CommandInvocation,
+    limits: &RunLimits,
+    cancelled: impl Future<Output = ()>,
+) -> Result<CommandOutcome, CommandError> {
+    let prepared = PreparedCommand::new(template.clone())?;
+    run_prepared(&prepared, invocation, limits, cancelled).await
+}
+
+/// Runs one attempt of a prepared command until it exits, times out, or
 /// `cancelled` completes (then [`CommandError::Cancelled`]).
 ///
 /// The argv is rendered with the invocation's placeholder values and
@@ -240,65 +283,69 @@ pub async fn run(
 /// `QUARRY_TASK_KEY`. Whatever way the attempt ends (exit, timeout,
 /// cancellation, or this future being dropped) every process left in the
 /// group is killed with SIGKILL.
-pub async fn run_cancellable(
-    template: &CommandTemplate,
+///
+/// Preparing the directories and log files and reading the logs back are
+/// short blocking file-system calls made on the calling thread: an attempt
+/// costs about a millisecond, and a hop to another thread for each of them
+/// would cost more than the calls themselves. Call this where brief
+/// blocking is acceptable (the worker runs each attempt on a thread of its
+/// own).
+pub async fn run_prepared(
+    prepared: &PreparedCommand,
     invocation: &CommandInvocation,
     limits: &RunLimits,
     cancelled: impl Future<Output = ()>,
 ) -> Result<CommandOutcome, CommandError> {
-    let args = render_argv(template, invocation)?;
-    let program = template.argv[0].clone();
+    let template = &prepared.template;
+    let args = render_argv(prepared, invocation)?;
+    let program = template.argv[0].as_str();
+    // The log directory first: callers that nest the other two inside it
+    // (the worker does) then pay a single `mkdir` per directory.
     for (what, dir) in [
+        ("cannot create log directory", &invocation.log_dir),
         ("cannot create work directory", &invocation.work_dir),
         ("cannot create output directory", &invocation.output_dir),
-        ("cannot create log directory", &invocation.log_dir),
     ] {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|source| CommandError::Io {
-                what,
-                path: dir.clone(),
-                source,
-            })?;
+        std::fs::create_dir_all(dir).map_err(|source| CommandError::Io {
+            what,
+            path: dir.clone(),
+            source,
+        })?;
     }
     let stdout_log = invocation.log_dir.join(STDOUT_LOG);
     let stderr_log = invocation.log_dir.join(STDERR_LOG);
-    let mut stdout_file = create_log(&stdout_log).await?;
-    let mut stderr_file = create_log(&stderr_log).await?;
 
-    let mut command = Command::new(&args[0]);
+    let executable = match &prepared.executable {
+        Some(path) => Some(path.clone()),
+        None => resolve_program(&args[0], template.env.get("PATH")),
+    };
+    let mut command = Command::new(executable.as_deref().unwrap_or(args[0].as_ref()));
+    // The name the program was called by stays its `argv[0]`.
+    command.arg0(&args[0]);
     command
         .args(&args[1..])
         .current_dir(&invocation.work_dir)
         .envs(&template.env)
-        .envs(quarry_env(invocation))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(create_log(&stdout_log)?)
+        .stderr(create_log(&stderr_log)?)
         .process_group(0)
         .kill_on_drop(true);
+    set_quarry_env(&mut command, invocation);
     let started = Instant::now();
-    let mut child = command.spawn().map_err(|source| CommandError::Spawn {
-        program: program.clone(),
+    let spawned = command.spawn();
+    // The command holds this process's copies of the log files; close them
+    // now that the child has its own.
+    drop(command);
+    let mut child = spawned.map_err(|source| CommandError::Spawn {
+        program: program.to_owned(),
         source,
     })?;
     let mut group = GroupKiller {
         pgid: child.id().map(|pid| Pid::from_raw(pid as i32)),
     };
     tracing::debug!(program, task = %invocation.task_id, pgid = ?group.pgid, "command started");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
 
-    let mut stdout_tail = Tail::new(limits.tail_bytes);
-    let mut stderr_tail = Tail::new(limits.tail_bytes);
-    // Boxed (not stack-pinned) so it can be dropped, ending its borrows of
-    // the tails, before they are read.
-    let mut captures = Box::pin(async {
-        tokio::join!(
-            capture(stdout, &mut stdout_file, &mut stdout_tail),
-            capture(stderr, &mut stderr_file, &mut stderr_tail)
-        )
-    });
     let timeout = match (template.timeout, limits.timeout) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -309,41 +356,17 @@ pub async fn run_cancellable(
             None => std::future::pending().await,
         }
     };
-    tokio::pin!(deadline);
-    tokio::pin!(cancelled);
-
-    let mut captured = None;
-    let ending = loop {
-        tokio::select! {
-            status = child.wait() => break match status {
-                Ok(status) => Ending::Exited(status),
-                Err(source) => Ending::WaitFailed(source),
-            },
-            () = &mut deadline => break Ending::TimedOut,
-            () = &mut cancelled => break Ending::Cancelled,
-            results = &mut captures, if captured.is_none() => captured = Some(results),
-        }
+    let ending = tokio::select! {
+        status = child.wait() => match status {
+            Ok(status) => Ending::Exited(status),
+            Err(source) => Ending::WaitFailed(source),
+        },
+        () = deadline => Ending::TimedOut,
+        () = cancelled => Ending::Cancelled,
     };
     let duration = started.elapsed();
-    // Stragglers (background children) die with the attempt, and their
-    // pipes close so that the capture below ends.
+    // Stragglers (background children) die with the attempt.
     group.kill();
-    let (stdout_result, stderr_result) = match captured {
-        Some(results) => results,
-        None => match tokio::time::timeout(limits.drain_grace, &mut captures).await {
-            Ok(results) => results,
-            Err(_) => {
-                tracing::warn!(
-                    program,
-                    "a process outside the command's group keeps its output open; \
-                     not waiting for it"
-                );
-                (Ok(()), Ok(()))
-            }
-        },
-    };
-    drop(captures);
-    let stderr_text = stderr_tail.text();
     let status = match ending {
         Ending::Exited(status) => status,
         Ending::WaitFailed(source) => {
@@ -355,27 +378,26 @@ pub async fn run_cancellable(
         }
         Ending::TimedOut => {
             return Err(CommandError::TimedOut {
-                program,
+                program: program.to_owned(),
                 timeout: timeout.expect("only a set timeout elapses"),
-                stderr_tail: stderr_text,
+                stderr_tail: failure_stderr(&stderr_log, limits),
             })
         }
-        Ending::Cancelled => return Err(CommandError::Cancelled { program }),
+        Ending::Cancelled => {
+            return Err(CommandError::Cancelled {
+                program: program.to_owned(),
+            })
+        }
     };
-    for (result, path) in [(stdout_result, &stdout_log), (stderr_result, &stderr_log)] {
-        result.map_err(|source| CommandError::Io {
-            what: "cannot capture output to",
-            path: path.clone(),
-            source,
-        })?;
-    }
     if !status.success() {
         return Err(CommandError::Failed {
-            program,
+            program: program.to_owned(),
             reason: ExitReason::from_status(status),
-            stderr_tail: stderr_text,
+            stderr_tail: failure_stderr(&stderr_log, limits),
         });
     }
+    let stderr_tail = read_log_tail(&stderr_log, limits)?.text();
+    let stdout_tail = read_log_tail(&stdout_log, limits)?;
     let listing = list_outputs(&invocation.output_dir, limits.max_output_files)?;
     for skipped in &listing.skipped {
         tracing::warn!(path = %skipped.path.display(), reason = %skipped.reason, "output not uploaded");
@@ -389,7 +411,7 @@ pub async fn run_cancellable(
         outputs: listing.files,
         skipped_outputs: listing.skipped,
         stdout_tail: stdout_tail.text(),
-        stderr_tail: stderr_text,
+        stderr_tail,
         stdout_log,
         stderr_log,
         duration,
@@ -428,10 +450,9 @@ impl Drop for GroupKiller {
 }
 
 fn render_argv(
-    template: &CommandTemplate,
+    prepared: &PreparedCommand,
     invocation: &CommandInvocation,
-) -> Result<Vec<std::ffi::OsString>, TemplateError> {
-    let parsed = template.parse_args()?;
+) -> Result<Vec<OsString>, TemplateError> {
     let values = PlaceholderValues {
         input: invocation.input.as_ref(),
         inputs: &invocation.inputs,
@@ -440,43 +461,143 @@ fn render_argv(
         task_id: &invocation.task_id,
         task_key: &invocation.task_key,
     };
-    parsed
+    prepared
+        .args
         .iter()
-        .zip(&template.argv)
+        .zip(&prepared.template.argv)
         .map(|(arg, text)| arg.render(text, &values))
         .collect()
 }
 
-fn quarry_env(invocation: &CommandInvocation) -> Vec<(String, std::ffi::OsString)> {
-    let mut env: Vec<(String, std::ffi::OsString)> = Vec::new();
-    if let Some(input) = &invocation.input {
-        env.push(("QUARRY_INPUT".into(), input.into()));
+/// Where `program` is, looked up on `PATH` (the template's own `PATH` if it
+/// sets one) as `execvp` would: the first regular file with an execute bit.
+/// Looking it up here, one `stat` per directory, spares the child a failed
+/// `execve` in every directory before the right one, each about as dear as
+/// setting up an address space. `None` leaves the lookup to the spawn: for
+/// a name with a `/`, a relative `PATH` entry, or no match (the spawn then
+/// reports the error).
+fn resolve_program(program: &OsStr, template_path: Option<&String>) -> Option<PathBuf> {
+    if program.as_bytes().contains(&b'/') {
+        return None;
     }
-    for (name, path) in &invocation.inputs {
-        env.push((input_env_var(name), path.into()));
+    let search = match template_path {
+        Some(path) => OsString::from(path),
+        None => std::env::var_os("PATH")?,
+    };
+    for dir in std::env::split_paths(&search) {
+        if !dir.is_absolute() {
+            return None;
+        }
+        let candidate = dir.join(program);
+        if let Ok(metadata) = std::fs::metadata(&candidate) {
+            if metadata.is_file() && metadata.permissions().mode() & 0o111 != 0 {
+                return Some(candidate);
+            }
+        }
     }
-    for (key, value) in &invocation.params {
-        env.push((param_env_var(key), param_text(value).into()));
-    }
-    env.push((
-        "QUARRY_PARAMS".into(),
-        Value::Object(invocation.params.clone()).to_string().into(),
-    ));
-    env.push((
-        "QUARRY_OUTPUT_DIR".into(),
-        invocation.output_dir.clone().into(),
-    ));
-    env.push(("QUARRY_TASK_ID".into(), invocation.task_id.clone().into()));
-    env.push(("QUARRY_TASK_KEY".into(), invocation.task_key.clone().into()));
-    env
+    None
 }
 
-async fn create_log(path: &Path) -> Result<tokio::fs::File, CommandError> {
-    tokio::fs::File::create(path)
-        .await
-        .map_err(|source| CommandError::Io {
-            what: "cannot create log file",
-            path: path.to_owned(),
-            source,
-        })
+/// Sets the `QUARRY_*` variables, straight from the invocation's fields.
+fn set_quarry_env(command: &mut Command, invocation: &CommandInvocation) {
+    if let Some(input) = &invocation.input {
+        command.env("QUARRY_INPUT", input);
+    }
+    for (name, path) in &invocation.inputs {
+        command.env(input_env_var(name), path);
+    }
+    for (key, value) in &invocation.params {
+        command.env(param_env_var(key), param_text(value));
+    }
+    command
+        .env(
+            "QUARRY_PARAMS",
+            Value::from(invocation.params.clone()).to_string(),
+        )
+        .env("QUARRY_OUTPUT_DIR", &invocation.output_dir)
+        .env("QUARRY_TASK_ID", &invocation.task_id)
+        .env("QUARRY_TASK_KEY", &invocation.task_key);
+}
+
+/// Creates (or truncates) a log file for the child to write to directly.
+fn create_log(path: &Path) -> Result<std::fs::File, CommandError> {
+    std::fs::File::create(path).map_err(|source| CommandError::Io {
+        what: "cannot create log file",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The stderr tail quoted by a failure. A log that cannot be read leaves the
+/// quote empty rather than replacing the failure with an I/O error.
+fn failure_stderr(path: &Path, limits: &RunLimits) -> String {
+    match read_tail(path, limits.tail_bytes) {
+        Ok(tail) => tail.text(),
+        Err(e) => {
+            tracing::warn!("cannot read {}: {e}", path.display());
+            String::new()
+        }
+    }
+}
+
+fn read_log_tail(path: &Path, limits: &RunLimits) -> Result<Tail, CommandError> {
+    read_tail(path, limits.tail_bytes).map_err(|source| CommandError::Io {
+        what: "cannot read log file",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_found_like_execvp_finds_them() {
+        let root = tempfile::tempdir().unwrap();
+        let (first, second) = (root.path().join("a"), root.path().join("b"));
+        for dir in [&first, &second] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        // Not executable, or not a file: skipped, as `execvp` skips them.
+        std::fs::write(first.join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::create_dir(first.join("other")).unwrap();
+        for name in ["tool", "other"] {
+            let path = second.join(name);
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let search = std::env::join_paths([&first, &second])
+            .unwrap()
+            .into_string()
+            .unwrap();
+        let find = |program: &str| resolve_program(program.as_ref(), Some(&search));
+        assert_eq!(find("tool"), Some(second.join("tool")));
+        assert_eq!(find("other"), Some(second.join("other")));
+        assert_eq!(find("missing"), None);
+        assert_eq!(find("./tool"), None, "a path is left to the spawn");
+        let relative = format!("relative:{search}");
+        assert_eq!(
+            resolve_program("tool".as_ref(), Some(&relative)),
+            None,
+            "a relative PATH entry leaves the lookup to the spawn"
+        );
+    }
+
+    #[test]
+    fn only_a_program_without_placeholders_is_looked_up_in_advance() {
+        let prepared = |argv: &[&str]| {
+            PreparedCommand::new(CommandTemplate {
+                argv: argv.iter().map(|a| a.to_string()).collect(),
+                ..CommandTemplate::default()
+            })
+            .unwrap()
+        };
+        assert!(prepared(&["sh", "-c", "true"]).executable.is_some());
+        assert!(prepared(&["{inputs.tool}"]).executable.is_none());
+        assert!(matches!(
+            PreparedCommand::new(CommandTemplate::default()),
+            Err(TemplateError::EmptyArgv)
+        ));
+    }
 }

@@ -181,6 +181,16 @@ impl ArgTemplate {
         })
     }
 
+    /// The argument's text when it holds no placeholder (so it is the same
+    /// for every task).
+    pub(crate) fn literal(&self) -> Option<&str> {
+        match self.pieces.as_slice() {
+            [] => Some(""),
+            [Piece::Literal(text)] => Some(text),
+            _ => None,
+        }
+    }
+
     /// Substitutes every placeholder with its value for one task.
     /// `argument` is the original text, for error messages.
     pub(crate) fn render(
@@ -375,6 +385,16 @@ mod tests {
             render("{params.lr}").to_string(),
             "argument `{params.lr}` uses `{params.lr}` but the task has no parameter `lr`"
         );
+    }
+
+    #[test]
+    fn only_arguments_without_placeholders_are_literal() {
+        let literal = |t: &str| ArgTemplate::parse(t).unwrap().literal().map(str::to_owned);
+        assert_eq!(literal("python3").as_deref(), Some("python3"));
+        assert_eq!(literal("{{x}}").as_deref(), Some("{x}"));
+        assert_eq!(literal("").as_deref(), Some(""));
+        assert_eq!(literal("{task_id}"), None);
+        assert_eq!(literal("bin/{params.tool}"), None);
     }
 
     #[test]

@@ -15,15 +15,31 @@ pub type Millis = u64;
 pub struct CoreConfig {
     /// A worker silent for this long is declared lost and its tasks requeued.
     pub heartbeat_timeout_ms: u64,
-    /// Extra tasks queued on a worker beyond its free slots, to hide the
-    /// round trip, while tasks are short (see `prefetch_short_task_ms`).
+    /// Most tasks queued on a worker per slot beyond the running ones, to
+    /// hide the round trip, for tasks far shorter than it.
     pub prefetch_per_slot: u32,
+    /// How much work, in milliseconds by the function's mean attempt, a
+    /// worker's prefetch queue holds per slot (up to `prefetch_per_slot`
+    /// tasks): enough to hide a round trip, little enough that the tail of
+    /// a job stays balanced.
+    pub prefetch_work_ms: u64,
+    /// Prefetch depth per slot for a function none of whose attempts was
+    /// measured yet: a little, so that short tasks start fast, but not so
+    /// much that a first batch of long tasks piles onto the first workers.
+    pub prefetch_unmeasured_per_slot: u32,
     /// Prefetch only for functions whose mean attempt is shorter than this;
     /// longer tasks get no prefetch so the tail of a job stays balanced.
     pub prefetch_short_task_ms: u64,
     /// How long a task whose inputs are cached (or owned) by a busy worker
-    /// waits for it before an idle worker may steal it.
+    /// waits for it before another worker may steal it (and then only if
+    /// stealing pays off; see `fetch_bytes_per_second`).
     pub locality_wait_ms: u64,
+    /// How fast a worker is assumed to download task inputs it does not
+    /// cache, in bytes per second. Another worker steals a task only if it
+    /// could fetch the inputs and run the task before the preferred worker
+    /// would get to start it. Lower values keep tasks with their data
+    /// longer; 0 counts as 1.
+    pub fetch_bytes_per_second: u64,
     /// A worker receives at most this multiple of the average load through
     /// rendezvous ownership before the next-ranked owner is used.
     pub owner_load_cap: f64,
@@ -36,9 +52,12 @@ impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {
             heartbeat_timeout_ms: 15_000,
-            prefetch_per_slot: 32,
+            prefetch_per_slot: 256,
+            prefetch_work_ms: 50,
+            prefetch_unmeasured_per_slot: 4,
             prefetch_short_task_ms: 20,
             locality_wait_ms: 500,
+            fetch_bytes_per_second: 200_000_000,
             owner_load_cap: 1.05,
             max_worker_losses: 3,
         }

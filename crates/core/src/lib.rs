@@ -37,17 +37,34 @@
 //! A task with a preferred worker waits in that worker's local queue, which
 //! the worker serves first at equal priority. **Locality wait:** only after
 //! `locality_wait_ms` (counted per task from when it was queued) may another
-//! worker take it. Tasks without inputs, or whose function has no worker yet,
-//! have no preference and go to any worker with room, spread one per worker
-//! per round.
+//! worker take it, and then only if that pays off: **stealing rule.** A
+//! worker (the thief) takes a task away from its preferred worker only if
+//! it could fetch the input bytes it does not cache (at
+//! `fetch_bytes_per_second`) and run the task before the preferred worker
+//! would finish the rest of its backlog: its assigned and running tasks and
+//! the other tasks queued for it. Durations are the function's mean attempt
+//! (a running task counts what is left of its mean; past its mean, as long
+//! again as it has overrun, so a stuck worker's queue gets stolen). Until a
+//! mean is known the same rule is applied in task counts with free fetches:
+//! steal when the preferred worker has more than one round of other work
+//! per slot than the thief. Such a steal shortens the preferred worker's
+//! tail by a whole task while the thief still finishes first; steals that
+//! would win less than one task's time are not made, so the tail of a pass
+//! over cached data stays where the data is. A waiting task that is not
+//! worth stealing goes to the back of its priority in the waiting queue,
+//! so that one worker about to reach its own tasks never hides another
+//! worker's long backlog. Tasks without inputs, or whose function has no
+//! worker yet, have no preference and go to any worker with room, spread
+//! one per worker per round.
 //!
 //! **No idle cluster behind a busy favourite** (the SPARK-18886 trap): the
-//! wait is per task and never reset by other tasks launching locally, and
-//! every tick offers expired tasks to every worker with room. So when
-//! thousands of tasks all prefer one saturated worker, the rest of the
-//! cluster is busy one tick after the wait ends. A task that comes back after
-//! a failure or a lost worker has already waited: it goes to the front of its
-//! priority and may be taken by anyone at once.
+//! wait is per task and never reset by other tasks launching locally, every
+//! tick offers expired tasks to every worker with room, and a long backlog
+//! always passes the stealing rule. So when thousands of tasks all prefer
+//! one saturated worker, the rest of the cluster is busy one tick after the
+//! wait ends. A task that comes back after a failure or a lost worker has
+//! already waited: it goes to the front of its priority and may be stolen
+//! at once (by the rule above).
 //!
 //! **Prefetch:** a worker holds at most `slots + prefetch` slots' worth of
 //! assigned-or-running tasks, where prefetch is `prefetch_per_slot × slots`

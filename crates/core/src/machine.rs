@@ -204,7 +204,7 @@ impl Core {
             return f;
         }
         let f = self.functions.len() as u32;
-        self.functions.push(Function::default());
+        self.functions.push(Function::new(&self.config));
         self.function_index.insert(name.to_owned(), f);
         f
     }

@@ -62,7 +62,8 @@ impl PriorityQueue {
     /// level's head entry that `ready` accepts. Only each level's head is
     /// tested: entries of one level are queued in time order, so when the
     /// head is not ready (its locality wait has not expired) neither is any
-    /// entry behind it.
+    /// entry behind it. (Placement moves expired entries not worth stealing
+    /// to the back; they wait for the entries ahead of them, harmlessly.)
     pub fn first_ready(
         &mut self,
         is_live: impl Fn(QueueEntry) -> bool,

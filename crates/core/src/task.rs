@@ -4,7 +4,8 @@ use crate::Millis;
 use quarry_proto::{TaskOutcome, TaskSpec, TaskStats};
 use std::sync::Arc;
 
-/// Marks a task that no worker has been assigned yet.
+/// Marks the absence of a worker: no attempt was assigned yet, or a queued
+/// task has no preferred worker.
 pub(crate) const NO_WORKER: u32 = u32::MAX;
 
 /// Where a task is in its life.
@@ -69,10 +70,11 @@ pub(crate) struct Task {
     /// As submitted; shared with every `Run` command.
     pub spec: Arc<TaskSpec>,
     /// While queued: when workers other than its preferred one may take
-    /// it (its locality wait ends).
-    pub steal_at: Millis,
-    /// When its current attempt started running.
-    pub started_at: Millis,
+    /// it (its locality wait ends). While on a worker: when its current
+    /// attempt was assigned or started running. One field serves both
+    /// because a task is never in both states, and a million task records
+    /// must stay within 64 bytes.
+    pub timer: Millis,
     /// Results of the last finished attempt, if any and not released.
     pub record: Option<Box<AttemptRecord>>,
     /// Index of its job.
@@ -81,6 +83,9 @@ pub(crate) struct Task {
     pub function: u32,
     /// The worker of the current (or last) attempt, or [`NO_WORKER`].
     pub worker: u32,
+    /// While queued: the worker whose local queue it waits in, or
+    /// [`NO_WORKER`] when it has no preference.
+    pub preferred: u32,
     /// Attempts assigned so far; the current attempt's number.
     pub attempt: u32,
     /// Bumped on every enqueue; queue entries with an older ticket are
@@ -101,12 +106,12 @@ impl Task {
     pub fn new(spec: Arc<TaskSpec>, job: u32, function: u32) -> Task {
         Task {
             spec,
-            steal_at: 0,
-            started_at: 0,
+            timer: 0,
             record: None,
             job,
             function,
             worker: NO_WORKER,
+            preferred: NO_WORKER,
             attempt: 0,
             ticket: 0,
             errors: 0,

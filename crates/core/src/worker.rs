@@ -2,7 +2,7 @@
 
 use crate::locality::worker_key;
 use crate::queue::PriorityQueue;
-use crate::Millis;
+use crate::{CoreConfig, Millis};
 use quarry_proto::WorkerId;
 use std::collections::{BTreeSet, HashSet};
 
@@ -31,6 +31,9 @@ pub(crate) struct Worker {
     pub tasks: BTreeSet<u32>,
     /// Queued tasks that prefer it (their data is here, or it owns it).
     pub local: PriorityQueue,
+    /// How many live entries `local` holds (it keeps stale ones until they
+    /// reach its front): the queued part of its backlog.
+    pub local_queued: u32,
     /// Object keys its cache holds.
     pub cached: HashSet<String>,
 }
@@ -49,6 +52,7 @@ impl Worker {
             load: 0,
             tasks: BTreeSet::new(),
             local: PriorityQueue::default(),
+            local_queued: 0,
             cached: HashSet::new(),
         }
     }
@@ -56,7 +60,7 @@ impl Worker {
 
 /// A function name some task or worker mentioned, with the queues of its
 /// tasks and the measurements that decide its prefetch.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Function {
     /// Tasks with no placement preference, for any worker serving it.
     pub free: PriorityQueue,
@@ -68,13 +72,34 @@ pub(crate) struct Function {
     workers: Vec<u32>,
     /// Sum of those workers' slots.
     total_slots: u64,
-    /// Sum of measured attempt durations.
-    duration_total_ms: u64,
+    /// Moving mean of measured attempt durations, in milliseconds; recent
+    /// attempts weigh most, so that a function whose tasks change (one
+    /// command job after another) is judged by its current ones.
+    mean_ms: f64,
     /// Number of measured attempts.
-    duration_count: u64,
+    measured: u64,
+    /// Prefetch depth per slot, as last computed (see
+    /// [`Function::prefetch_per_slot`]).
+    prefetch: u32,
 }
 
+/// Weight of the newest attempt in a function's moving mean.
+const MEAN_WEIGHT: f64 = 0.1;
+
 impl Function {
+    /// A function no attempt of which was measured yet.
+    pub fn new(config: &CoreConfig) -> Function {
+        Function {
+            free: PriorityQueue::default(),
+            waiting: PriorityQueue::default(),
+            workers: Vec::new(),
+            total_slots: 0,
+            mean_ms: 0.0,
+            measured: 0,
+            prefetch: config.prefetch_unmeasured_per_slot,
+        }
+    }
+
     /// Live workers serving it, ascending.
     pub fn workers(&self) -> &[u32] {
         &self.workers
@@ -106,15 +131,51 @@ impl Function {
         }
     }
 
-    /// Adds one attempt's duration to the mean.
-    pub fn record_duration(&mut self, duration_ms: u64) {
-        self.duration_total_ms = self.duration_total_ms.saturating_add(duration_ms);
-        self.duration_count += 1;
+    /// Adds one attempt's duration to the moving mean and recomputes the
+    /// prefetch depth; returns whether the depth changed.
+    pub fn record_duration(&mut self, duration_ms: u64, config: &CoreConfig) -> bool {
+        let duration = duration_ms as f64;
+        self.mean_ms = if self.measured == 0 {
+            duration
+        } else {
+            self.mean_ms + (duration - self.mean_ms) * MEAN_WEIGHT
+        };
+        self.measured += 1;
+        let before = self.prefetch;
+        self.prefetch = self.compute_prefetch(config);
+        self.prefetch != before
     }
 
-    /// Whether its mean attempt is shorter than `threshold_ms` (an unknown
-    /// mean counts as short): only then do workers prefetch its tasks.
-    pub fn is_short(&self, threshold_ms: u64) -> bool {
-        self.duration_count == 0 || self.duration_total_ms / self.duration_count < threshold_ms
+    /// Tasks queued on a worker per slot beyond the ones running, to hide
+    /// the round trip: about `prefetch_work_ms` of work, at most
+    /// `prefetch_per_slot`, none once tasks take `prefetch_short_task_ms`
+    /// (so that the tail of a job of long tasks stays balanced).
+    pub fn prefetch_per_slot(&self) -> u32 {
+        self.prefetch
+    }
+
+    fn compute_prefetch(&self, config: &CoreConfig) -> u32 {
+        if self.measured == 0 {
+            return config.prefetch_unmeasured_per_slot;
+        }
+        if config.prefetch_per_slot == 0 || self.mean_ms >= config.prefetch_short_task_ms as f64 {
+            return 0;
+        }
+        // Attempts report whole milliseconds: a mean near zero means
+        // "well under one", so the cap decides.
+        let depth =
+            (config.prefetch_work_ms as f64 / self.mean_ms.max(0.01)).min(f64::from(u32::MAX));
+        let depth = (depth as u32).clamp(1, config.prefetch_per_slot);
+        // Powers of two only: the mean moves a little with every attempt,
+        // and every change of depth revisits the function's workers.
+        1 << depth.ilog2()
+    }
+
+    /// Its mean attempt duration, once one was measured. A mean under a
+    /// millisecond counts as unknown: at the clock's resolution it says
+    /// nothing about how such tasks compare with fetching an input.
+    pub fn mean_duration_ms(&self) -> Option<u64> {
+        let mean = self.mean_ms as u64;
+        (self.measured > 0 && mean > 0).then_some(mean)
     }
 }

@@ -108,6 +108,7 @@ fn cpus_take_slots() {
 fn prefetch_while_tasks_are_short_none_once_they_are_long() {
     let config = CoreConfig {
         prefetch_per_slot: 2,
+        prefetch_unmeasured_per_slot: 2,
         prefetch_short_task_ms: 20,
         ..CoreConfig::default()
     };
@@ -126,6 +127,45 @@ fn prefetch_while_tasks_are_short_none_once_they_are_long() {
     }
     // Two left on the worker: one more finishes, one more is sent.
     assert_eq!(runs(&h.succeed(1, task_id(1, 4), 1)).len(), 1);
+}
+
+/// Runs `rounds` of the tasks worker `w` holds (`held`, kept up to date),
+/// each attempt taking `ms`; returns how many it held at most at once.
+fn run_held(h: &mut Harness, w: u32, held: &mut Vec<TaskId>, ms: u64, rounds: usize) -> usize {
+    let mut most = held.len();
+    for _ in 0..rounds {
+        let Some(t) = held.pop() else { break };
+        h.start(w, t, 1);
+        h.now += ms;
+        held.extend(runs(&h.succeed(w, t, 1)).into_iter().map(|r| r.1));
+        most = most.max(held.len());
+    }
+    most
+}
+
+#[test]
+fn prefetch_depth_follows_the_moving_mean_of_attempts() {
+    let config = CoreConfig {
+        prefetch_per_slot: 256,
+        prefetch_work_ms: 50,
+        prefetch_unmeasured_per_slot: 4,
+        prefetch_short_task_ms: 20,
+        ..CoreConfig::default()
+    };
+    let mut h = Harness::new(config);
+    h.join(1, 1, &["f"]);
+    h.open(1, 0);
+    let out = h.submit(1, 0, (0..5_000).map(|n| task(1, n, "f")).collect());
+    let mut held: Vec<TaskId> = runs(&out).into_iter().map(|r| r.1).collect();
+    assert_eq!(held.len(), 5, "1 slot + 4 before anything was measured");
+
+    // 10 ms attempts: about 50 ms of work queued: 4 tasks (a power of two).
+    assert_eq!(run_held(&mut h, 1, &mut held, 10, 20), 5);
+    // Sub-millisecond attempts: up to the cap.
+    assert_eq!(run_held(&mut h, 1, &mut held, 0, 100), 257);
+    // Then long attempts: the mean moves on, and prefetch stops.
+    run_held(&mut h, 1, &mut held, 200, 300);
+    assert_eq!(held.len(), 1, "no prefetch once tasks are long");
 }
 
 #[test]
@@ -212,6 +252,7 @@ fn owners(h: &mut Harness, client: u32, job: u64) -> BTreeMap<String, String> {
 fn rendezvous_owners_are_stable_across_jobs_and_restarts() {
     let config = CoreConfig {
         prefetch_per_slot: 100,
+        prefetch_unmeasured_per_slot: 100,
         ..CoreConfig::default()
     };
     let mut h = Harness::new(config.clone());
@@ -244,6 +285,7 @@ fn rendezvous_owners_are_stable_across_jobs_and_restarts() {
 fn the_load_cap_sends_overflow_to_the_next_ranked_worker() {
     let config = CoreConfig {
         prefetch_per_slot: 100,
+        prefetch_unmeasured_per_slot: 100,
         owner_load_cap: 1.0,
         ..CoreConfig::default()
     };
@@ -273,6 +315,7 @@ fn the_load_cap_sends_overflow_to_the_next_ranked_worker() {
     // Without a binding cap the same tasks all go to the one owner.
     let mut uncapped = Harness::new(CoreConfig {
         prefetch_per_slot: 100,
+        prefetch_unmeasured_per_slot: 100,
         owner_load_cap: 100.0,
         ..CoreConfig::default()
     });
@@ -291,30 +334,172 @@ fn the_load_cap_sends_overflow_to_the_next_ranked_worker() {
     assert_eq!(used.len(), 1);
 }
 
+/// Tasks `first..first + count` of job (1, 0), each reading its own
+/// 16 MiB shard `shard-<n>`.
+fn shard_tasks(first: u64, count: u64) -> Vec<TaskSpec> {
+    (first..first + count)
+        .map(|n| with_inputs(task(1, n, "f"), &[&shard(&format!("shard-{n}"), 16 << 20)]))
+        .collect()
+}
+
+fn shards(range: std::ops::Range<u64>) -> Vec<quarry_proto::DataRef> {
+    range
+        .map(|n| shard(&format!("shard-{n}"), 16 << 20))
+        .collect()
+}
+
+/// One attempt as [`drive`] ran it.
+#[derive(Clone, Copy, Debug)]
+struct Ran {
+    started: u64,
+    worker: u32,
+    task: TaskId,
+}
+
+/// Plays the workers for `Run`s in `first` and everything they lead to:
+/// each attempt starts when it is sent and takes `duration(worker, task)`
+/// milliseconds; the shell ticks every 100 ms. Returns every attempt in
+/// the order they were sent.
+fn drive(h: &mut Harness, first: Vec<Command>, duration: impl Fn(u32, TaskId) -> u64) -> Vec<Ran> {
+    let mut ran = Vec::new();
+    let mut running: Vec<(u64, u32, TaskId, u32)> = Vec::new();
+    let mut sent = runs(&first);
+    loop {
+        for (worker, task, attempt) in sent.drain(..) {
+            h.start(worker, task, attempt);
+            ran.push(Ran {
+                started: h.now,
+                worker,
+                task,
+            });
+            running.push((h.now + duration(worker, task), worker, task, attempt));
+        }
+        let Some(next) = (0..running.len()).min_by_key(|&i| (running[i].0, running[i].1)) else {
+            return ran;
+        };
+        let next_tick = (h.now / 100 + 1) * 100;
+        if next_tick <= running[next].0 {
+            sent = runs(&h.tick_at(next_tick));
+        } else {
+            let (ends, worker, task, attempt) = running.swap_remove(next);
+            h.now = ends;
+            sent = runs(&h.succeed(worker, task, attempt));
+        }
+    }
+}
+
+/// Tasks that ran on each worker.
+fn tasks_per_worker(ran: &[Ran]) -> BTreeMap<u32, usize> {
+    let mut per_worker = BTreeMap::new();
+    for r in ran {
+        *per_worker.entry(r.worker).or_default() += 1;
+    }
+    per_worker
+}
+
 #[test]
-fn a_task_waits_for_its_busy_preferred_worker_then_is_stolen() {
+fn a_task_waits_for_its_preferred_worker_when_it_frees_up_within_the_wait() {
     let data = shard("d", 10);
     let mut h = Harness::new(no_prefetch()); // locality wait 500 ms
     h.join_cached(1, 1, &["f"], &[&data]);
     h.join(2, 1, &["f"]);
     h.open(1, 0);
-    let tasks = (0..3)
+    let tasks = (0..2)
         .map(|n| with_inputs(task(1, n, "f"), &[&data]))
         .collect();
     let out = h.submit(1, 0, tasks);
     assert_eq!(runs(&out), vec![(1, task_id(1, 0), 1)], "worker 2 waits");
     assert!(runs(&h.tick_at(300)).is_empty());
-    // Worker 1 frees up within the wait: it takes the next one itself.
     let out = h.succeed(1, task_id(1, 0), 1);
     assert_eq!(runs(&out), vec![(1, task_id(1, 1), 1)]);
-    assert!(runs(&h.tick_at(499)).is_empty());
-    let out = h.tick_at(500);
+    assert_eq!((info(&h).tasks_local, info(&h).tasks_remote), (2, 0));
+}
+
+/// Issue #3: a pass over cached shards, split evenly between two workers of
+/// equal speed. One slow attempt puts worker 2 more than a task behind, so
+/// worker 1 runs out of its own shards while one of worker 2's is still
+/// queued, long after the locality wait. Worker 2 will start it well before
+/// worker 1 could download it and run it: nothing is stolen.
+#[test]
+fn an_even_split_runs_every_task_on_its_holder_after_the_wait() {
+    let mut h = Harness::new(no_prefetch());
+    h.join_cached(1, 1, &["f"], &shards(0..8).iter().collect::<Vec<_>>());
+    h.join_cached(2, 1, &["f"], &shards(8..16).iter().collect::<Vec<_>>());
+    h.open(1, 0);
+    let out = h.submit(1, 0, shard_tasks(0, 16));
+    let slow = task_id(1, 8);
+    let ran = drive(&mut h, out, |_, t| if t == slow { 2_300 } else { 1_000 });
+
+    assert_eq!(ran.len(), 16);
+    for r in &ran {
+        let holder = if r.task.0 - task_id(1, 0).0 < 8 { 1 } else { 2 };
+        assert_eq!(r.worker, holder, "{r:?} ran away from its shard");
+    }
+    // Worker 1 was idle from 8 s on, with the wait long over.
+    assert_eq!(
+        ran.iter()
+            .filter(|r| r.worker == 1)
+            .map(|r| r.started)
+            .max(),
+        Some(7_000)
+    );
+    assert_eq!((info(&h).tasks_local, info(&h).tasks_remote), (16, 0));
+}
+
+/// The other half of issue #3: one worker holds every shard and has a long
+/// backlog. An idle worker steals as soon as the wait is over (before any
+/// duration is known, by task counts), keeps stealing while the holder is
+/// more than a fetch and a task behind, and stops when the holder will get
+/// to the rest about as soon.
+#[test]
+fn an_idle_worker_steals_from_a_long_backlog_after_the_wait() {
+    let mut h = Harness::new(no_prefetch());
+    h.join_cached(1, 1, &["f"], &shards(0..8).iter().collect::<Vec<_>>());
+    h.join(2, 1, &["f"]);
+    h.open(1, 0);
+    let out = h.submit(1, 0, shard_tasks(0, 8));
+    assert_eq!(runs(&out), vec![(1, task_id(1, 0), 1)]);
+    let ran = drive(&mut h, out, |_, _| 1_000);
+
+    let stolen: Vec<(u64, TaskId)> = ran
+        .iter()
+        .filter(|r| r.worker == 2)
+        .map(|r| (r.started, r.task))
+        .collect();
+    assert_eq!(
+        stolen,
+        vec![
+            (500, task_id(1, 1)),
+            (1_500, task_id(1, 3)),
+            (2_500, task_id(1, 5))
+        ]
+    );
+    assert_eq!(tasks_per_worker(&ran), BTreeMap::from([(1, 5), (2, 3)]));
+    assert_eq!((info(&h).tasks_local, info(&h).tasks_remote), (5, 3));
+}
+
+#[test]
+fn a_holder_about_to_start_its_task_does_not_hide_a_backlogged_one() {
+    let (a, b) = (shard("a", 10), shard("b", 10));
+    let mut h = Harness::new(no_prefetch());
+    h.join_cached(1, 1, &["f"], &[&a]);
+    h.join_cached(2, 1, &["f"], &[&b]);
+    h.join(3, 1, &["f"]);
+    h.open(1, 0);
+    let mut tasks: Vec<TaskSpec> = (0..2)
+        .map(|n| with_inputs(task(1, n, "f"), &[&a]))
+        .collect();
+    tasks.extend((2..12).map(|n| with_inputs(task(1, n, "f"), &[&b])));
+    let out = h.submit(1, 0, tasks);
     assert_eq!(
         runs(&out),
-        vec![(2, task_id(1, 2), 1)],
-        "stolen after the wait"
+        vec![(1, task_id(1, 0), 1), (2, task_id(1, 2), 1)]
     );
-    assert_eq!((info(&h).tasks_local, info(&h).tasks_remote), (2, 1));
+    // Task 1, the oldest waiting, is next on worker 1 anyway; worker 3
+    // takes from worker 2's backlog instead.
+    assert_eq!(runs(&h.tick_at(500)), vec![(3, task_id(1, 3), 1)]);
+    let out = h.succeed(1, task_id(1, 0), 1);
+    assert_eq!(runs(&out), vec![(1, task_id(1, 1), 1)]);
 }
 
 #[test]
@@ -381,6 +566,31 @@ fn a_locality_preference_never_leaves_most_workers_idle() {
     assert_eq!(h.core.queued_tasks(), 1_000 - 5 - 99 - 1);
     let stats = info(&h);
     assert_eq!((stats.tasks_local, stats.tasks_remote), (5, 100));
+}
+
+/// The same guard with measured durations: a 1 GiB input takes seconds to
+/// fetch, but a thousand 100 ms tasks behind one worker take far longer.
+#[test]
+fn a_locality_preference_never_leaves_most_workers_idle_with_known_durations() {
+    let data = shard("hot", 1 << 30);
+    let mut h = Harness::new(no_prefetch());
+    h.join_cached(0, 1, &["f"], &[&data]);
+    for w in 1..100 {
+        h.join(w, 1, &["f"]);
+    }
+    h.open(1, 0);
+    let tasks = (0..1_000)
+        .map(|n| with_inputs(task(1, n, "f"), &[&data]))
+        .collect();
+    let out = h.submit(1, 0, tasks);
+    let ran = drive(&mut h, out, |_, _| 100);
+    let busy_by_wait_end: BTreeSet<u32> = ran
+        .iter()
+        .filter(|r| r.started <= 500)
+        .map(|r| r.worker)
+        .collect();
+    assert_eq!(busy_by_wait_end, (0..100).collect());
+    assert_eq!(ran.len(), 1_000);
 }
 
 #[test]

@@ -112,8 +112,11 @@ impl Sim {
         let config = CoreConfig {
             heartbeat_timeout_ms: 1_000,
             prefetch_per_slot: 32,
+            prefetch_work_ms: 50,
+            prefetch_unmeasured_per_slot: 32,
             prefetch_short_task_ms: 20,
             locality_wait_ms: 100,
+            fetch_bytes_per_second: 200_000_000,
             owner_load_cap: 1.05,
             max_worker_losses: 3,
         };

@@ -55,6 +55,20 @@ pub enum ConnectionEvent {
 pub struct Connection {
     tx: mpsc::Sender<Vec<Vec<u8>>>,
     waker: Arc<Waker>,
+    // Declared after `tx`, so it drops after it: the I/O thread it wakes
+    // then finds the channel closed.
+    _closer: Arc<WakeOnClose>,
+}
+
+/// Wakes the I/O thread when the last [`Connection`] clone goes, so that
+/// it closes the socket at once instead of at its next poll timeout (a
+/// peer that shut down meanwhile would show up as a lost connection).
+struct WakeOnClose(Arc<Waker>);
+
+impl Drop for WakeOnClose {
+    fn drop(&mut self) {
+        self.0.wake();
+    }
 }
 
 impl Connection {
@@ -152,7 +166,14 @@ pub fn connect(
             op: "spawn DEALER thread".into(),
             source,
         })?;
-    Ok((Connection { tx, waker }, event_rx))
+    Ok((
+        Connection {
+            tx,
+            _closer: Arc::new(WakeOnClose(waker.clone())),
+            waker,
+        },
+        event_rx,
+    ))
 }
 
 struct IoThread {

@@ -150,7 +150,7 @@ pub fn bind(options: ServerOptions) -> Result<(Server, tokio_mpsc::Receiver<Inco
         source,
     })?);
     let (tx, rx) = mpsc::channel();
-    let (in_tx, in_rx) = tokio_mpsc::channel(1024);
+    let (in_tx, in_rx) = tokio_mpsc::channel(16);
     let dropped = Arc::new(AtomicU64::new(0));
     let io = IoThread {
         socket,

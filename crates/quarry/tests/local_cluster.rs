@@ -151,3 +151,70 @@ async fn cancelled_tasks_never_run_and_report_cancelled() {
     drop(client);
     cluster.shutdown().await;
 }
+
+/// `Job::map` and `Job::map_unordered` run in the job they are called on:
+/// the tasks read its broadcast input, come back in input order (or with
+/// their index), and count towards that job only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_map_runs_in_the_job_with_its_broadcast_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let offset_file = dir.path().join("offset.txt");
+    std::fs::write(&offset_file, "1000").unwrap();
+    let offset = quarry::parts::store::StoreResolver::from_env()
+        .list_refs(&offset_file.display().to_string())
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    let cluster = LocalCluster::builder()
+        .workers(2)
+        .work_dir(dir.path().join("work"))
+        .registry(
+            Registry::new().task_with_context("add_offset", |ctx, x: u64| {
+                let text = ctx
+                    .broadcast("offset")?
+                    .read()
+                    .map_err(|e| format!("cannot read the offset: {e}"))?;
+                let offset: u64 = String::from_utf8_lossy(&text)
+                    .trim()
+                    .parse()
+                    .map_err(|e| format!("bad offset: {e}"))?;
+                Ok::<u64, String>(x + offset)
+            }),
+        )
+        .start()
+        .await
+        .unwrap();
+    let client = cluster.client().await.unwrap();
+    let job = client
+        .open_job(quarry::JobOptions {
+            name: "job-map".into(),
+            broadcast: vec![("offset".into(), offset)],
+            ..Default::default()
+        })
+        .unwrap();
+
+    let futures = job.map::<u64, u64, _>("add_offset", 0..500).unwrap();
+    assert_eq!(
+        job.gather(futures).await.unwrap(),
+        (1000..1500).collect::<Vec<u64>>()
+    );
+    let mut seen = vec![false; 300];
+    let mut stream = std::pin::pin!(job.map_unordered::<u64, u64, _>("add_offset", 0..300, 64));
+    while let Some((index, result)) = stream.next().await {
+        assert_eq!(result.unwrap(), index + 1000);
+        assert!(!std::mem::replace(&mut seen[index as usize], true));
+    }
+    assert!(seen.iter().all(|s| *s));
+    job.seal().unwrap();
+
+    let jobs = client.jobs().await.unwrap();
+    let info = jobs.iter().find(|j| j.id == job.id()).unwrap();
+    assert_eq!((info.counts.total, info.counts.done), (800, 800));
+    // Without the job's broadcast input the same function fails.
+    let outside = client.map::<u64, u64, _>("add_offset", [1]).unwrap();
+    let error = client.gather(outside).await.unwrap_err().to_string();
+    assert!(error.contains("offset"), "{error}");
+    drop((job, client));
+    cluster.shutdown().await;
+}

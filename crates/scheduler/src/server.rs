@@ -614,9 +614,14 @@ impl Shell {
                 .unwrap_or_default();
             self.held.insert(info.id, Vec::new());
             let (store, info, done) = (self.store.clone(), info.clone(), self.finalized.clone());
-            tokio::spawn(async move {
-                let written = quarry_manifest::write_job_outputs(&store, &output, &info, &rows)
-                    .await
+            // Encoding a large job's parquet takes a while: a blocking
+            // thread does it, so the event loop keeps serving.
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                let written = runtime
+                    .block_on(quarry_manifest::write_job_outputs(
+                        &store, &output, &info, &rows,
+                    ))
                     .map_err(|e| format!("cannot write the manifest under {output}: {e}"));
                 if let Some(done) = done {
                     let _ = done.send((info.id, written));

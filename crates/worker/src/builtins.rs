@@ -15,6 +15,36 @@ pub fn inc(mut x: i64) -> i64 {
     x
 }
 
+/// Counts the lines (newline bytes) of every input shard, reading each in
+/// fixed-size blocks: the `wc -l` of quarry, a task whose cost is reading
+/// its data, which is what shard caches and locality save.
+pub fn linecount(ctx: &TaskContext) -> Result<u64, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut lines = 0u64;
+    let mut block = vec![0u8; 1 << 20];
+    for shard in &ctx.inputs {
+        let fail = |e: std::io::Error| format!("cannot read {}: {e}", shard.data_ref.url);
+        let mut file = std::fs::File::open(&shard.path).map_err(fail)?;
+        let mut left = match shard.data_ref.range {
+            Some(range) => {
+                file.seek(SeekFrom::Start(range.start)).map_err(fail)?;
+                range.len()
+            }
+            None => u64::MAX,
+        };
+        while left > 0 {
+            let want = block.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = file.read(&mut block[..want]).map_err(fail)?;
+            if n == 0 {
+                break;
+            }
+            lines += block[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            left -= n as u64;
+        }
+    }
+    Ok(lines)
+}
+
 /// Counts whitespace-separated words (lower-cased) in every input shard.
 pub fn wordcount(ctx: &TaskContext) -> Result<BTreeMap<String, u64>, String> {
     let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
@@ -67,6 +97,10 @@ pub(crate) fn register(registry: Registry) -> Registry {
             Err::<(), String>(message)
         })
         .task("panic", |message: String| -> () { panic!("{message}") })
+        .task_with_context(
+            "linecount",
+            |ctx: &TaskContext, _: serde::de::IgnoredAny| linecount(ctx),
+        )
         .task_with_context(
             "wordcount",
             |ctx: &TaskContext, _: serde::de::IgnoredAny| wordcount(ctx),

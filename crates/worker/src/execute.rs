@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// Everything an attempt needs, moved into its tokio task.
+/// Everything an attempt needs, moved onto its slot thread.
 pub(crate) struct Attempt {
     pub(crate) assignment: TaskAssignment,
     pub(crate) job: Arc<JobSpec>,
@@ -21,12 +21,6 @@ pub(crate) struct Attempt {
     pub(crate) inputs: Arc<Inputs>,
     pub(crate) limits: Limits,
     pub(crate) scratch_root: PathBuf,
-}
-
-/// A finished attempt and the slots it gives back.
-pub(crate) struct Finished {
-    pub(crate) report: TaskReport,
-    pub(crate) cpus: u32,
 }
 
 /// What an attempt produced before it is reported.
@@ -108,9 +102,9 @@ async fn run(
         let args = args.as_deref().unwrap_or(&ctx.task.args);
         catch_unwind(AssertUnwindSafe(|| function(&ctx, args)))
     };
-    // `execute` already runs on a blocking-pool thread, so without a timeout
-    // the function runs right here; with one it needs a thread of its own
-    // that can be abandoned when time is up.
+    // `execute` already runs on a slot thread, so without a timeout the
+    // function runs right here; with one it needs a thread of its own that
+    // can be abandoned when time is up.
     let returned = match timeout {
         None => call(),
         Some(limit) => tokio::time::timeout(limit, tokio::task::spawn_blocking(call))

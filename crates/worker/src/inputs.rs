@@ -1,6 +1,8 @@
-//! The worker's data plane: staging inputs through the shard cache and
-//! writing large results to the store.
+//! The worker's data plane: staging inputs through the shard cache, the
+//! local directories command attempts run in, and writing large results to
+//! the store.
 
+use crate::command::Commands;
 use crate::execute::failure;
 use crate::registry::Shard;
 use crate::runtime::{WorkerError, WorkerOptions};
@@ -12,10 +14,12 @@ use quarry_proto::{
 use quarry_store::{StoreError, StoreResolver};
 use std::collections::HashMap;
 
-/// The shard cache plus the store resolver that fills it.
+/// The shard cache plus the store resolver that fills it, and what
+/// command attempts share (their directories and prepared commands).
 pub(crate) struct Inputs {
     cache: ShardCache,
     store: StoreResolver,
+    commands: Commands,
 }
 
 /// Inputs of one attempt, staged as local files. The guards keep them from
@@ -43,7 +47,17 @@ impl Inputs {
         let cache = ShardCache::open(&options.cache_dir, options.cache_size, store.clone())
             .await
             .map_err(|e| WorkerError::Cache(e.to_string()))?;
-        Ok(Inputs { cache, store })
+        Ok(Inputs {
+            cache,
+            store,
+            commands: Commands::new(options.scratch_dir.clone()),
+        })
+    }
+
+    /// What command attempts share: their directories and prepared
+    /// commands.
+    pub(crate) fn commands(&self) -> &Commands {
+        &self.commands
     }
 
     pub(crate) fn inventory(&self) -> Vec<CacheEntry> {

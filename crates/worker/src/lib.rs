@@ -20,6 +20,7 @@ mod execute;
 mod inputs;
 mod registry;
 mod runtime;
+mod slots;
 
 pub use builtins::inc;
 pub use registry::{Registry, Shard, TaskContext};

@@ -152,6 +152,7 @@ impl Registry {
     /// - `panic`: panics with its argument as the message (diagnostics).
     /// - `wordcount`: counts words in each input shard, returning
     ///   `{word: count}` (the prefix word-count example).
+    /// - `linecount`: counts the lines of its input shards (`wc -l`).
     pub fn with_builtins(self) -> Registry {
         crate::builtins::register(self)
     }

@@ -1,21 +1,19 @@
 //! The worker process: handshake, task queue, slots, heartbeats and cache
 //! inventory reports.
 
-use crate::execute::{execute, Attempt, Finished};
 use crate::inputs::Inputs;
 use crate::registry::Registry;
+use crate::slots::{SlotEnv, Slots};
 use quarry_net::{connect, ConnectOptions, Connection, ConnectionEvent};
 use quarry_proto::{
-    encode_message, JobId, JobSpec, Limits, Message, Role, TaskAssignment, TaskId, PROTOCOL_VERSION,
+    encode_message, JobId, JobSpec, Limits, Message, Role, TaskAssignment, PROTOCOL_VERSION,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use tokio::sync::mpsc;
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 /// How a worker is set up.
@@ -78,6 +76,9 @@ pub enum WorkerError {
     /// The shard cache could not be opened.
     #[error("cannot open the shard cache: {0}")]
     Cache(String),
+    /// The slot threads could not be started.
+    #[error("cannot start the worker's slot threads: {0}")]
+    Slots(String),
 }
 
 /// How long to wait for a Welcome before saying Hello again.
@@ -85,12 +86,6 @@ const HELLO_RETRY: Duration = Duration::from_secs(2);
 /// How often the worker ticks: cache inventory batches, heartbeats, and
 /// announcing tasks that have been running for a while.
 const TICK: Duration = Duration::from_millis(100);
-/// Reports are sent at once when the local queue holds this few tasks.
-const REPORT_LOW_WATER: usize = 4;
-/// Reports are sent once this many are waiting.
-const REPORT_BATCH: usize = 64;
-/// Reports never wait longer than this.
-const REPORT_DELAY: Duration = Duration::from_millis(2);
 
 /// Runs a worker until `shutdown` completes or the scheduler refuses it for
 /// good. Reconnects (and says Hello again) by itself after the scheduler
@@ -100,47 +95,48 @@ pub async fn run_worker(
     registry: Registry,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    let inputs = Inputs::open(&options).await?;
+    let inputs = Arc::new(Inputs::open(&options).await?);
     let (conn, mut events) = connect(options.connect.clone())?;
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let nthreads = options.nthreads.max(1);
+    let registry = Arc::new(registry);
+    let slots = Slots::start(
+        nthreads,
+        SlotEnv {
+            registry: registry.clone(),
+            inputs: inputs.clone(),
+            scratch_root: options.scratch_dir.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            conn: conn.clone(),
+        },
+    )
+    .map_err(|e| WorkerError::Slots(e.to_string()))?;
     let mut worker = Worker {
         conn,
         options,
-        registry: Arc::new(registry),
-        inputs: Arc::new(inputs),
+        registry,
+        inputs,
+        slots,
         limits: Limits::default(),
         jobs: HashMap::new(),
-        queue: VecDeque::new(),
-        running: HashMap::new(),
-        free_slots: nthreads,
         nthreads,
-        done_tx,
         registered: false,
         last_hello: None,
         heartbeat: Duration::from_secs(1),
         last_heartbeat: Instant::now(),
         outbox: Vec::new(),
-        outbox_since: Instant::now(),
     };
     worker.hello();
     let mut tick = tokio::time::interval(TICK);
     tokio::pin!(shutdown);
     loop {
-        let report_deadline = tokio::time::Instant::from_std(worker.outbox_since + REPORT_DELAY);
+        let report_deadline = worker.slots.report_deadline();
         tokio::select! {
             event = events.recv() => match event {
                 Some(event) => worker.on_event(event)?,
                 None => return Ok(()),
             },
-            Some(finished) = done_rx.recv() => {
-                worker.on_finished(finished);
-                while let Ok(more) = done_rx.try_recv() {
-                    worker.on_finished(more);
-                }
-                worker.start_queued();
-            }
-            _ = tokio::time::sleep_until(report_deadline), if !worker.outbox.is_empty() => {}
+            _ = worker.slots.reports_waiting() => {}
+            _ = sleep_until_some(report_deadline), if report_deadline.is_some() => {}
             _ = tick.tick() => worker.on_tick(),
             _ = &mut shutdown => {
                 info!("worker shutting down");
@@ -152,14 +148,10 @@ pub async fn run_worker(
     }
 }
 
-struct Running {
-    cancel: watch::Sender<bool>,
-    cpus: u32,
-    attempt: u32,
-    started: Instant,
-    /// Whether the scheduler was told it runs. Short tasks never are: their
-    /// report says it all, and skipping the message halves the traffic.
-    announced: bool,
+async fn sleep_until_some(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
+    }
 }
 
 struct Worker {
@@ -167,19 +159,15 @@ struct Worker {
     options: WorkerOptions,
     registry: Arc<Registry>,
     inputs: Arc<Inputs>,
+    slots: Slots,
     limits: Limits,
     jobs: HashMap<JobId, Arc<JobSpec>>,
-    queue: VecDeque<TaskAssignment>,
-    running: HashMap<TaskId, Running>,
-    free_slots: u32,
     nthreads: u32,
-    done_tx: mpsc::UnboundedSender<Finished>,
     registered: bool,
     last_hello: Option<Instant>,
     heartbeat: Duration,
     last_heartbeat: Instant,
     outbox: Vec<Vec<u8>>,
-    outbox_since: Instant,
 }
 
 /// Tasks running longer than this are announced to the scheduler (so that
@@ -190,27 +178,16 @@ impl Worker {
     /// Queues a message for the next [`Worker::flush`].
     fn send(&mut self, message: &Message) {
         match encode_message(message) {
-            Ok(bytes) => {
-                if self.outbox.is_empty() {
-                    self.outbox_since = Instant::now();
-                }
-                self.outbox.push(bytes);
-            }
+            Ok(bytes) => self.outbox.push(bytes),
             Err(e) => warn!("cannot encode {}: {e}", message.kind()),
         }
     }
 
-    /// Sends what is queued when it is worth a frame: while the local
-    /// queue still holds work, reports gather into batches (the scheduler
-    /// then answers each batch with one batch of new tasks); when the queue
-    /// runs low, or a report has waited `REPORT_DELAY`, they go at once, so
-    /// a lone task's round trip is not delayed.
+    /// Sends what is queued, and the task reports that are due (most
+    /// leave from the slot threads; these are the ones that waited).
     fn flush(&mut self, force: bool) {
-        let due = force
-            || self.queue.len() <= REPORT_LOW_WATER
-            || self.outbox.len() >= REPORT_BATCH
-            || self.outbox_since.elapsed() >= REPORT_DELAY;
-        if due && !self.outbox.is_empty() {
+        self.slots.send_reports(force);
+        if !self.outbox.is_empty() {
             self.conn.send_batch(std::mem::take(&mut self.outbox));
         }
     }
@@ -237,10 +214,14 @@ impl Worker {
     fn on_event(&mut self, event: ConnectionEvent) -> Result<(), WorkerError> {
         match event {
             ConnectionEvent::Frame(Ok(envelope)) => {
+                let mut runs = Vec::new();
                 for message in envelope.messages {
-                    self.on_message(message)?;
+                    match message {
+                        Message::Run(assignment) => runs.push(assignment),
+                        other => self.on_message(other)?,
+                    }
                 }
-                self.start_queued();
+                self.start(runs);
             }
             ConnectionEvent::Frame(Err(e)) => warn!("undecodable frame from the scheduler: {e}"),
             ConnectionEvent::HandshakeFailed(reason) => return Err(WorkerError::Refused(reason)),
@@ -280,8 +261,7 @@ impl Worker {
             Message::Job(spec) => {
                 self.jobs.insert(spec.id, spec);
             }
-            Message::Run(assignment) => self.queue.push_back(assignment),
-            Message::CancelTask { task } => self.cancel(task),
+            Message::CancelTask { task } => self.slots.cancel(task),
             Message::Error { message } => warn!("scheduler: {message}"),
             other => debug!("ignoring {} from the scheduler", other.kind()),
         }
@@ -290,21 +270,7 @@ impl Worker {
 
     fn reset(&mut self) {
         self.registered = false;
-        self.queue.clear();
-        for (_, running) in self.running.drain() {
-            let _ = running.cancel.send(true);
-        }
-        self.free_slots = self.nthreads;
-    }
-
-    fn cancel(&mut self, task: TaskId) {
-        self.queue.retain(|a| a.task.id != task);
-        if let Some(running) = self.running.remove(&task) {
-            // A Rust function already inside its thread runs to completion;
-            // its result is discarded. Commands are killed.
-            let _ = running.cancel.send(true);
-            self.free_slots += running.cpus;
-        }
+        self.slots.reset();
     }
 
     fn on_tick(&mut self) {
@@ -318,16 +284,7 @@ impl Worker {
             self.last_heartbeat = Instant::now();
             self.send(&Message::Heartbeat);
         }
-        let due: Vec<(TaskId, u32)> = self
-            .running
-            .iter_mut()
-            .filter(|(_, r)| !r.announced && r.started.elapsed() >= ANNOUNCE_AFTER)
-            .map(|(task, r)| {
-                r.announced = true;
-                (*task, r.attempt)
-            })
-            .collect();
-        for (task, attempt) in due {
+        for (task, attempt) in self.slots.take_unannounced(ANNOUNCE_AFTER) {
             self.send(&Message::TaskStarted { task, attempt });
         }
         let (added, evicted) = self.inputs.take_delta();
@@ -336,58 +293,19 @@ impl Worker {
         }
     }
 
-    fn start_queued(&mut self) {
-        while let Some(next) = self.queue.front() {
-            let cpus = next.task.cpus.clamp(1, self.nthreads);
-            if cpus > self.free_slots {
-                break;
-            }
-            let Some(assignment) = self.queue.pop_front() else {
-                break;
-            };
-            let Some(job) = self.jobs.get(&assignment.job).cloned() else {
-                warn!(task = %assignment.task.id, "task for an unknown job; dropping it");
-                continue;
-            };
-            self.free_slots -= cpus;
-            let task = assignment.task.id;
-            let attempt_number = assignment.attempt;
-            let (cancel, cancelled) = watch::channel(false);
-            let attempt = Attempt {
-                assignment,
-                job,
-                registry: self.registry.clone(),
-                inputs: self.inputs.clone(),
-                limits: self.limits.clone(),
-                scratch_root: self.options.scratch_dir.clone(),
-            };
-            let done = self.done_tx.clone();
-            let runtime = tokio::runtime::Handle::current();
-            // One hop to a blocking-pool thread runs the whole attempt: the
-            // function itself blocks, and its async parts (staging, uploads)
-            // run there too, instead of bouncing between threads.
-            tokio::task::spawn_blocking(move || {
-                let report = runtime.block_on(execute(attempt, cancelled));
-                let _ = done.send(Finished { report, cpus });
-            });
-            self.running.insert(
-                task,
-                Running {
-                    cancel,
-                    cpus,
-                    attempt: attempt_number,
-                    started: Instant::now(),
-                    announced: false,
-                },
-            );
-        }
-    }
-
-    fn on_finished(&mut self, finished: Finished) {
-        // A task cancelled meanwhile has already given its slots back.
-        if self.running.remove(&finished.report.task).is_some() {
-            self.free_slots += finished.cpus;
-            self.send(&Message::TaskFinished(finished.report));
-        }
+    /// Hands assigned tasks to the slots, with their job specs (sent
+    /// before any of the job's tasks).
+    fn start(&mut self, runs: Vec<TaskAssignment>) {
+        let tasks: Vec<(TaskAssignment, Arc<JobSpec>)> = runs
+            .into_iter()
+            .filter_map(|assignment| match self.jobs.get(&assignment.job) {
+                Some(job) => Some((assignment, job.clone())),
+                None => {
+                    warn!(task = %assignment.task.id, "task for an unknown job; dropping it");
+                    None
+                }
+            })
+            .collect();
+        self.slots.push(tasks, &self.limits);
     }
 }

@@ -1,5 +1,5 @@
-//! `quarry bench prefix`: a word count mapped over a prefix several times
-//! by the same worker processes, to measure what their shard caches and
+//! `quarry bench prefix`: a line count (or word count, or command) mapped
+//! over a prefix several times by the same worker processes, to measure what their shard caches and
 //! data-local placement save. Pass 1 reads every shard from the store; later
 //! passes should read none, on the worker that already holds each shard.
 //! Optionally it also measures a broadcast input shared by many tasks,
@@ -16,7 +16,7 @@ use quarry_store::object_store::{ObjectStoreExt, PutPayload};
 use quarry_store::StoreResolver;
 use serde::de::IgnoredAny;
 use serde_json::{json, Value as Json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -56,9 +56,13 @@ pub struct PrefixArgs {
     /// Times the same map runs; the workers (and their caches) persist.
     #[arg(long, default_value_t = 2)]
     passes: u32,
+    /// Built-in function to map: `linecount` reads every byte and does
+    /// little else, so it shows the data plane; `wordcount` is
+    /// compute-bound and shows word-counting speed.
+    #[arg(long, default_value = "linecount", value_parser = ["linecount", "wordcount"])]
+    function: String,
     /// Run this command per shard (`quarry.command`, such as
-    /// "wc -l {input}") instead of the built-in `wordcount`: a cheap reader
-    /// shows the data plane rather than word-counting speed.
+    /// "wc -l {input}") instead of `--function`.
     #[arg(long)]
     command: Option<String>,
     /// Split shards into line-aligned chunks of this size, one task each.
@@ -185,7 +189,7 @@ fn job_metrics(info: &JobInfo) -> Json {
     })
 }
 
-/// One map over the shards (word count, or `--command`); returns its
+/// One map over the shards (`--function`, or `--command`); returns its
 /// report.
 async fn map_pass(client: &Client, base: &str, pass: u32, args: &PrefixArgs) -> Result<Json> {
     let mut options = MapPrefixOptions {
@@ -197,19 +201,18 @@ async fn map_pass(client: &Client, base: &str, pass: u32, args: &PrefixArgs) -> 
     };
     let started = Instant::now();
     let mut tasks = 0u64;
-    // Counted by `wordcount` only.
-    let mut words = None::<u64>;
+    // What the function counted: lines, or words summed over the map.
+    let mut counted = None::<u64>;
     let (job, input_bytes) = match &args.command {
         None => {
-            let mut results =
-                client.map_prefix::<BTreeMap<String, u64>>("wordcount", base, options)?;
+            let mut results = client.map_prefix::<Json>(&args.function, base, options)?;
             while let Some(finished) = results.next().await {
                 let finished = finished?;
-                let counts = finished
+                let result = finished
                     .result
                     .with_context(|| format!("task {} failed", finished.key))?;
                 tasks += 1;
-                *words.get_or_insert(0) += counts.values().sum::<u64>();
+                *counted.get_or_insert(0) += count_of(&result);
             }
             (results.job(), results.progress().bytes)
         }
@@ -234,16 +237,26 @@ async fn map_pass(client: &Client, base: &str, pass: u32, args: &PrefixArgs) -> 
     let info = client.job_info(job).await?;
     let mut report = json!({
         "bench": "prefix",
-        "function": args.command.as_deref().unwrap_or("wordcount"),
+        "function": args.command.as_deref().unwrap_or(&args.function),
         "pass": pass,
         "seconds": seconds,
         "tasks": tasks,
         "input_bytes": input_bytes,
         "mib_per_sec": input_bytes as f64 / (1 << 20) as f64 / seconds,
-        "words": words,
+        "counted": counted,
     });
     merge(&mut report, job_metrics(&info));
     Ok(report)
+}
+
+/// The number a task's result stands for: `linecount`'s lines, or the sum
+/// of `wordcount`'s per-word counts.
+fn count_of(result: &Json) -> u64 {
+    match result {
+        Json::Number(n) => n.as_u64().unwrap_or(0),
+        Json::Object(counts) => counts.values().filter_map(Json::as_u64).sum(),
+        _ => 0,
+    }
 }
 
 /// Many no-op tasks sharing one broadcast input; returns its report.
@@ -370,6 +383,7 @@ mod tests {
             workers: 1,
             nthreads: 1,
             passes: 1,
+            function: "linecount".into(),
             command: None,
             chunk_size: None,
             broadcast_size: None,

@@ -6,7 +6,7 @@
 //! first) and emits the one `TaskDone` its owner gets.
 
 use super::Core;
-use crate::task::TaskState;
+use crate::task::{TaskState, NO_WORKER};
 use crate::{Command, Millis};
 use quarry_proto::{ErrorKind, TaskError, TaskId, TaskOutcome, TaskReport, WorkerId};
 use tracing::debug;
@@ -18,6 +18,10 @@ impl Core {
         let from = std::mem::replace(&mut task.state, to);
         if from == TaskState::Queued {
             self.queued -= 1;
+            let preferred = std::mem::replace(&mut task.preferred, NO_WORKER);
+            if preferred != NO_WORKER {
+                self.workers[preferred as usize].local_queued -= 1;
+            }
         }
         if to == TaskState::Queued {
             self.queued += 1;
@@ -46,7 +50,7 @@ impl Core {
         };
         if self.tasks[t as usize].state == TaskState::Assigned {
             self.set_state(t, TaskState::Running);
-            self.tasks[t as usize].started_at = now;
+            self.tasks[t as usize].timer = now;
         }
     }
 
@@ -65,7 +69,7 @@ impl Core {
         };
         let task = &self.tasks[t as usize];
         let duration = if task.state == TaskState::Running {
-            now.saturating_sub(task.started_at)
+            now.saturating_sub(task.timer)
         } else {
             report.stats.duration_ms
         };
@@ -102,15 +106,11 @@ impl Core {
         self.fill_worker(w, now, out);
     }
 
-    /// Adds an attempt's duration to its function's mean. When that makes
-    /// the function switch between short and long, its workers' prefetch
-    /// room changes.
+    /// Adds an attempt's duration to its function's mean. When that
+    /// changes the function's prefetch depth, its workers' room changes.
     fn record_duration(&mut self, f: u32, duration_ms: u64) {
-        let threshold = self.config.prefetch_short_task_ms;
         let function = &mut self.functions[f as usize];
-        let was_short = function.is_short(threshold);
-        function.record_duration(duration_ms);
-        if function.is_short(threshold) != was_short {
+        if function.record_duration(duration_ms, &self.config) {
             let workers = function.workers().to_vec();
             for w in workers {
                 self.refresh_open(w);

@@ -5,7 +5,8 @@
 use super::Core;
 use crate::locality::{fnv1a, rendezvous_draw, rendezvous_score};
 use crate::queue::{PriorityQueue, QueueEntry};
-use crate::task::TaskState;
+use crate::task::{TaskState, TaskTable, NO_WORKER};
+use crate::worker::Worker;
 use crate::{Command, Millis};
 use quarry_proto::TaskAssignment;
 use std::cmp::Reverse;
@@ -19,6 +20,30 @@ enum Source {
     Free(u32),
     /// A function's queue of tasks waiting for another worker.
     Waiting(u32),
+}
+
+/// How many expired waiting tasks of one function a pick examines for
+/// stealing before it gives up.
+const STEAL_PROBES: usize = 4;
+
+/// Whether a queue entry still stands for its queued task.
+fn is_live(tasks: &TaskTable, e: QueueEntry) -> bool {
+    let task = &tasks[e.task as usize];
+    task.state == TaskState::Queued && task.ticket == e.ticket
+}
+
+/// Makes `found` the best candidate if it outranks the current one.
+fn offer(best: &mut Option<Candidate>, found: Option<(i32, QueueEntry)>, source: Source) {
+    if let Some((priority, entry)) = found {
+        let candidate = Candidate {
+            priority,
+            entry,
+            source,
+        };
+        if best.as_ref().is_none_or(|b| candidate.rank() > b.rank()) {
+            *best = Some(candidate);
+        }
+    }
 }
 
 /// The best task found so far for one worker.
@@ -78,8 +103,14 @@ impl Core {
     pub(super) fn place(&mut self, t: u32, front: bool, now: Millis) {
         let preferred = self.preferred_worker(t);
         let task = &mut self.tasks[t as usize];
+        // Placed again while queued (its preferred worker was lost): it
+        // leaves the old local queue, whose entry the new ticket makes stale.
+        let previous = std::mem::replace(&mut task.preferred, preferred.unwrap_or(NO_WORKER));
+        if previous != NO_WORKER {
+            self.workers[previous as usize].local_queued -= 1;
+        }
         task.ticket = task.ticket.wrapping_add(1);
-        task.steal_at = if front {
+        task.timer = if front {
             now
         } else {
             now.saturating_add(self.config.locality_wait_ms)
@@ -99,7 +130,9 @@ impl Core {
         };
         match preferred {
             Some(w) => {
-                push(&mut self.workers[w as usize].local);
+                let worker = &mut self.workers[w as usize];
+                push(&mut worker.local);
+                worker.local_queued += 1;
                 push(&mut function.waiting);
             }
             None => push(&mut function.free),
@@ -172,15 +205,13 @@ impl Core {
     }
 
     /// Slots a worker may fill with tasks of function `f`: its slots, plus
-    /// the prefetch depth while `f`'s tasks are short.
+    /// `f`'s prefetch depth for each.
     fn room_for(&self, w: u32, f: u32) -> u32 {
         let worker = &self.workers[w as usize];
-        let prefetch = if self.functions[f as usize].is_short(self.config.prefetch_short_task_ms) {
-            self.config.prefetch_per_slot.saturating_mul(worker.slots)
-        } else {
-            0
-        };
-        worker.slots.saturating_add(prefetch)
+        let prefetch = self.functions[f as usize].prefetch_per_slot();
+        worker
+            .slots
+            .saturating_add(prefetch.saturating_mul(worker.slots))
     }
 
     /// Keeps `open_workers` in step with a worker's load: it is open while
@@ -206,40 +237,25 @@ impl Core {
     ///
     /// Candidates: the head of the worker's local queue, and for each
     /// function it serves the head of the free queue and the oldest waiting
-    /// task whose locality wait is over. Only heads are looked at, so a pick
-    /// costs O(functions × priorities), not O(queued tasks).
+    /// task whose locality wait is over and that is worth stealing. Only
+    /// heads (and at most [`STEAL_PROBES`] waiting tasks) are looked at, so
+    /// a pick costs O(functions × priorities), not O(queued tasks).
     fn pick(&mut self, w: u32, slot_limit: Option<u32>, now: Millis) -> Option<u32> {
         if slot_limit.is_some_and(|limit| self.workers[w as usize].load >= limit) {
             return None;
         }
-        let tasks = &self.tasks;
-        let live = |e: QueueEntry| {
-            let task = &tasks[e.task as usize];
-            task.state == TaskState::Queued && task.ticket == e.ticket
-        };
-        let wait_over = |e: QueueEntry| tasks[e.task as usize].steal_at <= now;
-        let worker = &mut self.workers[w as usize];
         let mut best: Option<Candidate> = None;
-        let mut consider = |found: Option<(i32, QueueEntry)>, source: Source| {
-            if let Some((priority, entry)) = found {
-                let candidate = Candidate {
-                    priority,
-                    entry,
-                    source,
-                };
-                if best.as_ref().is_none_or(|b| candidate.rank() > b.rank()) {
-                    best = Some(candidate);
-                }
-            }
-        };
-        consider(worker.local.head(live), Source::Local);
-        for &f in &worker.functions {
-            let function = &mut self.functions[f as usize];
-            consider(function.free.head(live), Source::Free(f));
-            consider(
-                function.waiting.first_ready(live, wait_over),
-                Source::Waiting(f),
-            );
+        let tasks = &self.tasks;
+        let live = |e: QueueEntry| is_live(tasks, e);
+        let local = self.workers[w as usize].local.head(live);
+        offer(&mut best, local, Source::Local);
+        for i in 0..self.workers[w as usize].functions.len() {
+            let f = self.workers[w as usize].functions[i];
+            let tasks = &self.tasks;
+            let free = self.functions[f as usize].free.head(|e| is_live(tasks, e));
+            offer(&mut best, free, Source::Free(f));
+            let stealable = self.stealable_head(f, w, best.as_ref(), now);
+            offer(&mut best, stealable, Source::Waiting(f));
         }
         let best = best?;
 
@@ -261,6 +277,128 @@ impl Core {
         Some(best.entry.task)
     }
 
+    /// The oldest waiting task of function `f` whose locality wait is over
+    /// and that worker `thief` should take, if it would outrank `best`.
+    ///
+    /// A waiting task not worth stealing (its preferred worker will get to
+    /// it soon enough) goes to the back of its priority level, so that
+    /// tasks behind it, preferring busier workers, are reached within a
+    /// few picks: one relaxed owner must not hide a backlogged one. (Behind
+    /// tasks still in their wait it is looked at again once theirs ends.)
+    fn stealable_head(
+        &mut self,
+        f: u32,
+        thief: u32,
+        best: Option<&Candidate>,
+        now: Millis,
+    ) -> Option<(i32, QueueEntry)> {
+        for _ in 0..STEAL_PROBES {
+            let tasks = &self.tasks;
+            let (priority, entry) = self.functions[f as usize].waiting.first_ready(
+                |e| is_live(tasks, e),
+                |e| tasks[e.task as usize].timer <= now,
+            )?;
+            let candidate = Candidate {
+                priority,
+                entry,
+                source: Source::Waiting(f),
+            };
+            if best.is_some_and(|b| b.rank() >= candidate.rank()) {
+                return None;
+            }
+            if self.worth_stealing(entry.task, thief, now) {
+                return Some((priority, entry));
+            }
+            let waiting = &mut self.functions[f as usize].waiting;
+            waiting.pop_front(priority);
+            waiting.push_back(priority, entry);
+        }
+        None
+    }
+
+    /// Whether worker `thief` should run queued task `t` instead of the
+    /// worker it prefers: only if the thief could fetch the inputs it lacks
+    /// and run the task before the preferred worker would finish the rest of
+    /// its backlog (its assigned tasks and the other tasks queued for it).
+    ///
+    /// Then the steal shortens the preferred worker's tail by a whole task
+    /// and the thief still finishes first. A steal that would only win part
+    /// of a task is not made: at most one task's time is lost to keep the
+    /// data where it is cached (the tail of a pass over cached shards then
+    /// reads nothing from the store). A long backlog is stolen from at once,
+    /// so a locality preference never leaves the rest of the cluster idle.
+    ///
+    /// Durations are the functions' mean attempts. Before a mean is known,
+    /// the same rule is applied in task counts, with fetches taken as free.
+    fn worth_stealing(&self, t: u32, thief: u32, now: Millis) -> bool {
+        let task = &self.tasks[t as usize];
+        let owner = task.preferred;
+        if owner == NO_WORKER || owner == thief {
+            return true;
+        }
+        let (owner, thief_worker) = (&self.workers[owner as usize], &self.workers[thief as usize]);
+        let others_queued = owner.local_queued.saturating_sub(1);
+        let queued_slots = f64::from(others_queued) * f64::from(task.occupancy(owner.slots));
+        let (thief_done, owner_done) = match self.functions[task.function as usize]
+            .mean_duration_ms()
+        {
+            None => (
+                f64::from(thief_worker.load) / f64::from(thief_worker.slots) + 1.0,
+                (f64::from(owner.load) + queued_slots) / f64::from(owner.slots),
+            ),
+            Some(mean) => {
+                let mean_ms = mean as f64;
+                let fetch_ms = self.missing_input_bytes(t, thief) as f64 * 1000.0
+                    / self.config.fetch_bytes_per_second.max(1) as f64;
+                (
+                    self.assigned_work_ms(thief_worker, mean, now) / f64::from(thief_worker.slots)
+                        + fetch_ms
+                        + mean_ms,
+                    (self.assigned_work_ms(owner, mean, now) + queued_slots * mean_ms)
+                        / f64::from(owner.slots),
+                )
+            }
+        };
+        thief_done < owner_done
+    }
+
+    /// Input bytes of task `t` that worker `w` does not cache.
+    fn missing_input_bytes(&self, t: u32, w: u32) -> u64 {
+        let inputs = &self.tasks[t as usize].spec.inputs;
+        let total: u64 = inputs.iter().map(|input| input.read_len()).sum();
+        let cached: u64 = self
+            .locality
+            .cached_bytes(inputs, |holder| holder == w)
+            .iter()
+            .map(|&(_, bytes)| bytes)
+            .sum();
+        total.saturating_sub(cached)
+    }
+
+    /// Slot-milliseconds of work a worker still has in its assigned and
+    /// running tasks, by their functions' mean attempts (`fallback_ms` for a
+    /// function without one). A running task past its mean is expected to
+    /// need as long again as it has overrun: a task stuck on its worker
+    /// lets the work queued behind it be stolen.
+    fn assigned_work_ms(&self, worker: &Worker, fallback_ms: u64, now: Millis) -> f64 {
+        worker
+            .tasks
+            .iter()
+            .map(|&u| {
+                let task = &self.tasks[u as usize];
+                let mean = self.functions[task.function as usize]
+                    .mean_duration_ms()
+                    .unwrap_or(fallback_ms);
+                let remaining = if task.state == TaskState::Running {
+                    mean.abs_diff(now.saturating_sub(task.timer))
+                } else {
+                    mean
+                };
+                remaining as f64 * f64::from(task.occupancy(worker.slots))
+            })
+            .sum()
+    }
+
     /// Sends attempt `attempt + 1` of task `t` to worker `w` (after the job
     /// context, the first time the worker sees the job).
     fn assign(&mut self, w: u32, t: u32, now: Millis, out: &mut Vec<Command>) {
@@ -270,7 +408,7 @@ impl Core {
         let worker = &mut self.workers[w as usize];
         task.attempt += 1;
         task.worker = w;
-        task.started_at = now;
+        task.timer = now;
         worker.load += task.occupancy(worker.slots);
         worker.tasks.insert(t);
         let job = &mut self.jobs[task.job as usize];

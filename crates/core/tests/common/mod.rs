@@ -214,6 +214,7 @@ pub fn error_of(outcome: &TaskOutcome) -> (ErrorKind, String) {
 pub fn no_prefetch() -> CoreConfig {
     CoreConfig {
         prefetch_per_slot: 0,
+        prefetch_unmeasured_per_slot: 0,
         ..CoreConfig::default()
     }
 }
