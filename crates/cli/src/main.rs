@@ -82,15 +82,18 @@ fn init_logging(command: &Command) {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.command);
-    // Servers run their event loop on one thread: every message crosses
-    // from a socket's I/O thread to that loop, and waking one known thread
-    // is cheaper than waking a pool that then looks for work. The worker's
-    // tasks run on slot threads of their own, and the scheduler hands
-    // heavy work (manifest encoding) to blocking threads.
+    // Servers (and the benchmarks' client) run their event loop on one
+    // thread: every message crosses from a socket's I/O thread to that
+    // loop, and waking one known thread is cheaper than waking a pool that
+    // then looks for work. The worker's tasks run on slot threads of their
+    // own, and the scheduler hands heavy work (manifest encoding) to
+    // blocking threads.
     let runtime = match &cli.command {
-        Command::Scheduler(_) | Command::Worker(_) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
+        Command::Scheduler(_) | Command::Worker(_) | Command::Bench(_) => {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
         _ => tokio::runtime::Runtime::new(),
     };
     let runtime = match runtime {
