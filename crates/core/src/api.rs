@@ -1,7 +1,7 @@
 //! The events the core consumes and the commands it emits.
 
 use quarry_proto::{
-    CacheEntry, ClientId, JobId, JobInfo, JobSpec, TaskAssignment, TaskId, TaskOutcome, TaskReport,
+    CacheEntry, ClientId, JobId, JobInfo, JobSpec, RunTask, TaskId, TaskOutcome, TaskReport,
     TaskSpec, WorkerId,
 };
 use std::sync::Arc;
@@ -185,7 +185,7 @@ pub enum Command {
         /// The worker.
         worker: WorkerId,
         /// The attempt.
-        assignment: TaskAssignment,
+        run: RunTask,
     },
     /// Tell a worker to stop or drop a task.
     CancelOnWorker {

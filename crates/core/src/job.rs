@@ -2,8 +2,7 @@
 
 use crate::task::TaskState;
 use crate::Millis;
-use quarry_proto::{ClientId, JobCounts, JobInfo, JobSpec, JobState, TaskId, TaskStats};
-use std::collections::BTreeMap;
+use quarry_proto::{ClientId, JobCounts, JobInfo, JobSpec, JobState, TaskStats};
 use std::sync::Arc;
 
 /// How often, at most, watchers get a `JobProgress` while the job changes.
@@ -33,8 +32,13 @@ pub(crate) struct Job {
     pub tasks_remote: u64,
     /// Sum of the stats of every finished attempt.
     pub stats: TaskStats,
-    /// Its tasks by id (for result pages in id order).
-    pub tasks: BTreeMap<TaskId, u32>,
+    /// Its tasks (indexes into the task table) in submission order: four
+    /// bytes a task, where a map by id would take several times that.
+    pub tasks: Vec<u32>,
+    /// Whether `tasks` is in task-id order too. Clients number tasks in
+    /// increasing order, so it nearly always is, and result pages can
+    /// binary-search it.
+    pub tasks_in_id_order: bool,
     /// Clients pushed every result and the progress.
     pub watchers: Vec<ClientId>,
     /// Something changed since the last `JobProgress`.
@@ -65,7 +69,8 @@ impl Job {
             tasks_local: 0,
             tasks_remote: 0,
             stats: TaskStats::default(),
-            tasks: BTreeMap::new(),
+            tasks: Vec::new(),
+            tasks_in_id_order: true,
             watchers: Vec::new(),
             progress_dirty: false,
             last_progress: now,

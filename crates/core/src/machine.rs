@@ -11,10 +11,10 @@ use crate::task::{Task, TaskTable, NO_WORKER};
 use crate::worker::{Function, Worker};
 use crate::{Command, CoreConfig, Event, Millis};
 use quarry_proto::{
-    CacheEntry, ClientId, JobId, JobInfo, JobSpec, TaskId, TaskSpec, TaskStatus, WorkerId,
+    CacheEntry, ClientId, EncodedTask, JobId, JobInfo, JobSpec, TaskId, TaskSpec, TaskStatus,
+    WorkerId,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::ops::Bound;
 use std::sync::Arc;
 use tracing::debug;
 
@@ -151,14 +151,27 @@ impl Core {
         limit: usize,
     ) -> Option<(Vec<TaskStatus>, bool)> {
         let &j = self.job_index.get(&job)?;
-        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut rows = self.jobs[j as usize].tasks.range((start, Bound::Unbounded));
-        let page = rows
-            .by_ref()
+        let job = &self.jobs[j as usize];
+        let id_of = |&t: &u32| self.tasks[t as usize].spec.id();
+        let sorted;
+        let in_id_order: &[u32] = if job.tasks_in_id_order {
+            &job.tasks
+        } else {
+            let mut tasks = job.tasks.clone();
+            tasks.sort_by_key(id_of);
+            sorted = tasks;
+            &sorted
+        };
+        let start = after.map_or(0, |after| {
+            in_id_order.partition_point(|t| id_of(t) <= after)
+        });
+        let rest = &in_id_order[start..];
+        let page = rest
+            .iter()
             .take(limit)
-            .map(|(_, &t)| self.status_of(t))
+            .map(|&t| self.status_of(t))
             .collect();
-        Some((page, rows.next().is_some()))
+        Some((page, rest.len() > limit))
     }
 
     /// One task's row, as in [`Core::results`].
@@ -185,10 +198,15 @@ impl Core {
     fn status_of(&self, t: u32) -> TaskStatus {
         let task = &self.tasks[t as usize];
         let record = task.record.as_deref();
+        // Key and parameters stay encoded until someone asks for them.
+        let (key, params_json) = match task.spec.decode() {
+            Ok(spec) => (spec.key, spec.params_json),
+            Err(e) => (format!("(undecodable: {e})"), String::new()),
+        };
         TaskStatus {
-            id: task.spec.id,
-            key: task.spec.key.clone(),
-            params_json: task.spec.params_json.clone(),
+            id: task.spec.id(),
+            key,
+            params_json,
             state: task.state.as_str().to_owned(),
             outcome: record.and_then(|r| r.outcome.clone()),
             outputs: record.map(|r| r.outputs.clone()).unwrap_or_default(),
@@ -312,10 +330,23 @@ impl Core {
         for spec in specs {
             let id = spec.id;
             let function = self.function_id(&spec.function);
-            let t = self.tasks.push(Task::new(Arc::new(spec), j, function));
+            let encoded = match EncodedTask::encode(&spec) {
+                Ok(encoded) => encoded,
+                Err(e) => {
+                    let message = format!("task {id} cannot be stored: {e}");
+                    out.push(Command::Error { client, message });
+                    continue;
+                }
+            };
+            let t = self.tasks.push(Task::new(encoded, j, function));
             self.task_index.insert(id, t);
             let job = &mut self.jobs[j as usize];
-            job.tasks.insert(id, t);
+            if let Some(&last) = job.tasks.last() {
+                if self.tasks[last as usize].spec.id() > id {
+                    job.tasks_in_id_order = false;
+                }
+            }
+            job.tasks.push(t);
             job.count_transition(None, crate::task::TaskState::Queued);
             self.queued += 1;
             if job.stopped {

@@ -1,8 +1,7 @@
 //! The per-task record: kept compact because a million of them may wait.
 
 use crate::Millis;
-use quarry_proto::{TaskOutcome, TaskSpec, TaskStats};
-use std::sync::Arc;
+use quarry_proto::{DataRef, EncodedTask, TaskOutcome, TaskStats};
 
 /// Marks the absence of a worker: no attempt was assigned yet, or a queued
 /// task has no preferred worker.
@@ -67,13 +66,14 @@ pub(crate) struct AttemptRecord {
 /// One task.
 #[derive(Debug)]
 pub(crate) struct Task {
-    /// As submitted; shared with every `Run` command.
-    pub spec: Arc<TaskSpec>,
+    /// As submitted, still encoded (a queued task must stay small);
+    /// shared with every `Run` command.
+    pub spec: EncodedTask,
     /// While queued: when workers other than its preferred one may take
     /// it (its locality wait ends). While on a worker: when its current
     /// attempt was assigned or started running. One field serves both
     /// because a task is never in both states, and a million task records
-    /// must stay within 64 bytes.
+    /// must stay within 72 bytes.
     pub timer: Millis,
     /// Results of the last finished attempt, if any and not released.
     pub record: Option<Box<AttemptRecord>>,
@@ -103,7 +103,7 @@ pub(crate) struct Task {
 
 impl Task {
     /// A new task, not yet queued.
-    pub fn new(spec: Arc<TaskSpec>, job: u32, function: u32) -> Task {
+    pub fn new(spec: EncodedTask, job: u32, function: u32) -> Task {
         Task {
             spec,
             timer: 0,
@@ -125,7 +125,19 @@ impl Task {
     /// `cpus` (0 counts as 1), capped at the worker's size so that a task
     /// asking for more than any worker has still runs, alone.
     pub fn occupancy(&self, worker_slots: u32) -> u32 {
-        self.spec.cpus.max(1).min(worker_slots)
+        self.spec.cpus().max(1).min(worker_slots)
+    }
+
+    /// Its inputs, decoded from the stored spec (which only tasks that
+    /// have inputs pay for).
+    pub fn inputs(&self) -> Vec<DataRef> {
+        if self.spec.input_count() == 0 {
+            return Vec::new();
+        }
+        self.spec
+            .decode()
+            .map(|spec| spec.inputs)
+            .unwrap_or_default()
     }
 }
 
@@ -183,11 +195,12 @@ mod tests {
 
     #[test]
     fn task_table_indexes_across_chunks() {
-        let spec = Arc::new(quarry_proto::TaskSpec::new(
+        let spec = EncodedTask::encode(&quarry_proto::TaskSpec::new(
             quarry_proto::TaskId(0),
             "f",
             Vec::new(),
-        ));
+        ))
+        .unwrap();
         let mut table = TaskTable::default();
         for n in 0..(2 * CHUNK + 3) as u32 {
             assert_eq!(table.push(Task::new(spec.clone(), n, 0)), n);
@@ -203,7 +216,8 @@ mod tests {
 
     #[test]
     fn task_record_stays_small() {
-        // A million queued tasks must not cost much beyond their specs.
-        assert!(std::mem::size_of::<Task>() <= 64);
+        // A million queued tasks must stay within a few hundred megabytes:
+        // the record, its encoded spec and the indexes share that budget.
+        assert!(std::mem::size_of::<Task>() <= 72);
     }
 }

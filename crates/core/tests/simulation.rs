@@ -168,15 +168,12 @@ impl Sim {
                 assert!(!sent.contains(&spec.id), "SendJob twice");
                 sent.push(spec.id);
             }
-            Command::Run { worker, assignment } => {
+            Command::Run { worker, run } => {
                 let w = worker.0 as usize;
                 // A silent worker may still get work until it times out.
                 assert!(self.alive[w], "Run to a lost worker");
-                assert!(
-                    self.job_sent[w].contains(&assignment.job),
-                    "Run before SendJob"
-                );
-                if assignment.task.function == "reduce" {
+                assert!(self.job_sent[w].contains(&run.job), "Run before SendJob");
+                if run.task.decode().expect("decodable").function == "reduce" {
                     assert!(self.serves_reduce[w], "reduce sent to a map-only worker");
                 }
                 self.holding[w] += 1;
@@ -184,8 +181,8 @@ impl Sim {
                 assert!(self.holding[w] <= limit, "worker {w} over slots + prefetch");
                 self.held.push(Held {
                     worker: worker.0,
-                    task: assignment.task.id,
-                    attempt: assignment.attempt,
+                    task: run.task.id(),
+                    attempt: run.attempt,
                     started: false,
                 });
             }

@@ -58,6 +58,9 @@ pub struct Incoming {
     pub body: Result<Envelope, ProtoError>,
 }
 
+/// Decoded frames waiting for the scheduler loop.
+const INBOUND_FRAMES: usize = 4;
+
 /// Encoded messages for peers, queued as one batch.
 type Outbound = Vec<(PeerId, Vec<u8>)>;
 
@@ -150,7 +153,11 @@ pub fn bind(options: ServerOptions) -> Result<(Server, tokio_mpsc::Receiver<Inco
         source,
     })?);
     let (tx, rx) = mpsc::channel();
-    let (in_tx, in_rx) = tokio_mpsc::channel(16);
+    // Few decoded frames wait for the scheduler loop: a decoded frame of
+    // task specs is several times its wire size, and while the loop is
+    // busy, frames are better kept encoded (in ZeroMQ's queue, which
+    // pushes back on the sender) than decoded here.
+    let (in_tx, in_rx) = tokio_mpsc::channel(INBOUND_FRAMES);
     let dropped = Arc::new(AtomicU64::new(0));
     let io = IoThread {
         socket,

@@ -125,7 +125,6 @@ mod tests {
     use super::*;
     use crate::*;
     use proptest::prelude::*;
-    use std::sync::Arc;
 
     fn sample() -> Envelope {
         let task = TaskSpec {
@@ -156,9 +155,9 @@ mod tests {
                     functions: vec!["inc".into()],
                     inventory: vec![],
                 },
-                Message::Run(TaskAssignment {
+                Message::Run(RunTask {
                     job: JobId(1),
-                    task: Arc::new(task.clone()),
+                    task: EncodedTask::encode(&task).unwrap(),
                     attempt: 1,
                 }),
                 Message::Submit {

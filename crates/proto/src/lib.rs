@@ -12,12 +12,14 @@
 
 mod codec;
 mod dataref;
+mod encoded;
 mod ids;
 mod limits;
 mod message;
 
 pub use codec::{decode, encode, encode_message, FrameBuilder, ProtoError};
 pub use dataref::{ByteRange, DataRef, Pin};
+pub use encoded::{EncodedTask, RunTask};
 pub use ids::{ClientId, JobId, TaskId, WorkerId};
 pub use limits::Limits;
 pub use message::{
@@ -28,7 +30,7 @@ pub use message::{
 
 /// The protocol version spoken by this build. Peers exchange it in
 /// [`Message::Hello`]; the scheduler rejects a peer whose version differs.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The default TCP port of the scheduler's control plane (as dask's 8786).
 pub const DEFAULT_SCHEDULER_PORT: u16 = 8786;

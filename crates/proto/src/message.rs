@@ -1,4 +1,4 @@
-use crate::{ClientId, DataRef, JobId, Limits, TaskId, WorkerId};
+use crate::{ClientId, DataRef, JobId, Limits, RunTask, TaskId, WorkerId};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -93,7 +93,7 @@ pub enum Message {
     /// of a job reaches that worker.
     Job(Arc<JobSpec>),
     /// Scheduler → worker: run (or queue, up to the prefetch depth) a task.
-    Run(TaskAssignment),
+    Run(RunTask),
     /// Scheduler → worker: stop a task if it runs, drop it if queued.
     CancelTask {
         /// The task.
@@ -324,8 +324,8 @@ impl TaskSpec {
     }
 }
 
-/// Scheduler → worker: one attempt of one task.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One attempt of one task, as the worker runs it ([`RunTask`] decoded).
+#[derive(Clone, Debug, PartialEq)]
 pub struct TaskAssignment {
     /// The job (its [`JobSpec`] was sent before).
     pub job: JobId,

@@ -170,9 +170,9 @@ fn seeds() -> Vec<Message> {
             evicted: vec!["s3://corpus/books/b.txt#etag=\"1\"".into()],
         },
         Message::Job(job_spec()),
-        Message::Run(TaskAssignment {
+        Message::Run(RunTask {
             job: JobId(1 << 40 | 1),
-            task: Arc::new(task()),
+            task: EncodedTask::encode(&task()).expect("encodable"),
             attempt: 1,
         }),
         Message::CancelTask { task: TaskId(7) },

@@ -656,9 +656,7 @@ impl Shell {
                 Command::SendJob { worker, spec } => {
                     self.to_worker(*worker, &Message::Job(spec.clone()))
                 }
-                Command::Run { worker, assignment } => {
-                    self.to_worker(*worker, &Message::Run(assignment.clone()))
-                }
+                Command::Run { worker, run } => self.to_worker(*worker, &Message::Run(run.clone())),
                 Command::CancelOnWorker { worker, task } => {
                     self.to_worker(*worker, &Message::CancelTask { task: *task })
                 }

@@ -217,7 +217,10 @@ impl Worker {
                 let mut runs = Vec::new();
                 for message in envelope.messages {
                     match message {
-                        Message::Run(assignment) => runs.push(assignment),
+                        Message::Run(run) => match run.decode() {
+                            Ok(assignment) => runs.push(assignment),
+                            Err(e) => warn!("undecodable task from the scheduler: {e}"),
+                        },
                         other => self.on_message(other)?,
                     }
                 }

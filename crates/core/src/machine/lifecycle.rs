@@ -90,9 +90,9 @@ impl Core {
                 task.errors += 1;
                 let retryable =
                     !matches!(error.kind, ErrorKind::InputChanged | ErrorKind::Rejected);
-                if retryable && task.errors <= task.spec.retries {
+                if retryable && task.errors <= task.spec.retries() {
                     debug!(
-                        task = %task.spec.id,
+                        task = %task.spec.id(),
                         attempt = task.attempt,
                         error = %error.message,
                         "attempt failed, retrying"
@@ -151,7 +151,7 @@ impl Core {
         debug_assert!(to.is_final() && !self.tasks[t as usize].state.is_final());
         self.set_state(t, to);
         let task = &mut self.tasks[t as usize];
-        let id = task.spec.id;
+        let id = task.spec.id();
         let owner = id.client();
         let j = task.job;
         let job = &self.jobs[j as usize];
@@ -209,7 +209,7 @@ impl Core {
             let task = &self.tasks[t as usize];
             out.push(Command::CancelOnWorker {
                 worker: self.workers[task.worker as usize].id,
-                task: task.spec.id,
+                task: task.spec.id(),
             });
             self.dispatch_pending = true;
         }
@@ -230,7 +230,7 @@ impl Core {
         job.stopped = true;
         let unfinished: Vec<u32> = job
             .tasks
-            .values()
+            .iter()
             .copied()
             .filter(|&t| !self.tasks[t as usize].state.is_final())
             .collect();
@@ -297,7 +297,7 @@ impl Core {
             if task.worker_losses > max_losses {
                 let message = format!(
                     "task {} lost its worker {} times (most recently {}); max_worker_losses is {max_losses}",
-                    task.spec.id, task.worker_losses, self.workers[w as usize].name
+                    task.spec.id(), task.worker_losses, self.workers[w as usize].name
                 );
                 let outcome = TaskOutcome::Err(TaskError {
                     kind: ErrorKind::WorkerLost,

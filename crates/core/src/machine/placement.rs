@@ -8,7 +8,7 @@ use crate::queue::{PriorityQueue, QueueEntry};
 use crate::task::{TaskState, TaskTable, NO_WORKER};
 use crate::worker::Worker;
 use crate::{Command, Millis};
-use quarry_proto::TaskAssignment;
+use quarry_proto::RunTask;
 use std::cmp::Reverse;
 
 /// The queue a picked task came from.
@@ -119,7 +119,7 @@ impl Core {
             task: t,
             ticket: task.ticket,
         };
-        let priority = task.spec.priority;
+        let priority = task.spec.priority();
         let function = &mut self.functions[task.function as usize];
         let push = |queue: &mut PriorityQueue| {
             if front {
@@ -146,12 +146,12 @@ impl Core {
     fn preferred_worker(&mut self, t: u32) -> Option<u32> {
         let task = &self.tasks[t as usize];
         let function = &self.functions[task.function as usize];
-        if task.spec.inputs.is_empty() || function.workers().is_empty() {
+        if task.spec.input_count() == 0 || function.workers().is_empty() {
             return None;
         }
         let cached = self
             .locality
-            .cached_bytes(&task.spec.inputs, |w| function.is_served_by(w));
+            .cached_bytes(&task.inputs(), |w| function.is_served_by(w));
         // Most bytes; among equals the less loaded worker, then the older.
         let rank = |&&(w, bytes): &&(u32, u64)| {
             (bytes, Reverse(self.workers[w as usize].load), Reverse(w))
@@ -171,12 +171,8 @@ impl Core {
     /// slot-weighted share of the job's owner-routed tasks.
     fn rendezvous_owner(&mut self, t: u32) -> Option<u32> {
         let task = &self.tasks[t as usize];
-        let largest = task
-            .spec
-            .inputs
-            .iter()
-            .rev()
-            .max_by_key(|input| input.read_len())?;
+        let inputs = task.inputs();
+        let largest = inputs.iter().rev().max_by_key(|input| input.read_len())?;
         let object_hash = fnv1a(&largest.object_key());
         let function = &self.functions[task.function as usize];
         let job = &mut self.jobs[task.job as usize];
@@ -364,11 +360,11 @@ impl Core {
 
     /// Input bytes of task `t` that worker `w` does not cache.
     fn missing_input_bytes(&self, t: u32, w: u32) -> u64 {
-        let inputs = &self.tasks[t as usize].spec.inputs;
+        let inputs = self.tasks[t as usize].inputs();
         let total: u64 = inputs.iter().map(|input| input.read_len()).sum();
         let cached: u64 = self
             .locality
-            .cached_bytes(inputs, |holder| holder == w)
+            .cached_bytes(&inputs, |holder| holder == w)
             .iter()
             .map(|&(_, bytes)| bytes)
             .sum();
@@ -425,7 +421,7 @@ impl Core {
         }
         out.push(Command::Run {
             worker: worker.id,
-            assignment: TaskAssignment {
+            run: RunTask {
                 job: job.spec.id,
                 task: task.spec.clone(),
                 attempt: task.attempt,
@@ -438,11 +434,11 @@ impl Core {
     /// input bytes of all workers, and more than none. `None` for tasks
     /// without inputs, which count neither way.
     fn attempt_is_local(&self, w: u32, t: u32) -> Option<bool> {
-        let inputs = &self.tasks[t as usize].spec.inputs;
-        if inputs.is_empty() {
+        let task = &self.tasks[t as usize];
+        if task.spec.input_count() == 0 {
             return None;
         }
-        let cached = self.locality.cached_bytes(inputs, |_| true);
+        let cached = self.locality.cached_bytes(&task.inputs(), |_| true);
         let most = cached.iter().map(|&(_, b)| b).max().unwrap_or(0);
         let here = cached
             .iter()

@@ -178,9 +178,7 @@ pub fn runs(commands: &[Command]) -> Vec<(u32, TaskId, u32)> {
     commands
         .iter()
         .filter_map(|c| match c {
-            Command::Run { worker, assignment } => {
-                Some((worker.0, assignment.task.id, assignment.attempt))
-            }
+            Command::Run { worker, run } => Some((worker.0, run.task.id(), run.attempt)),
             _ => None,
         })
         .collect()
