@@ -9,7 +9,9 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// A submitted task's eventual result. Dropping it (after or without
-/// reading the result) releases the result on the scheduler.
+/// reading the result) releases the result on the scheduler, unless the
+/// task's job has an output prefix: that job's manifest lists every task's
+/// result, so the scheduler keeps them.
 pub struct TaskFuture<R> {
     id: TaskId,
     key: String,

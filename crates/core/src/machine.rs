@@ -409,10 +409,16 @@ impl Core {
         self.finish_job_if_complete(j, now, out);
     }
 
+    /// The client dropped interest in these tasks' results. Their rows are
+    /// forgotten once final, except in jobs with an output prefix: those
+    /// write a manifest with every task's result when they finish.
     fn release(&mut self, tasks: &[TaskId]) {
         for id in tasks {
             if let Some(&t) = self.task_index.get(id) {
                 let task = &mut self.tasks[t as usize];
+                if self.jobs[task.job as usize].spec.output.is_some() {
+                    continue;
+                }
                 task.released = true;
                 if task.state.is_final() {
                     task.record = None;

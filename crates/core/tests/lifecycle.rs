@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use quarry_core::{Command, CoreConfig, Event};
-use quarry_proto::{ClientId, ErrorKind, JobState, TaskOutcome, WorkerId};
+use quarry_proto::{ClientId, ErrorKind, JobSpec, JobState, TaskOutcome, WorkerId};
 
 #[test]
 fn failed_attempt_is_retried_with_a_new_attempt_number() {
@@ -137,6 +137,26 @@ fn release_forgets_results_but_keeps_counts() {
     let b_status = h.core.task_status(b).unwrap();
     assert_eq!((b_status.state.as_str(), b_status.outcome), ("done", None));
     assert_eq!(h.core.job_info(job_id(1, 0), h.now).unwrap().counts.done, 2);
+}
+
+#[test]
+fn release_keeps_the_rows_of_a_job_that_writes_a_manifest() {
+    let mut h = Harness::new(no_prefetch());
+    h.join(1, 2, &["f"]);
+    h.open_spec(
+        1,
+        JobSpec {
+            output: Some("s3://results/job/".into()),
+            ..job_spec(1, 0)
+        },
+    );
+    let (a, b) = (task_id(1, 0), task_id(1, 1));
+    h.submit(1, 0, vec![task(1, 0, "f"), task(1, 1, "f")]);
+    h.succeed(1, a, 1);
+    h.send(Event::Release { tasks: vec![a, b] });
+    assert_eq!(dones(&h.succeed(1, b, 1)).len(), 1);
+    let (rows, _) = h.core.results(job_id(1, 0), None, 10).unwrap();
+    assert!(rows.iter().all(|row| row.outcome.is_some()), "{rows:?}");
 }
 
 #[test]
