@@ -66,11 +66,15 @@
 //! already waited: it goes to the front of its priority and may be stolen
 //! at once (by the rule above).
 //!
-//! **Prefetch:** a worker holds at most `slots + prefetch` slots' worth of
-//! assigned-or-running tasks, where prefetch is `prefetch_per_slot × slots`
-//! while the function's mean attempt is shorter than
-//! `prefetch_short_task_ms` (or unknown), and 0 for long tasks, so that the
-//! tail of a job is not stuck in one worker's queue.
+//! **Prefetch:** a worker holds at most `slots × (1 + depth)` slots' worth
+//! of assigned-or-running tasks of a function. The depth follows the
+//! function's moving mean attempt time: about `prefetch_work_ms` of work
+//! per slot (rounded down to a power of two, at most `prefetch_per_slot`),
+//! `prefetch_unmeasured_per_slot` before any attempt was measured, and 0
+//! once attempts take `prefetch_short_task_ms`, so that the tail of a job
+//! is not stuck in one worker's queue. Queued tasks stay encoded
+//! ([`quarry_proto::EncodedTask`]) so that a million of them fit in a few
+//! hundred megabytes.
 //!
 //! Placement metrics: an attempt counts as *local* when its worker caches
 //! the most input bytes of any worker, and more than none; otherwise remote.

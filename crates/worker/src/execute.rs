@@ -57,7 +57,8 @@ pub(crate) async fn execute(attempt: Attempt, mut cancelled: watch::Receiver<boo
     // Scratch space never outlives its attempt. Most function attempts never
     // create it, so check before paying for a removal.
     if scratch.exists() {
-        let _ = tokio::fs::remove_dir_all(&scratch).await;
+        // A slot thread may block; no need for a hop to another thread.
+        let _ = std::fs::remove_dir_all(&scratch);
     }
     stats.duration_ms = started.elapsed().as_millis() as u64;
     TaskReport {
