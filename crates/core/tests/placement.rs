@@ -523,11 +523,10 @@ fn tasks_waiting_for_a_lost_worker_are_placed_again_at_once() {
     assert_eq!(runs(&out), vec![(2, task_id(1, 1), 1)]);
 }
 
-/// SPARK-18886: tasks that all prefer one worker must not leave the rest
-/// of the cluster idle once their locality wait is over, even while the
-/// preferred worker keeps launching local tasks.
-#[test]
-fn a_locality_preference_never_leaves_most_workers_idle() {
+/// 100 one-slot workers, worker 0 caching a 1 GiB shard, and 1,000 tasks
+/// all reading it, just submitted; returns the harness and what the
+/// submission produced.
+fn hot_shard_cluster() -> (Harness, Vec<Command>) {
     let data = shard("hot", 1 << 30);
     let mut h = Harness::new(no_prefetch());
     h.join_cached(0, 1, &["f"], &[&data]);
@@ -539,6 +538,15 @@ fn a_locality_preference_never_leaves_most_workers_idle() {
         .map(|n| with_inputs(task(1, n, "f"), &[&data]))
         .collect();
     let out = h.submit(1, 0, tasks);
+    (h, out)
+}
+
+/// SPARK-18886: tasks that all prefer one worker must not leave the rest
+/// of the cluster idle once their locality wait is over, even while the
+/// preferred worker keeps launching local tasks.
+#[test]
+fn a_locality_preference_never_leaves_most_workers_idle() {
+    let (mut h, out) = hot_shard_cluster();
     assert_eq!(
         runs(&out).len(),
         1,
@@ -572,17 +580,7 @@ fn a_locality_preference_never_leaves_most_workers_idle() {
 /// fetch, but a thousand 100 ms tasks behind one worker take far longer.
 #[test]
 fn a_locality_preference_never_leaves_most_workers_idle_with_known_durations() {
-    let data = shard("hot", 1 << 30);
-    let mut h = Harness::new(no_prefetch());
-    h.join_cached(0, 1, &["f"], &[&data]);
-    for w in 1..100 {
-        h.join(w, 1, &["f"]);
-    }
-    h.open(1, 0);
-    let tasks = (0..1_000)
-        .map(|n| with_inputs(task(1, n, "f"), &[&data]))
-        .collect();
-    let out = h.submit(1, 0, tasks);
+    let (mut h, out) = hot_shard_cluster();
     let ran = drive(&mut h, out, |_, _| 100);
     let busy_by_wait_end: BTreeSet<u32> = ran
         .iter()
