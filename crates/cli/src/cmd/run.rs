@@ -2,14 +2,12 @@
 //! this process. Nothing to start first.
 
 use crate::jobs::load::load_or_report;
-use crate::jobs::progress::{follow, print_summary};
+use crate::jobs::progress::{exit_code, follow, summarize};
 use crate::jobs::submit::submit_job;
 use crate::jobs::view::{render, select, Format, ViewArgs};
 use anyhow::{bail, Context, Result};
 use quarry::{LocalCluster, Registry};
 use quarry_job::Run;
-use quarry_manifest::ManifestRow;
-use quarry_proto::JobState;
 use quarry_store::StoreResolver;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,19 +111,9 @@ async fn run_job(
             return Ok(ExitCode::from(INTERRUPTED_EXIT));
         }
     };
-    let rows: Vec<ManifestRow> = client
-        .results(submitted.id)
-        .await?
-        .iter()
-        .map(ManifestRow::from_status)
-        .collect();
-    print_summary(&info, submitted.output.as_deref(), &rows);
+    let rows = summarize(&client, &info, submitted.output.as_deref()).await?;
     if let Some(format) = args.results {
         render(&select(rows, &args.view)?, format, args.view.out.as_deref())?;
     }
-    Ok(if info.state == JobState::Succeeded {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit_code(&info))
 }

@@ -2,11 +2,9 @@
 
 use crate::jobs::connect::SchedulerArgs;
 use crate::jobs::load::load_or_report;
-use crate::jobs::progress::{follow, print_summary};
+use crate::jobs::progress::{exit_code, follow, summarize};
 use crate::jobs::submit::submit_job;
 use anyhow::Result;
-use quarry_manifest::ManifestRow;
-use quarry_proto::JobState;
 use quarry_store::StoreResolver;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,17 +42,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let info = follow(&client, submitted.id, submitted.tasks).await?;
-    let rows: Vec<ManifestRow> = client
-        .results(submitted.id)
-        .await?
-        .iter()
-        .map(ManifestRow::from_status)
-        .collect();
-    print_summary(&info, submitted.output.as_deref(), &rows);
+    summarize(&client, &info, submitted.output.as_deref()).await?;
     submitted.leave_results_on_scheduler();
-    Ok(if info.state == JobState::Succeeded {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit_code(&info))
 }

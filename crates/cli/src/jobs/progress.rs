@@ -125,10 +125,36 @@ pub fn locality_line(info: &JobInfo) -> String {
     line
 }
 
+/// Reads a finished job's rows from the scheduler and prints its summary
+/// (see [`print_summary`]); returns the rows.
+pub async fn summarize(
+    client: &Client,
+    info: &JobInfo,
+    output: Option<&str>,
+) -> Result<Vec<ManifestRow>> {
+    let rows: Vec<ManifestRow> = client
+        .results(info.id)
+        .await?
+        .iter()
+        .map(ManifestRow::from_status)
+        .collect();
+    print_summary(info, output, &rows);
+    Ok(rows)
+}
+
+/// The exit code of a finished job: success only if every task succeeded.
+pub fn exit_code(info: &JobInfo) -> std::process::ExitCode {
+    if info.state == JobState::Succeeded {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
 /// Prints what a finished job did and, from its rows, which tasks failed
 /// and why. It all goes to stderr, like the progress bar, so that stdout
 /// holds only data (a job id, a result table).
-pub fn print_summary(info: &JobInfo, output: Option<&str>, rows: &[ManifestRow]) {
+fn print_summary(info: &JobInfo, output: Option<&str>, rows: &[ManifestRow]) {
     let c = &info.counts;
     let seconds = info.elapsed_ms as f64 / 1000.0;
     eprintln!(
