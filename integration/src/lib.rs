@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod binaries;
+mod captured;
 mod error;
 mod fault_proxy;
 mod minio;
@@ -27,6 +28,7 @@ mod s3;
 mod shards;
 
 pub use binaries::quarry_bin;
+pub use captured::CapturedProcess;
 pub use error::{HarnessError, Result};
 pub use fault_proxy::{Fault, FaultProxy, ProxyStats};
 pub use minio::{minio_binary_path, MinioServer, MINIO_BIN_ENV, TOOLS_DIR_ENV};

@@ -15,17 +15,15 @@
 //! Build the binary first: `cargo build -p quarry-cli`.
 
 use quarry::{Client, ClientError, ClientOptions, JobOptions};
-use quarry_integration::{quarry_bin, ChildGuard};
+use quarry_integration::{quarry_bin, CapturedProcess};
 use quarry_proto::{
     decode, encode, ClientId, Envelope, ErrorKind, JobId, Limits, Message, Role, TaskError, TaskId,
     TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, PROTOCOL_VERSION,
 };
 use rand::{Rng, RngCore, SeedableRng};
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a process or a raw peer may take to do what a test waits for. A
@@ -35,94 +33,20 @@ const LIMIT: Duration = Duration::from_secs(60);
 // ----- processes -----
 
 /// A running `quarry` process; its stdout and stderr are captured.
-struct Process {
-    name: String,
-    guard: ChildGuard,
-    log: Arc<Mutex<String>>,
-    lines: mpsc::Receiver<String>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl Process {
-    fn start(name: &str, args: &[String]) -> Process {
-        let mut command = Command::new(quarry_bin());
-        command
-            .args(args)
-            .env_remove("QUARRY_SERVER_KEY")
-            .env_remove("QUARRY_KEY_FILE")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut guard = ChildGuard::spawn(command).unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, lines) = mpsc::channel();
-        let mut readers = Vec::new();
-        let stdout: Box<dyn Read + Send> = Box::new(guard.child_mut().stdout.take().unwrap());
-        let stderr: Box<dyn Read + Send> = Box::new(guard.child_mut().stderr.take().unwrap());
-        for pipe in [stdout, stderr] {
-            let (log, tx) = (log.clone(), tx.clone());
-            readers.push(std::thread::spawn(move || {
-                let mut reader = BufReader::new(pipe);
-                let mut line = Vec::new();
-                while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                    let text = String::from_utf8_lossy(&line).into_owned();
-                    log.lock().unwrap().push_str(&text);
-                    let _ = tx.send(text.trim_end().to_string());
-                    line.clear();
-                }
-            }));
-        }
-        Process {
-            name: name.to_string(),
-            guard,
-            log,
-            lines,
-            readers,
-        }
-    }
-
-    fn wait_for_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!(
-                    "{} did not print `{needle}`; its output:\n{}",
-                    self.name,
-                    self.log.lock().unwrap()
-                ),
-            }
-        }
-    }
-
-    /// Asserts the process is still running.
-    fn assert_running(&mut self) {
-        let status = self.guard.try_wait().unwrap();
-        assert!(
-            status.is_none(),
-            "{} exited ({status:?}); its output:\n{}",
-            self.name,
-            self.log.lock().unwrap()
-        );
-    }
-
-    fn stop(mut self) -> String {
-        let _ = self.guard.kill();
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-        let log = self.log.lock().unwrap().clone();
-        log
-    }
+fn start(name: &str, args: &[String]) -> CapturedProcess {
+    let mut command = Command::new(quarry_bin());
+    command
+        .args(args)
+        .env_remove("QUARRY_SERVER_KEY")
+        .env_remove("QUARRY_KEY_FILE")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    CapturedProcess::spawn(name, command, LIMIT).unwrap()
 }
 
 /// A scheduler on a free loopback port with extra flags; returns it and its
 /// endpoint.
-fn scheduler(extra: &[&str]) -> (Process, String) {
+fn scheduler(extra: &[&str]) -> (CapturedProcess, String) {
     let mut args: Vec<String> = [
         "scheduler",
         "--listen",
@@ -133,13 +57,13 @@ fn scheduler(extra: &[&str]) -> (Process, String) {
     .map(String::from)
     .to_vec();
     args.extend(extra.iter().map(|a| a.to_string()));
-    let process = Process::start("scheduler", &args);
+    let process = start("scheduler", &args);
     let line = process.wait_for_line("scheduler at ");
     let endpoint = line.trim_start_matches("scheduler at ").trim().to_string();
     (process, endpoint)
 }
 
-fn worker(endpoint: &str, name: &str, cache: &std::path::Path) -> Process {
+fn worker(endpoint: &str, name: &str, cache: &std::path::Path) -> CapturedProcess {
     let args: Vec<String> = vec![
         "worker".into(),
         endpoint.into(),
@@ -150,7 +74,7 @@ fn worker(endpoint: &str, name: &str, cache: &std::path::Path) -> Process {
         "--cache-dir".into(),
         cache.join(name).display().to_string(),
     ];
-    Process::start(name, &args)
+    start(name, &args)
 }
 
 async fn connect(endpoint: &str) -> Client {

@@ -20,14 +20,12 @@ use quarry::parts::net::curve::decode_key;
 use quarry::parts::net::{CurveClientKeys, KeyPair};
 use quarry::parts::store::{Secret, StoreConfig, StoreResolver};
 use quarry::{Client, ClientError, ClientOptions, DataRef, JobOptions, Pin};
-use quarry_integration::{quarry_bin, ChildGuard, MinioServer};
+use quarry_integration::{quarry_bin, CapturedProcess, MinioServer};
 use quarry_proto::{decode, encode, Envelope, Limits, Message, Role, PROTOCOL_VERSION};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long a process may take to print what a test waits for, or to exit
@@ -41,145 +39,29 @@ const HANDSHAKE_LIMIT: Duration = Duration::from_secs(30);
 
 // ----- processes -----
 
-/// Everything a process printed, stdout and stderr interleaved by line.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<String>>);
-
-impl Log {
-    fn text(&self) -> String {
-        self.0.lock().unwrap().clone()
-    }
-}
-
 /// A running `quarry` process whose output is captured.
-struct Process {
-    name: String,
-    guard: ChildGuard,
-    log: Log,
-    lines: mpsc::Receiver<String>,
-    readers: Vec<JoinHandle<()>>,
+fn quarry_process(name: &str, args: &[String], env: &[(&str, String)]) -> CapturedProcess {
+    spawn_captured(name, &quarry_bin(), args, env)
 }
 
-fn read_lines(
-    pipe: impl Read + Send + 'static,
-    log: Log,
-    lines: mpsc::Sender<String>,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut line = Vec::new();
-        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-            let text = strip_ansi(&String::from_utf8_lossy(&line));
-            log.0.lock().unwrap().push_str(&text);
-            let _ = lines.send(text.trim_end().to_string());
-            line.clear();
-        }
-    })
-}
-
-/// `text` without ANSI colour sequences (`ESC [ … letter`), so that tests
-/// can search log lines as plain text.
-fn strip_ansi(text: &str) -> String {
-    let mut plain = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
-}
-
-impl Process {
-    fn spawn(name: &str, program: &Path, args: &[String], env: &[(&str, String)]) -> Process {
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .env_remove("QUARRY_SERVER_KEY")
-            .env_remove("QUARRY_KEY_FILE")
-            .env_remove("QUARRY_KEYS")
-            .env("NO_COLOR", "1")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut guard = ChildGuard::spawn(command)
-            .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", program.display()));
-        let log = Log::default();
-        let (tx, lines) = mpsc::channel();
-        let stdout = guard.child_mut().stdout.take().unwrap();
-        let stderr = guard.child_mut().stderr.take().unwrap();
-        let readers = vec![
-            read_lines(stdout, log.clone(), tx.clone()),
-            read_lines(stderr, log.clone(), tx),
-        ];
-        Process {
-            name: name.to_string(),
-            guard,
-            log,
-            lines,
-            readers,
-        }
-    }
-
-    fn quarry(name: &str, args: &[String], env: &[(&str, String)]) -> Process {
-        Process::spawn(name, &quarry_bin(), args, env)
-    }
-
-    /// Waits for a line containing `needle` and returns it.
-    fn wait_for_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + PROCESS_LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!(
-                    "{} did not print `{needle}`; its output:\n{}",
-                    self.name,
-                    self.log.text()
-                ),
-            }
-        }
-    }
-
-    /// Waits for the process to exit by itself, then for its output.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PROCESS_LIMIT;
-        let status = loop {
-            if let Some(status) = self.guard.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit; its output:\n{}",
-                self.name,
-                self.log.text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        self.join_readers();
-        status
-    }
-
-    /// Kills the process and returns everything it printed.
-    fn stop(mut self) -> String {
-        let _ = self.guard.kill();
-        self.join_readers();
-        self.log.text()
-    }
-
-    fn join_readers(&mut self) {
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-    }
+/// A running `program` whose output is captured, with no key settings
+/// inherited from the test's environment.
+fn spawn_captured(
+    name: &str,
+    program: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+) -> CapturedProcess {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_remove("QUARRY_SERVER_KEY")
+        .env_remove("QUARRY_KEY_FILE")
+        .env_remove("QUARRY_KEYS")
+        .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    CapturedProcess::spawn(name, command, PROCESS_LIMIT)
+        .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", program.display()))
 }
 
 /// Writes a scheduler, a client and a worker key pair into `dir`, as an
@@ -200,7 +82,11 @@ fn keygen(dir: &Path) -> String {
 }
 
 /// A scheduler on a free loopback port; `keys` enables CURVE.
-fn scheduler(keys: Option<&Path>, extra: &[&str], env: &[(&str, String)]) -> (Process, String) {
+fn scheduler(
+    keys: Option<&Path>,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> (CapturedProcess, String) {
     let mut args: Vec<String> = ["scheduler", "--listen", "tcp://127.0.0.1:0"]
         .map(String::from)
         .to_vec();
@@ -212,7 +98,7 @@ fn scheduler(keys: Option<&Path>, extra: &[&str], env: &[(&str, String)]) -> (Pr
         args.extend(["--dashboard".to_string(), "none".to_string()]);
     }
     args.extend(extra.iter().map(|a| a.to_string()));
-    let process = Process::quarry("scheduler", &args, env);
+    let process = quarry_process("scheduler", &args, env);
     let line = process.wait_for_line("scheduler at ");
     let endpoint = line.trim_start_matches("scheduler at ").trim().to_string();
     (process, endpoint)
@@ -225,7 +111,7 @@ fn worker(
     cache: &Path,
     keys: Option<(&Path, &str)>,
     env: &[(&str, String)],
-) -> Process {
+) -> CapturedProcess {
     let mut args: Vec<String> = vec![
         "worker".into(),
         endpoint.into(),
@@ -242,7 +128,7 @@ fn worker(
         args.push("--key-file".into());
         args.push(dir.join(key_file).display().to_string());
     }
-    Process::quarry(name, &args, env)
+    quarry_process(name, &args, env)
 }
 
 /// Client-side keys: the scheduler's public key from `server_dir`, and the
@@ -359,7 +245,7 @@ async fn a_client_key_cannot_register_as_a_worker() {
         &[],
     );
     let status = impostor.wait_exit();
-    let log = impostor.log.text();
+    let log = impostor.output();
     assert!(!status.success(), "{log}");
     assert!(
         log.contains("not authorized to connect as a Worker"),
@@ -406,7 +292,7 @@ async fn a_worker_with_an_unknown_key_never_receives_a_task() {
         &[],
     );
     let status = rogue_worker.wait_exit();
-    let rogue_log = rogue_worker.log.text();
+    let rogue_log = rogue_worker.output();
     assert!(!status.success(), "{rogue_log}");
     assert!(rogue_log.contains("refused"), "{rogue_log}");
     assert!(client.workers().await.unwrap().is_empty());
@@ -442,7 +328,7 @@ async fn with_the_right_keys_map_and_gather_work_through_curve() {
     let cache = tempfile::tempdir().unwrap();
     keygen(keys.path());
     let (scheduler, endpoint) = scheduler(Some(keys.path()), &[], &[]);
-    let workers: Vec<Process> = (0..2)
+    let workers: Vec<CapturedProcess> = (0..2)
         .map(|i| {
             worker(
                 &endpoint,
@@ -626,7 +512,7 @@ async fn connections_over_the_per_key_cap_are_refused_and_other_keys_keep_workin
 #[test]
 fn the_scheduler_refuses_a_public_address_without_keys() {
     // Refused before anything is bound.
-    let mut refused = Process::quarry(
+    let mut refused = quarry_process(
         "scheduler",
         &[
             "scheduler",
@@ -639,7 +525,7 @@ fn the_scheduler_refuses_a_public_address_without_keys() {
         &[],
     );
     let status = refused.wait_exit();
-    let log = refused.log.text();
+    let log = refused.output();
     assert!(!status.success(), "{log}");
     assert!(log.contains("quarry keygen"), "{log}");
     assert!(log.contains("--insecure"), "{log}");
@@ -663,7 +549,7 @@ fn scheduler_on_all_interfaces(extra: &[String]) -> String {
     args.extend(extra.iter().cloned());
     let unshare = Path::new("/usr/bin/unshare");
     assert!(unshare.is_file(), "this test needs unshare (util-linux)");
-    let process = Process::spawn("scheduler in a network namespace", unshare, &args, &[]);
+    let process = spawn_captured("scheduler in a network namespace", unshare, &args, &[]);
     process.wait_for_line("scheduler at tcp://0.0.0.0:");
     process.stop()
 }
@@ -683,6 +569,16 @@ fn with_keys_the_scheduler_starts_on_a_public_address() {
 }
 
 // ----- secrets -----
+
+/// Text logged by this test process, shared with the subscriber writing it.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<String>>);
+
+impl Log {
+    fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+}
 
 /// Log lines of this test process (the client), captured at debug level.
 fn client_log() -> &'static Log {
@@ -955,9 +851,9 @@ async fn secrets_never_appear_in_logs_errors_status_or_the_dashboard() {
         let mut args = args;
         args.extend(client_flags("client.key"));
         let name = format!("quarry {}", args[0]);
-        let mut process = Process::quarry(&name, &args, &env);
+        let mut process = quarry_process(&name, &args, &env);
         let status = process.wait_exit();
-        let log = process.log.text();
+        let log = process.output();
         assert_eq!(status.success(), must_succeed, "{name}: {log}");
         captured.push((name, log));
     }
@@ -973,17 +869,17 @@ async fn secrets_never_appear_in_logs_errors_status_or_the_dashboard() {
             "{command} does not show {expected}: {log}"
         );
     }
-    let mut refused = Process::quarry(
+    let mut refused = quarry_process(
         "quarry status with a worker key",
         &[vec!["status".to_string()], client_flags("worker.key")].concat(),
         &env,
     );
     assert!(!refused.wait_exit().success());
-    captured.push(("refused quarry status".into(), refused.log.text()));
+    captured.push(("refused quarry status".into(), refused.output()));
 
     // A client process: `quarry bench` runs its own scheduler, workers and
     // client with the same environment.
-    let mut bench = Process::quarry(
+    let mut bench = quarry_process(
         "quarry bench",
         &[
             "bench",
@@ -999,8 +895,8 @@ async fn secrets_never_appear_in_logs_errors_status_or_the_dashboard() {
         &env,
     );
     let bench_status = bench.wait_exit();
-    assert!(bench_status.success(), "{}", bench.log.text());
-    captured.push(("quarry bench".into(), bench.log.text()));
+    assert!(bench_status.success(), "{}", bench.output());
+    captured.push(("quarry bench".into(), bench.output()));
 
     drop(client);
     captured.push(("worker".into(), worker.stop()));
