@@ -21,7 +21,8 @@
 #      then dask, same;
 #   4. quarry, BROADCAST_TASKS no-op tasks sharing one BROADCAST_SIZE
 #      broadcast input, with MinIO's own count of GetObject requests and
-#      bytes sent around it (MinIO metrics, independent of quarry).
+#      bytes sent around it (MinIO metrics, independent of quarry); then
+#      the same with workers told to fetch it with a single GET.
 # Everything printed is also kept in $OUT.
 set -euo pipefail
 
@@ -115,5 +116,14 @@ if wanted 4; then
     sent_after=$(metric minio_s3_traffic_sent_bytes '')
     echo "{\"bench\":\"minio-metrics\",\"getobject_requests\":$((gets_after - gets_before)),\"bytes_sent\":$((sent_after - sent_before)),\"workers\":$workers}" |
         tee "$out/minio-broadcast.json"
+    # The same with single-GET downloads (workers' --parallel-get-threshold
+    # above the object's size).
+    RUST_LOG=error "$quarry" bench prefix "${common[@]}" --passes 0 --broadcast-size "$broadcast_size" \
+        --broadcast-tasks "$broadcast_tasks" --parallel-get-threshold "$broadcast_size" |
+        tee "$out/quarry-broadcast-single-get.jsonl"
+    gets_single=$(metric minio_s3_requests_total 'api="getobject"')
+    sent_single=$(metric minio_s3_traffic_sent_bytes '')
+    echo "{\"bench\":\"minio-metrics-single-get\",\"getobject_requests\":$((gets_single - gets_after)),\"bytes_sent\":$((sent_single - sent_after)),\"workers\":$workers}" |
+        tee "$out/minio-broadcast-single-get.json"
 fi
 echo "results kept in $out"

@@ -7,7 +7,7 @@ use crate::execute::failure;
 use crate::registry::Shard;
 use crate::runtime::{WorkerError, WorkerOptions};
 use object_store::{ObjectStoreExt, PutPayload};
-use quarry_cache::{CacheError, ShardCache, ShardGuard};
+use quarry_cache::{CacheConfig, CacheError, ShardCache, ShardGuard};
 use quarry_proto::{
     CacheEntry, DataRef, ErrorKind, JobSpec, Limits, Pin, TaskError, TaskSpec, TaskStats, Value,
 };
@@ -44,7 +44,11 @@ fn input_error(data_ref: &DataRef, error: CacheError) -> TaskError {
 impl Inputs {
     pub(crate) async fn open(options: &WorkerOptions) -> Result<Inputs, WorkerError> {
         let store = StoreResolver::from_env();
-        let cache = ShardCache::open(&options.cache_dir, options.cache_size, store.clone())
+        let config = CacheConfig {
+            parallel_threshold: options.parallel_get_threshold,
+            ..CacheConfig::new(options.cache_size)
+        };
+        let cache = ShardCache::open_with(&options.cache_dir, config, store.clone())
             .await
             .map_err(|e| WorkerError::Cache(e.to_string()))?;
         Ok(Inputs {

@@ -4,6 +4,7 @@
 use crate::inputs::Inputs;
 use crate::registry::Registry;
 use crate::slots::{SlotEnv, Slots};
+use quarry_cache::CacheConfig;
 use quarry_net::{connect, ConnectOptions, Connection, ConnectionEvent};
 use quarry_proto::{
     encode_message, JobId, JobSpec, Limits, Message, Role, TaskAssignment, PROTOCOL_VERSION,
@@ -30,6 +31,8 @@ pub struct WorkerOptions {
     pub cache_dir: PathBuf,
     /// Shard cache capacity in bytes.
     pub cache_size: u64,
+    /// Objects larger than this are downloaded as parallel ranged GETs.
+    pub parallel_get_threshold: u64,
     /// Scratch space for attempts (command working directories).
     pub scratch_dir: PathBuf,
 }
@@ -46,6 +49,7 @@ impl WorkerOptions {
             nthreads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             cache_dir: base.join("cache"),
             cache_size: 10 << 30,
+            parallel_get_threshold: CacheConfig::new(0).parallel_threshold,
             scratch_dir: base.join("scratch"),
         }
     }

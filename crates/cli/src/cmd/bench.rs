@@ -125,11 +125,13 @@ pub(super) struct BenchCluster {
 
 impl BenchCluster {
     /// Starts the scheduler and `workers` worker processes named
-    /// `LABEL-N`, connects a client and waits until every worker registered.
+    /// `LABEL-N` (each also given `worker_args`), connects a client and
+    /// waits until every worker registered.
     pub(super) async fn start(
         label: &str,
         workers: u32,
         nthreads: u32,
+        worker_args: &[String],
     ) -> Result<(BenchCluster, Client)> {
         let address = format!("tcp://127.0.0.1:{}", free_port()?);
         let scratch = std::env::temp_dir().join(format!("quarry-{label}-{}", std::process::id()));
@@ -143,14 +145,16 @@ impl BenchCluster {
         ])?);
         let scheduler_pid = processes.0[0].id().context("scheduler exited at once")?;
         for i in 0..workers {
-            processes.0.push(quarry(&[
+            let mut args = vec![
                 "worker".into(),
                 address.clone(),
                 format!("--nthreads={nthreads}"),
                 format!("--name={label}-{i}"),
                 "--cache-dir".into(),
                 scratch.join(format!("w{i}")).display().to_string(),
-            ])?);
+            ];
+            args.extend_from_slice(worker_args);
+            processes.0.push(quarry(&args)?);
         }
         let cluster = BenchCluster {
             processes,
@@ -176,7 +180,7 @@ impl Drop for BenchCluster {
 
 async fn noop(args: NoopArgs) -> Result<ExitCode> {
     let workers = if args.queue_only { 0 } else { args.workers };
-    let (cluster, client) = BenchCluster::start("bench", workers, args.nthreads).await?;
+    let (cluster, client) = BenchCluster::start("bench", workers, args.nthreads, &[]).await?;
     let scheduler_pid = cluster.scheduler_pid;
 
     let report = if args.queue_only {

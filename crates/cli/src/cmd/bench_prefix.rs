@@ -75,6 +75,10 @@ pub struct PrefixArgs {
     /// Tasks of the broadcast job.
     #[arg(long, default_value_t = 1000)]
     broadcast_tasks: u32,
+    /// Passed to the workers: objects larger than this are downloaded as
+    /// parallel ranged GETs [default: the worker's, 16MiB].
+    #[arg(long, value_parser = config::parse_size)]
+    parallel_get_threshold: Option<u64>,
     /// Print one JSON object per line instead of indented JSON.
     #[arg(long)]
     json: bool,
@@ -330,8 +334,13 @@ pub async fn prefix(args: PrefixArgs) -> Result<ExitCode> {
         "seconds": seeding.elapsed().as_secs_f64(),
     }))?;
 
+    let worker_args: Vec<String> = args
+        .parallel_get_threshold
+        .map(|size| format!("--parallel-get-threshold={size}"))
+        .into_iter()
+        .collect();
     let (cluster, client) =
-        BenchCluster::start("bench-prefix", args.workers, args.nthreads).await?;
+        BenchCluster::start("bench-prefix", args.workers, args.nthreads, &worker_args).await?;
 
     let outcome = async {
         for pass in 1..=args.passes {
@@ -388,6 +397,7 @@ mod tests {
             chunk_size: None,
             broadcast_size: None,
             broadcast_tasks: 1,
+            parallel_get_threshold: None,
             json: true,
         };
         assert_eq!(seed_shards(&store, &base, &args).await.unwrap(), 3);

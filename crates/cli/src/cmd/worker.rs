@@ -35,6 +35,10 @@ pub struct Args {
     /// Shard cache capacity, such as 50GiB [default: 10GiB].
     #[arg(long, value_parser = config::parse_size)]
     cache_size: Option<u64>,
+    /// Objects larger than this are downloaded as parallel ranged GETs
+    /// (8 MiB each), smaller ones with one GET [default: 16MiB].
+    #[arg(long, value_parser = config::parse_size)]
+    parallel_get_threshold: Option<u64>,
     /// The scheduler's public key (Z85 text or path to scheduler.pub).
     #[arg(long, env = "QUARRY_SERVER_KEY")]
     server_key: Option<String>,
@@ -56,6 +60,7 @@ struct FileConfig {
     name: Option<String>,
     cache_dir: Option<PathBuf>,
     cache_size: Option<String>,
+    parallel_get_threshold: Option<String>,
     server_key: Option<String>,
     key_file: Option<PathBuf>,
 }
@@ -105,6 +110,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         (None, Some(text)) => config::parse_size(&text).map_err(anyhow::Error::msg)?,
         (None, None) => 10 << 30,
     };
+    let parallel_get_threshold = match (args.parallel_get_threshold, file.parallel_get_threshold) {
+        (Some(n), _) => Some(n),
+        (None, Some(text)) => Some(config::parse_size(&text).map_err(anyhow::Error::msg)?),
+        (None, None) => None,
+    };
     let cache_dir = args
         .cache_dir
         .or(file.cache_dir)
@@ -120,6 +130,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     options.scratch_dir = cache_dir.join("scratch");
     options.cache_dir = cache_dir.join("shards");
     options.cache_size = cache_size;
+    if let Some(threshold) = parallel_get_threshold {
+        options.parallel_get_threshold = threshold;
+    }
     info!(name = %name, nthreads, cache = %options.cache_dir.display(), "starting worker");
     run_worker(
         options,
@@ -155,6 +168,9 @@ async fn supervise(
         }
         if let Some(size) = args.cache_size {
             command.arg(format!("--cache-size={size}"));
+        }
+        if let Some(size) = args.parallel_get_threshold {
+            command.arg(format!("--parallel-get-threshold={size}"));
         }
         if let Some(config) = &args.config {
             command.arg("--config").arg(config);
