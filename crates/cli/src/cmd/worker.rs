@@ -226,3 +226,31 @@ async fn supervise(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped example, with its commented-out settings switched on:
+    /// every key it shows must be one the worker reads.
+    #[test]
+    fn the_example_config_parses_with_every_setting_on() {
+        let example = include_str!("../../../../configs/worker.toml");
+        let all_on: String = example
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting) if setting.contains(" = ") => setting,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file: FileConfig = toml::from_str(&all_on).unwrap();
+        assert_eq!(file.parallel_get_threshold.as_deref(), Some("16MiB"));
+        assert_eq!(
+            file.key_file,
+            Some(PathBuf::from("/etc/quarry/keys/worker.key"))
+        );
+        let threshold = config::parse_size(file.parallel_get_threshold.as_deref().unwrap());
+        assert_eq!(threshold, Ok(16 << 20));
+    }
+}
