@@ -1,9 +1,9 @@
 //! `quarry results JOB`: one row per task of a job.
 
 use crate::jobs::connect::{find_job, SchedulerArgs};
+use crate::jobs::progress::job_rows;
 use crate::jobs::view::{render, select, Format, ViewArgs};
 use anyhow::Result;
-use quarry_manifest::ManifestRow;
 use std::process::ExitCode;
 
 /// Options of `quarry results`.
@@ -23,12 +23,7 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<ExitCode> {
     let client = args.scheduler.connect().await?;
     let info = find_job(&client, &args.job).await?;
-    let rows: Vec<ManifestRow> = client
-        .results(info.id)
-        .await?
-        .iter()
-        .map(ManifestRow::from_status)
-        .collect();
+    let rows = job_rows(&client, info.id).await?;
     render(
         &select(rows, &args.view)?,
         args.format,

@@ -125,6 +125,16 @@ pub fn locality_line(info: &JobInfo) -> String {
     line
 }
 
+/// A job's rows as the scheduler holds them, one per task.
+pub async fn job_rows(client: &Client, job: JobId) -> Result<Vec<ManifestRow>> {
+    Ok(client
+        .results(job)
+        .await?
+        .iter()
+        .map(ManifestRow::from_status)
+        .collect())
+}
+
 /// Reads a finished job's rows from the scheduler and prints its summary
 /// (see [`print_summary`]); returns the rows.
 pub async fn summarize(
@@ -132,12 +142,7 @@ pub async fn summarize(
     info: &JobInfo,
     output: Option<&str>,
 ) -> Result<Vec<ManifestRow>> {
-    let rows: Vec<ManifestRow> = client
-        .results(info.id)
-        .await?
-        .iter()
-        .map(ManifestRow::from_status)
-        .collect();
+    let rows = job_rows(client, info.id).await?;
     print_summary(info, output, &rows);
     Ok(rows)
 }
