@@ -4,6 +4,7 @@
 
 use crate::ChildGuard;
 use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -83,6 +84,13 @@ impl CapturedProcess {
         }
     }
 
+    /// For a `quarry scheduler`: waits for the line announcing where it
+    /// listens and returns that endpoint.
+    pub fn wait_for_scheduler_endpoint(&self) -> String {
+        let line = self.wait_for_line("scheduler at ");
+        line.trim_start_matches("scheduler at ").trim().to_string()
+    }
+
     /// Its exit status if it has exited.
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         self.guard.try_wait()
@@ -131,6 +139,21 @@ impl CapturedProcess {
             let _ = reader.join();
         }
     }
+}
+
+/// Arguments of a `quarry worker` of `endpoint` with two slots, named
+/// `name`, caching under `cache_root/name`.
+pub fn worker_args(endpoint: &str, name: &str, cache_root: &Path) -> Vec<String> {
+    vec![
+        "worker".into(),
+        endpoint.into(),
+        "--nthreads".into(),
+        "2".into(),
+        "--name".into(),
+        name.into(),
+        "--cache-dir".into(),
+        cache_root.join(name).display().to_string(),
+    ]
 }
 
 fn read_lines(

@@ -28,7 +28,7 @@ mod s3;
 mod shards;
 
 pub use binaries::quarry_bin;
-pub use captured::CapturedProcess;
+pub use captured::{worker_args, CapturedProcess};
 pub use error::{HarnessError, Result};
 pub use fault_proxy::{Fault, FaultProxy, ProxyStats};
 pub use minio::{minio_binary_path, MinioServer, MINIO_BIN_ENV, TOOLS_DIR_ENV};

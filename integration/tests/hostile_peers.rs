@@ -15,7 +15,7 @@
 //! Build the binary first: `cargo build -p quarry-cli`.
 
 use quarry::{Client, ClientError, ClientOptions, JobOptions};
-use quarry_integration::{quarry_bin, CapturedProcess};
+use quarry_integration::{quarry_bin, worker_args, CapturedProcess};
 use quarry_proto::{
     decode, encode, ClientId, Envelope, ErrorKind, JobId, Limits, Message, Role, TaskError, TaskId,
     TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, PROTOCOL_VERSION,
@@ -58,23 +58,12 @@ fn scheduler(extra: &[&str]) -> (CapturedProcess, String) {
     .to_vec();
     args.extend(extra.iter().map(|a| a.to_string()));
     let process = start("scheduler", &args);
-    let line = process.wait_for_line("scheduler at ");
-    let endpoint = line.trim_start_matches("scheduler at ").trim().to_string();
+    let endpoint = process.wait_for_scheduler_endpoint();
     (process, endpoint)
 }
 
 fn worker(endpoint: &str, name: &str, cache: &std::path::Path) -> CapturedProcess {
-    let args: Vec<String> = vec![
-        "worker".into(),
-        endpoint.into(),
-        "--nthreads".into(),
-        "2".into(),
-        "--name".into(),
-        name.into(),
-        "--cache-dir".into(),
-        cache.join(name).display().to_string(),
-    ];
-    start(name, &args)
+    start(name, &worker_args(endpoint, name, cache))
 }
 
 async fn connect(endpoint: &str) -> Client {

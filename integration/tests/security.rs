@@ -20,7 +20,7 @@ use quarry::parts::net::curve::decode_key;
 use quarry::parts::net::{CurveClientKeys, KeyPair};
 use quarry::parts::store::{Secret, StoreConfig, StoreResolver};
 use quarry::{Client, ClientError, ClientOptions, DataRef, JobOptions, Pin};
-use quarry_integration::{quarry_bin, CapturedProcess, MinioServer};
+use quarry_integration::{quarry_bin, worker_args, CapturedProcess, MinioServer};
 use quarry_proto::{decode, encode, Envelope, Limits, Message, Role, PROTOCOL_VERSION};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -99,8 +99,7 @@ fn scheduler(
     }
     args.extend(extra.iter().map(|a| a.to_string()));
     let process = quarry_process("scheduler", &args, env);
-    let line = process.wait_for_line("scheduler at ");
-    let endpoint = line.trim_start_matches("scheduler at ").trim().to_string();
+    let endpoint = process.wait_for_scheduler_endpoint();
     (process, endpoint)
 }
 
@@ -112,16 +111,7 @@ fn worker(
     keys: Option<(&Path, &str)>,
     env: &[(&str, String)],
 ) -> CapturedProcess {
-    let mut args: Vec<String> = vec![
-        "worker".into(),
-        endpoint.into(),
-        "--nthreads".into(),
-        "2".into(),
-        "--name".into(),
-        name.into(),
-        "--cache-dir".into(),
-        cache.join(name).display().to_string(),
-    ];
+    let mut args = worker_args(endpoint, name, cache);
     if let Some((dir, key_file)) = keys {
         args.push("--server-key".into());
         args.push(dir.join("scheduler.pub").display().to_string());
@@ -155,6 +145,13 @@ async fn connect(endpoint: &str, keys: Option<CurveClientKeys>) -> Result<Client
     Client::connect_with(client_options(endpoint, keys)).await
 }
 
+/// A client with the `client.key` that `quarry keygen` wrote into `keys`.
+async fn keyed_client(endpoint: &str, keys: &Path) -> Client {
+    connect(endpoint, Some(client_keys(keys, keys, "client.key")))
+        .await
+        .unwrap()
+}
+
 /// Expects an authentication error (not a timeout, not success).
 fn expect_auth_error(result: Result<Client, ClientError>, what: &str) -> String {
     match result {
@@ -186,12 +183,7 @@ async fn a_client_without_keys_is_refused_with_an_authentication_error() {
         "the error should say how to get keys: {reason}"
     );
     // The refusal is not fatal to the scheduler: a keyed client still gets in.
-    let client = connect(
-        &endpoint,
-        Some(client_keys(keys.path(), keys.path(), "client.key")),
-    )
-    .await
-    .unwrap();
+    let client = keyed_client(&endpoint, keys.path()).await;
     assert!(client.workers().await.unwrap().is_empty());
     scheduler.stop();
 }
@@ -251,12 +243,7 @@ async fn a_client_key_cannot_register_as_a_worker() {
         log.contains("not authorized to connect as a Worker"),
         "{log}"
     );
-    let client = connect(
-        &endpoint,
-        Some(client_keys(keys.path(), keys.path(), "client.key")),
-    )
-    .await
-    .unwrap();
+    let client = keyed_client(&endpoint, keys.path()).await;
     assert!(client.workers().await.unwrap().is_empty());
     scheduler.stop();
 }
@@ -269,12 +256,7 @@ async fn a_worker_with_an_unknown_key_never_receives_a_task() {
     keygen(keys.path());
     keygen(rogue.path());
     let (scheduler, endpoint) = scheduler(Some(keys.path()), &[], &[]);
-    let client = connect(
-        &endpoint,
-        Some(client_keys(keys.path(), keys.path(), "client.key")),
-    )
-    .await
-    .unwrap();
+    let client = keyed_client(&endpoint, keys.path()).await;
     let futures = client.map::<i64, i64, _>("echo", 0..40).unwrap();
 
     // A worker with a key pair the scheduler never authorized (but the
@@ -339,12 +321,7 @@ async fn with_the_right_keys_map_and_gather_work_through_curve() {
             )
         })
         .collect();
-    let client = connect(
-        &endpoint,
-        Some(client_keys(keys.path(), keys.path(), "client.key")),
-    )
-    .await
-    .unwrap();
+    let client = keyed_client(&endpoint, keys.path()).await;
     wait_for_workers(&client, 2).await;
     let futures = client.map::<i64, i64, _>("echo", 0..500).unwrap();
     let results = client.gather(futures).await.unwrap();
