@@ -32,7 +32,7 @@ const REPORT_BATCH: usize = 64;
 /// report about ten at a time instead of one or two, which took the
 /// control plane's share of a command benchmark from a quarter of the CPU
 /// to a small part of it.
-pub(crate) const REPORT_DELAY: Duration = Duration::from_millis(10);
+const REPORT_DELAY: Duration = Duration::from_millis(10);
 
 /// What every attempt of this worker shares.
 pub(crate) struct SlotEnv {
@@ -104,6 +104,32 @@ struct Shared {
 }
 
 impl Shared {
+    /// Sends the waiting reports if they are due (or all of them when
+    /// `force`), releasing the lock before the hand-over; returns whether
+    /// it sent.
+    fn send_reports_if_due(&self, mut state: MutexGuard<'_, State>, force: bool) -> bool {
+        if !(force || state.reports_due(Instant::now())) {
+            return false;
+        }
+        state.oldest_report = None;
+        let reports = std::mem::take(&mut state.reports);
+        drop(state);
+        let encoded = reports
+            .into_iter()
+            .filter_map(
+                |report| match encode_message(&Message::TaskFinished(report)) {
+                    Ok(bytes) => Some(bytes),
+                    Err(e) => {
+                        warn!("cannot encode a task report: {e}");
+                        None
+                    }
+                },
+            )
+            .collect();
+        self.env.conn.send_batch(encoded);
+        true
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic on a slot thread never happens with the lock held (task
         // functions run unlocked and inside catch_unwind), but a poisoned
@@ -218,34 +244,8 @@ impl Slots {
     /// Sends the waiting reports if they are due, or all of them when
     /// `force`.
     pub(crate) fn send_reports(&self, force: bool) {
-        let mut state = self.shared.lock();
-        if force || state.reports_due(Instant::now()) {
-            let reports = take_reports(&mut state);
-            drop(state);
-            send_reports(&self.shared.env.conn, reports);
-        }
+        self.shared.send_reports_if_due(self.shared.lock(), force);
     }
-}
-
-fn take_reports(state: &mut State) -> Vec<TaskReport> {
-    state.oldest_report = None;
-    std::mem::take(&mut state.reports)
-}
-
-fn send_reports(conn: &Connection, reports: Vec<TaskReport>) {
-    let encoded = reports
-        .into_iter()
-        .filter_map(
-            |report| match encode_message(&Message::TaskFinished(report)) {
-                Ok(bytes) => Some(bytes),
-                Err(e) => {
-                    warn!("cannot encode a task report: {e}");
-                    None
-                }
-            },
-        )
-        .collect();
-    conn.send_batch(encoded);
 }
 
 impl Drop for Slots {
@@ -320,12 +320,7 @@ fn slot_thread(shared: &Shared) {
         if cpus > 1 {
             shared.work.notify_all();
         }
-        if state.reports_due(Instant::now()) {
-            let reports = take_reports(&mut state);
-            drop(state);
-            send_reports(&env.conn, reports);
-        } else if first_waiting {
-            drop(state);
+        if !shared.send_reports_if_due(state, false) && first_waiting {
             shared.reports.notify_one();
         }
     }
