@@ -6,7 +6,7 @@
 # The binary goes to $QUARRY_TOOLS_DIR (default: $HOME/.cache/quarry/bin), which
 # is where quarry's integration tests look for it. When the binary is already
 # there the script prints its path and returns at once; otherwise it runs
-# `go install github.com/minio/minio@$QUARRY_MINIO_VERSION` (default: latest),
+# `go install github.com/minio/minio@$QUARRY_MINIO_VERSION` (default: a pinned pseudo-version, the newest module version on 2026-12-03),
 # which needs Go and takes 10-20 minutes on two cores. Build output goes to
 # stderr only if the build fails; stdout carries nothing but the path.
 set -euo pipefail
@@ -22,7 +22,7 @@ fi
 
 tools_dir=${QUARRY_TOOLS_DIR:-${HOME:?HOME is not set}/.cache/quarry/bin}
 binary="$tools_dir/minio"
-version=${QUARRY_MINIO_VERSION:-latest}
+version=${QUARRY_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 
 if [ -x "$binary" ]; then
     echo "$binary"
