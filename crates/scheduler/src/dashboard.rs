@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
+use quarry_core::{Core, Millis};
 use quarry_proto::{JobInfo, JobState};
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -21,7 +22,21 @@ pub(crate) struct Snapshot {
     pub(crate) queued: usize,
 }
 
-type Shared = Arc<RwLock<Snapshot>>;
+impl Snapshot {
+    /// Refreshes the snapshot from the core and the peer table (once per
+    /// tick of the scheduler loop).
+    pub(crate) fn refresh(shared: &Shared, core: &Core, clients: usize, now: Millis) {
+        let jobs = core.jobs(now);
+        let mut snapshot = shared.write().unwrap_or_else(|p| p.into_inner());
+        snapshot.jobs = jobs;
+        snapshot.workers = core.worker_count();
+        snapshot.queued = core.queued_tasks();
+        snapshot.clients = clients;
+    }
+}
+
+/// The snapshot, shared between the scheduler loop and the HTTP handlers.
+pub(crate) type Shared = Arc<RwLock<Snapshot>>;
 
 /// Binds the dashboard and serves it in the background.
 pub(crate) async fn serve(addr: SocketAddr, snapshot: Shared) -> std::io::Result<SocketAddr> {

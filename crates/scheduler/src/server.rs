@@ -1,13 +1,18 @@
+//! The scheduler loop: frames in, events to the core, its commands out.
+//! Who peers are lives in `peers`, what is let in in `admission`, how
+//! commands become messages in `routing`, manifests in `manifests`.
+
+use crate::admission::{check_hello, check_submission, Refusal};
 use crate::dashboard::{self, Snapshot};
+use crate::manifests::{Manifests, Written};
+use crate::peers::{Peer, Peers};
+use crate::routing::{carry_out, Outbox};
 use quarry_core::{Command, Core, CoreConfig, Event, Millis};
 use quarry_net::{bind, CurveServerKeys, Incoming, PeerId, Server, ServerOptions};
 use quarry_proto::{
-    encode_message, ClientId, Envelope, JobId, JobInfo, JobState, Limits, Message, Role, TaskSpec,
-    WorkerId, WorkerInfo, PROTOCOL_VERSION,
+    ClientId, Envelope, JobId, Limits, Message, Role, WorkerId, WorkerInfo, PROTOCOL_VERSION,
 };
 use quarry_store::StoreResolver;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -122,6 +127,7 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, Scheduler
         "scheduler listening"
     );
     let (stop_tx, stop_rx) = oneshot::channel();
+    let (manifests, written) = Manifests::new(StoreResolver::from_env());
     let state = Shell {
         core: Core::new(config.core.clone()),
         server,
@@ -129,35 +135,19 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, Scheduler
         heartbeat_interval: config.heartbeat_interval,
         client_timeout_ms: config.core.heartbeat_timeout_ms,
         started: Instant::now(),
-        peers: HashMap::new(),
-        worker_peers: HashMap::new(),
-        client_peers: HashMap::new(),
-        next_worker: 1,
-        next_client: 1,
-        origins: HashMap::new(),
-        connections: HashMap::new(),
-        outputs: HashMap::new(),
-        held: HashMap::new(),
-        finalized: None,
-        store: StoreResolver::from_env(),
+        peers: Peers::default(),
+        manifests,
         commands: Vec::new(),
-        outbox: RefCell::new(Vec::new()),
+        outbox: Outbox::default(),
         snapshot,
     };
-    let task = tokio::spawn(state.run(incoming, stop_rx));
+    let task = tokio::spawn(state.run(incoming, written, stop_rx));
     Ok(SchedulerHandle {
         endpoint,
         dashboard,
         stop: Some(stop_tx),
         task,
     })
-}
-
-/// Who a connected peer is.
-#[derive(Clone, Debug)]
-enum Peer {
-    Worker { id: WorkerId },
-    Client { id: ClientId, last_seen: Millis },
 }
 
 struct Shell {
@@ -167,29 +157,11 @@ struct Shell {
     heartbeat_interval: Duration,
     client_timeout_ms: u64,
     started: Instant,
-    peers: HashMap<PeerId, Peer>,
-    worker_peers: HashMap<WorkerId, PeerId>,
-    client_peers: HashMap<ClientId, PeerId>,
-    next_worker: u32,
-    next_client: u32,
-    /// Where each registered peer comes from (key fingerprint or address).
-    origins: HashMap<PeerId, String>,
-    /// Registered peers per origin, against `max_connections_per_peer`.
-    connections: HashMap<String, usize>,
-    /// Output prefixes of open jobs, for their manifests.
-    outputs: HashMap<JobId, String>,
-    /// Final progress messages waiting for their job's manifest.
-    held: HashMap<JobId, Vec<(ClientId, JobInfo)>>,
-    /// Where manifest writers report back.
-    finalized: Option<mpsc::UnboundedSender<(JobId, Result<(), String>)>>,
-    /// Resolves output prefixes (`AWS_*` settings for `s3://`).
-    store: StoreResolver,
+    peers: Peers,
+    manifests: Manifests,
     commands: Vec<Command>,
-    /// Encoded messages waiting for the end of this turn of the loop. A
-    /// `RefCell` because replies are queued from `&self` helpers; the shell
-    /// is owned by one task, so borrows never overlap.
-    outbox: RefCell<Vec<(PeerId, Vec<u8>)>>,
-    snapshot: Arc<RwLock<Snapshot>>,
+    outbox: Outbox,
+    snapshot: dashboard::Shared,
 }
 
 /// How often the core gets a `Tick` (timeouts, locality waits, progress).
@@ -203,10 +175,9 @@ impl Shell {
     async fn run(
         mut self,
         mut incoming: mpsc::Receiver<Incoming>,
+        mut written: mpsc::UnboundedReceiver<Written>,
         mut stop: oneshot::Receiver<()>,
     ) {
-        let (finalized_tx, mut finalized_rx) = mpsc::unbounded_channel();
-        self.finalized = Some(finalized_tx);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -223,21 +194,12 @@ impl Shell {
                     None => break,
                 },
                 _ = tick.tick() => self.on_tick(),
-                Some((job, written)) = finalized_rx.recv() => self.on_finalized(job, written),
+                Some((job, result)) = written.recv() => self.on_manifest_written(job, result),
                 _ = &mut stop => break,
             }
             self.flush();
         }
         info!("scheduler stopped");
-    }
-
-    /// Queues a message; [`Shell::flush`] hands the whole outbox to the
-    /// I/O thread at once, so that replies to one frame travel together.
-    fn send(&self, peer: &PeerId, message: &Message) {
-        match encode_message(message) {
-            Ok(bytes) => self.outbox.borrow_mut().push((peer.clone(), bytes)),
-            Err(e) => warn!("cannot encode {} for a peer: {e}", message.kind()),
-        }
     }
 
     fn apply(&mut self, event: Event) {
@@ -247,31 +209,14 @@ impl Shell {
 
     fn on_tick(&mut self) {
         let now = self.now();
-        let silent: Vec<(PeerId, ClientId)> = self
-            .peers
-            .iter()
-            .filter_map(|(peer, p)| match p {
-                Peer::Client { id, last_seen }
-                    if now.saturating_sub(*last_seen) > self.client_timeout_ms =>
-                {
-                    Some((peer.clone(), *id))
-                }
-                _ => None,
-            })
-            .collect();
-        for (peer, client) in silent {
-            info!(client = %client, "client silent for too long; treating it as gone");
-            self.remove_peer(&peer);
-            self.client_peers.remove(&client);
-            self.apply(Event::ClientLeft { client });
+        for peer in self.peers.silent_clients(now, self.client_timeout_ms) {
+            if let Some(Peer::Client { id, .. }) = self.peers.remove(&peer) {
+                info!(client = %id, "client silent for too long; treating it as gone");
+                self.apply(Event::ClientLeft { client: id });
+            }
         }
         self.apply(Event::Tick);
-        let jobs = self.core.jobs(now);
-        let mut snapshot = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
-        snapshot.jobs = jobs;
-        snapshot.workers = self.core.worker_count();
-        snapshot.queued = self.core.queued_tasks();
-        snapshot.clients = self.client_peers.len();
+        Snapshot::refresh(&self.snapshot, &self.core, self.peers.client_count(), now);
     }
 
     fn on_frame(&mut self, frame: Incoming) {
@@ -279,8 +224,8 @@ impl Shell {
             Ok(envelope) => envelope,
             Err(e) => {
                 debug!("undecodable frame from a peer: {e}");
-                if self.peers.contains_key(&frame.peer) {
-                    self.send(
+                if self.peers.get_mut(&frame.peer).is_some() {
+                    self.outbox.send(
                         &frame.peer,
                         &Message::Error {
                             message: format!("the scheduler could not decode a frame: {e}"),
@@ -308,7 +253,7 @@ impl Shell {
         }
         let now = self.now();
         let Some(known) = self.peers.get_mut(peer) else {
-            self.send(
+            self.outbox.send(
                 peer,
                 &Message::Rejected {
                     reason: "unknown peer: send Hello first (the scheduler may have restarted or \
@@ -332,7 +277,7 @@ impl Shell {
                     message = message.kind(),
                     "refused a {:?} message from a {role:?} peer", required
                 );
-                self.send(
+                self.outbox.send(
                     peer,
                     &Message::Error {
                         message: format!(
@@ -362,52 +307,16 @@ impl Shell {
         else {
             return;
         };
-        if version != PROTOCOL_VERSION {
-            self.send(
-                peer,
-                &Message::Rejected {
-                    reason: format!(
-                        "protocol version {version} is not supported; this scheduler speaks \
-                         version {PROTOCOL_VERSION}: run the same quarry release everywhere"
-                    ),
-                    fatal: true,
-                },
-            );
-            return;
-        }
-        if let Some(allowed) = roles {
-            if !allowed.contains(&role) {
-                warn!(name = %name, "refused a {role:?} handshake from a key not authorized for it");
-                self.send(
-                    peer,
-                    &Message::Rejected {
-                        reason: format!("this key is not authorized to connect as a {role:?}"),
-                        fatal: true,
-                    },
-                );
-                return;
-            }
-        }
-        // A peer saying Hello again (reconnect) starts afresh.
+        // A peer saying Hello again (reconnect) starts afresh, so its old
+        // registration does not count against the cap.
         self.forget_peer(peer);
-        let cap = self.limits.max_connections_per_peer;
-        let open = self.connections.get(origin).copied().unwrap_or(0);
-        if open >= cap {
-            warn!(origin = %origin, open, "refused a connection over the per-peer cap");
-            self.send(
-                peer,
-                &Message::Rejected {
-                    reason: format!(
-                        "this peer already has {open} connections, the cap \
-                         (limits.max_connections_per_peer = {cap}); close some first"
-                    ),
-                    fatal: true,
-                },
-            );
+        let open = self.peers.open_from(origin);
+        if let Err(Refusal { reason, fatal }) =
+            check_hello(&self.limits, version, role, &name, roles, origin, open)
+        {
+            self.outbox.send(peer, &Message::Rejected { reason, fatal });
             return;
         }
-        *self.connections.entry(origin.to_string()).or_default() += 1;
-        self.origins.insert(peer.clone(), origin.to_string());
         let welcome = |client, worker, limits: &Limits, heartbeat: Duration| Message::Welcome {
             version: PROTOCOL_VERSION,
             client,
@@ -417,12 +326,9 @@ impl Shell {
         };
         match role {
             Role::Worker => {
-                let id = WorkerId(self.next_worker);
-                self.next_worker += 1;
+                let id = self.peers.add_worker(peer, origin);
                 info!(worker = %id, name = %name, slots, "worker joined");
-                self.peers.insert(peer.clone(), Peer::Worker { id });
-                self.worker_peers.insert(id, peer.clone());
-                self.send(
+                self.outbox.send(
                     peer,
                     &welcome(None, Some(id), &self.limits, self.heartbeat_interval),
                 );
@@ -435,14 +341,9 @@ impl Shell {
                 });
             }
             Role::Client => {
-                let id = ClientId(self.next_client);
-                self.next_client += 1;
+                let id = self.peers.add_client(peer, origin, self.now());
                 debug!(client = %id, name = %name, "client connected");
-                let now = self.now();
-                self.peers
-                    .insert(peer.clone(), Peer::Client { id, last_seen: now });
-                self.client_peers.insert(id, peer.clone());
-                self.send(
+                self.outbox.send(
                     peer,
                     &welcome(Some(id), None, &self.limits, self.heartbeat_interval),
                 );
@@ -450,29 +351,10 @@ impl Shell {
         }
     }
 
-    /// Removes a registered peer and gives back its connection slot.
-    fn remove_peer(&mut self, peer: &PeerId) -> Option<Peer> {
-        if let Some(origin) = self.origins.remove(peer) {
-            if let Some(open) = self.connections.get_mut(&origin) {
-                *open -= 1;
-                if *open == 0 {
-                    self.connections.remove(&origin);
-                }
-            }
-        }
-        self.peers.remove(peer)
-    }
-
     fn forget_peer(&mut self, peer: &PeerId) {
-        match self.remove_peer(peer) {
-            Some(Peer::Worker { id }) => {
-                self.worker_peers.remove(&id);
-                self.apply(Event::WorkerLeft { worker: id });
-            }
-            Some(Peer::Client { id, .. }) => {
-                self.client_peers.remove(&id);
-                self.apply(Event::ClientLeft { client: id });
-            }
+        match self.peers.remove(peer) {
+            Some(Peer::Worker { id }) => self.apply(Event::WorkerLeft { worker: id }),
+            Some(Peer::Client { id, .. }) => self.apply(Event::ClientLeft { client: id }),
             None => {}
         }
     }
@@ -501,7 +383,7 @@ impl Shell {
 
     fn on_client_message(&mut self, peer: &PeerId, client: ClientId, message: Message) {
         let refuse = |shell: &Self, text: String| {
-            shell.send(peer, &Message::Error { message: text });
+            shell.outbox.send(peer, &Message::Error { message: text });
         };
         let event = match message {
             Message::Heartbeat => return,
@@ -513,12 +395,12 @@ impl Shell {
                     );
                 }
                 if let Some(output) = &spec.output {
-                    self.outputs.insert(spec.id, output.clone());
+                    self.manifests.job_opened(spec.id, output.clone());
                 }
                 Event::JobOpened { client, spec }
             }
             Message::Submit { job, tasks } => {
-                if let Err(text) = self.check_submission(client, &tasks) {
+                if let Err(text) = check_submission(&self.limits, client, &tasks) {
                     return refuse(self, text);
                 }
                 Event::TasksSubmitted { client, job, tasks }
@@ -530,19 +412,19 @@ impl Shell {
             Message::Watch { job } => Event::Watch { client, job },
             Message::ListJobs => {
                 let jobs = self.core.jobs(self.now());
-                return self.send(peer, &Message::Jobs(jobs));
+                return self.outbox.send(peer, &Message::Jobs(jobs));
             }
             Message::ListWorkers => {
                 let mut workers: Vec<WorkerInfo> = self
-                    .worker_peers
-                    .keys()
-                    .map(|&id| WorkerInfo {
+                    .peers
+                    .worker_ids()
+                    .map(|id| WorkerInfo {
                         id,
                         name: self.core.worker_name(id).unwrap_or_default().to_string(),
                     })
                     .collect();
                 workers.sort_by_key(|w| w.id);
-                return self.send(peer, &Message::Workers(workers));
+                return self.outbox.send(peer, &Message::Workers(workers));
             }
             Message::GetResults { job, after, limit } => {
                 let page = self
@@ -554,7 +436,7 @@ impl Shell {
                         message: format!("no job {job} on this scheduler"),
                     },
                 };
-                return self.send(peer, &reply);
+                return self.outbox.send(peer, &reply);
             }
             other => {
                 debug!("ignoring {} from a client", other.kind());
@@ -564,151 +446,37 @@ impl Shell {
         self.apply(event);
     }
 
-    /// Limits apply here, before the core sees anything, so that a refused
-    /// submission changes nothing.
-    fn check_submission(&self, client: ClientId, tasks: &[TaskSpec]) -> Result<(), String> {
-        if tasks.len() > self.limits.max_tasks_per_submit {
-            return Err(format!(
-                "a submission of {} tasks exceeds the cap of {} tasks per submission \
-                 (limits.max_tasks_per_submit); send them in several batches",
-                tasks.len(),
-                self.limits.max_tasks_per_submit
-            ));
-        }
-        for task in tasks {
-            if task.id.client() != client {
-                return Err(format!(
-                    "task id {} is outside this client's range",
-                    task.id
-                ));
-            }
-            if task.args.len() > self.limits.max_inline_bytes {
-                return Err(format!(
-                    "task {} has {} bytes of inline arguments, over the {}-byte cap \
-                     (limits.max_inline_bytes); pass large values by reference (Client::put)",
-                    task.id,
-                    task.args.len(),
-                    self.limits.max_inline_bytes
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Starts writing the manifest of every job with an output prefix that
-    /// finished in this batch; the final progress of those jobs is held
-    /// back until it is written, so a watcher that sees the job end can
-    /// read its manifest.
-    fn finalize_jobs(&mut self, commands: &[Command]) {
-        for command in commands {
-            let Command::JobFinished { info } = command else {
-                continue;
-            };
-            let Some(output) = self.outputs.remove(&info.id) else {
-                continue;
-            };
-            let rows = self
-                .core
-                .results(info.id, None, usize::MAX)
-                .map(|(rows, _)| rows)
-                .unwrap_or_default();
-            self.held.insert(info.id, Vec::new());
-            let (store, info, done) = (self.store.clone(), info.clone(), self.finalized.clone());
-            // Encoding a large job's parquet takes a while: a blocking
-            // thread does it, so the event loop keeps serving.
-            let runtime = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || {
-                let written = runtime
-                    .block_on(quarry_manifest::write_job_outputs(
-                        &store, &output, &info, &rows,
-                    ))
-                    .map_err(|e| format!("cannot write the manifest under {output}: {e}"));
-                if let Some(done) = done {
-                    let _ = done.send((info.id, written));
-                }
-            });
-        }
-    }
-
     /// A manifest was written (or failed): release the held progress.
-    fn on_finalized(&mut self, job: JobId, written: Result<(), String>) {
-        if let Err(message) = &written {
+    fn on_manifest_written(&mut self, job: JobId, result: Result<(), String>) {
+        if let Err(message) = &result {
             warn!(job = %job, "{message}");
-            self.to_client(
+            self.outbox.to_client(
+                &self.peers,
                 job.client(),
                 &Message::Error {
                     message: message.clone(),
                 },
             );
         }
-        for (client, info) in self.held.remove(&job).unwrap_or_default() {
-            self.to_client(client, &Message::JobProgress(info));
+        for (client, info) in self.manifests.release(job) {
+            self.outbox
+                .to_client(&self.peers, client, &Message::JobProgress(info));
         }
-        self.server.send_batch(self.outbox.take());
     }
 
-    /// Carries out the core's commands.
+    /// Carries out the core's commands and sends everything queued.
     fn flush(&mut self) {
         let commands = std::mem::take(&mut self.commands);
-        self.finalize_jobs(&commands);
-        for command in &commands {
-            match command {
-                Command::SendJob { worker, spec } => {
-                    self.to_worker(*worker, &Message::Job(spec.clone()))
-                }
-                Command::Run { worker, run } => self.to_worker(*worker, &Message::Run(run.clone())),
-                Command::CancelOnWorker { worker, task } => {
-                    self.to_worker(*worker, &Message::CancelTask { task: *task })
-                }
-                Command::TaskDone {
-                    client,
-                    task,
-                    outcome,
-                } => self.to_client(
-                    *client,
-                    &Message::TaskDone {
-                        task: *task,
-                        outcome: outcome.clone(),
-                    },
-                ),
-                Command::JobProgress { client, info } => match self.held.get_mut(&info.id) {
-                    Some(held) if info.state != JobState::Running => {
-                        held.push((*client, info.clone()))
-                    }
-                    _ => self.to_client(*client, &Message::JobProgress(info.clone())),
-                },
-                Command::JobFinished { info } => {
-                    info!(job = %info.id, name = %info.name, state = ?info.state, "job finished")
-                }
-                Command::Error { client, message } => self.to_client(
-                    *client,
-                    &Message::Error {
-                        message: message.clone(),
-                    },
-                ),
-                Command::DropWorker { worker } => {
-                    warn!(worker = %worker, "worker lost (no heartbeat); its tasks were requeued");
-                    if let Some(peer) = self.worker_peers.remove(worker) {
-                        self.remove_peer(&peer);
-                    }
-                }
-            }
-        }
+        carry_out(
+            &commands,
+            &self.core,
+            &mut self.peers,
+            &mut self.manifests,
+            &self.outbox,
+        );
         // Reuse the allocation.
         self.commands = commands;
         self.commands.clear();
         self.server.send_batch(self.outbox.take());
-    }
-
-    fn to_worker(&self, worker: WorkerId, message: &Message) {
-        if let Some(peer) = self.worker_peers.get(&worker) {
-            self.send(peer, message);
-        }
-    }
-
-    fn to_client(&self, client: ClientId, message: &Message) {
-        if let Some(peer) = self.client_peers.get(&client) {
-            self.send(peer, message);
-        }
     }
 }

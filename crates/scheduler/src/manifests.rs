@@ -1,0 +1,86 @@
+//! Job manifests: when a job with an output prefix finishes, its manifest
+//! (`_quarry/manifest.parquet`) and `_SUCCESS` or `FAILED.json` are written
+//! on a blocking thread, and the job's final progress is held back until
+//! they are, so a watcher that sees the job end can read its manifest.
+
+use quarry_core::Core;
+use quarry_proto::{ClientId, JobId, JobInfo};
+use quarry_store::StoreResolver;
+use std::collections::HashMap;
+use tokio::sync::mpsc;
+
+/// A manifest writer's report: the job, and whether its manifest was written.
+pub(crate) type Written = (JobId, Result<(), String>);
+
+/// Output prefixes of open jobs and the progress held for finishing ones.
+pub(crate) struct Manifests {
+    /// Output prefixes of open jobs.
+    outputs: HashMap<JobId, String>,
+    /// Final progress messages waiting for their job's manifest.
+    held: HashMap<JobId, Vec<(ClientId, JobInfo)>>,
+    /// Where manifest writers report back.
+    written: mpsc::UnboundedSender<Written>,
+    /// Resolves output prefixes (`AWS_*` settings for `s3://`).
+    store: StoreResolver,
+}
+
+impl Manifests {
+    /// Bookkeeping whose writers report on the returned receiver.
+    pub(crate) fn new(store: StoreResolver) -> (Manifests, mpsc::UnboundedReceiver<Written>) {
+        let (written, reports) = mpsc::unbounded_channel();
+        let manifests = Manifests {
+            outputs: HashMap::new(),
+            held: HashMap::new(),
+            written,
+            store,
+        };
+        (manifests, reports)
+    }
+
+    /// A job with an output prefix was opened.
+    pub(crate) fn job_opened(&mut self, job: JobId, output: String) {
+        self.outputs.insert(job, output);
+    }
+
+    /// Starts writing the manifest of a job that finished, if it has an
+    /// output prefix; its final progress is held from now on.
+    pub(crate) fn job_finished(&mut self, info: &JobInfo, core: &Core) {
+        let Some(output) = self.outputs.remove(&info.id) else {
+            return;
+        };
+        let rows = core
+            .results(info.id, None, usize::MAX)
+            .map(|(rows, _)| rows)
+            .unwrap_or_default();
+        self.held.insert(info.id, Vec::new());
+        let (store, info, done) = (self.store.clone(), info.clone(), self.written.clone());
+        // Encoding a large job's parquet takes a while: a blocking thread
+        // does it, so the event loop keeps serving.
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let written = runtime
+                .block_on(quarry_manifest::write_job_outputs(
+                    &store, &output, &info, &rows,
+                ))
+                .map_err(|e| format!("cannot write the manifest under {output}: {e}"));
+            let _ = done.send((info.id, written));
+        });
+    }
+
+    /// Holds a job's final progress while its manifest is written; gives it
+    /// back when there is nothing to wait for.
+    pub(crate) fn hold(&mut self, client: ClientId, info: JobInfo) -> Option<(ClientId, JobInfo)> {
+        match self.held.get_mut(&info.id) {
+            Some(held) if info.state != quarry_proto::JobState::Running => {
+                held.push((client, info));
+                None
+            }
+            _ => Some((client, info)),
+        }
+    }
+
+    /// A manifest was written (or failed): the progress held for its job.
+    pub(crate) fn release(&mut self, job: JobId) -> Vec<(ClientId, JobInfo)> {
+        self.held.remove(&job).unwrap_or_default()
+    }
+}

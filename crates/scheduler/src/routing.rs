@@ -1,0 +1,109 @@
+//! Carrying out the core's commands: each becomes a message queued for a
+//! worker's or client's peer. Messages wait in the [`Outbox`] until the end
+//! of the loop's turn, then go to the I/O thread as one batch.
+
+use crate::manifests::Manifests;
+use crate::peers::Peers;
+use quarry_core::{Command, Core};
+use quarry_net::PeerId;
+use quarry_proto::{encode_message, ClientId, Message, WorkerId};
+use std::cell::RefCell;
+use tracing::{info, warn};
+
+/// Encoded messages waiting for the end of this turn of the loop. A
+/// `RefCell` because replies are queued from `&self` helpers; the shell is
+/// owned by one task, so borrows never overlap.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    queued: RefCell<Vec<(PeerId, Vec<u8>)>>,
+}
+
+impl Outbox {
+    /// Queues a message for a peer.
+    pub(crate) fn send(&self, peer: &PeerId, message: &Message) {
+        match encode_message(message) {
+            Ok(bytes) => self.queued.borrow_mut().push((peer.clone(), bytes)),
+            Err(e) => warn!("cannot encode {} for a peer: {e}", message.kind()),
+        }
+    }
+
+    /// Queues a message for a registered worker (dropped if it is gone).
+    pub(crate) fn to_worker(&self, peers: &Peers, worker: WorkerId, message: &Message) {
+        if let Some(peer) = peers.worker_peer(worker) {
+            self.send(peer, message);
+        }
+    }
+
+    /// Queues a message for a registered client (dropped if it is gone).
+    pub(crate) fn to_client(&self, peers: &Peers, client: ClientId, message: &Message) {
+        if let Some(peer) = peers.client_peer(client) {
+            self.send(peer, message);
+        }
+    }
+
+    /// Everything queued so far, leaving the outbox empty.
+    pub(crate) fn take(&self) -> Vec<(PeerId, Vec<u8>)> {
+        self.queued.take()
+    }
+}
+
+/// Turns the core's commands into messages (and manifest writes).
+pub(crate) fn carry_out(
+    commands: &[Command],
+    core: &Core,
+    peers: &mut Peers,
+    manifests: &mut Manifests,
+    outbox: &Outbox,
+) {
+    // Manifests start first, so that the final progress of their jobs in
+    // this same batch is held back until they are written.
+    for command in commands {
+        if let Command::JobFinished { info } = command {
+            manifests.job_finished(info, core);
+        }
+    }
+    for command in commands {
+        match command {
+            Command::SendJob { worker, spec } => {
+                outbox.to_worker(peers, *worker, &Message::Job(spec.clone()))
+            }
+            Command::Run { worker, run } => {
+                outbox.to_worker(peers, *worker, &Message::Run(run.clone()))
+            }
+            Command::CancelOnWorker { worker, task } => {
+                outbox.to_worker(peers, *worker, &Message::CancelTask { task: *task })
+            }
+            Command::TaskDone {
+                client,
+                task,
+                outcome,
+            } => outbox.to_client(
+                peers,
+                *client,
+                &Message::TaskDone {
+                    task: *task,
+                    outcome: outcome.clone(),
+                },
+            ),
+            Command::JobProgress { client, info } => {
+                if let Some((client, info)) = manifests.hold(*client, info.clone()) {
+                    outbox.to_client(peers, client, &Message::JobProgress(info));
+                }
+            }
+            Command::JobFinished { info } => {
+                info!(job = %info.id, name = %info.name, state = ?info.state, "job finished")
+            }
+            Command::Error { client, message } => outbox.to_client(
+                peers,
+                *client,
+                &Message::Error {
+                    message: message.clone(),
+                },
+            ),
+            Command::DropWorker { worker } => {
+                warn!(worker = %worker, "worker lost (no heartbeat); its tasks were requeued");
+                peers.remove_worker(*worker);
+            }
+        }
+    }
+}
