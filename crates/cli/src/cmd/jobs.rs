@@ -125,14 +125,15 @@ fn jobs_table(jobs: &[JobInfo]) -> String {
 }
 
 pub async fn jobs(args: JobsArgs) -> Result<ExitCode> {
-    let client = args.scheduler.connect().await?;
+    let scheduler = args.scheduler.resolve()?;
+    let client = scheduler.connect().await?;
     let jobs = listed(client.jobs().await?);
     if args.json {
         for job in &jobs {
             println!("{}", job_json(job));
         }
     } else if jobs.is_empty() {
-        println!("no jobs on {}", args.scheduler.scheduler);
+        println!("no jobs on {}", scheduler.address);
     } else {
         print!("{}", jobs_table(&jobs));
     }
@@ -140,7 +141,8 @@ pub async fn jobs(args: JobsArgs) -> Result<ExitCode> {
 }
 
 pub async fn status(args: StatusArgs) -> Result<ExitCode> {
-    let client = args.scheduler.connect().await?;
+    let scheduler = args.scheduler.resolve()?;
+    let client = scheduler.connect().await?;
     let Some(name) = &args.job else {
         let workers = client.workers().await?;
         let jobs = listed(client.jobs().await?);
@@ -153,7 +155,7 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
             println!("{}", serde_json::json!({"workers": workers, "jobs": jobs}));
             return Ok(ExitCode::SUCCESS);
         }
-        println!("scheduler: {}", args.scheduler.scheduler);
+        println!("scheduler: {}", scheduler.address);
         println!("workers:   {}", workers.len());
         for worker in &workers {
             println!("  {}  {}", worker.id, worker.name);
@@ -194,7 +196,8 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
 }
 
 pub async fn cancel(args: CancelArgs) -> Result<ExitCode> {
-    let client = args.scheduler.connect().await?;
+    let scheduler = args.scheduler.resolve()?;
+    let client = scheduler.connect().await?;
     let info = find_job(&client, &args.job).await?;
     if info.state != JobState::Running {
         println!(

@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let client = args.scheduler.connect().await?;
+    let client = args.scheduler.resolve()?.connect().await?;
     let info = find_job(&client, &args.job).await?;
     let rows = job_rows(&client, info.id).await?;
     render(

@@ -1,67 +1,69 @@
 //! `quarry scheduler`.
 
-use crate::config;
+use crate::config::{self, ByteSize, Settings, Span};
 use anyhow::{bail, Context, Result};
 use quarry_net::CurveServerKeys;
 use quarry_proto::{DEFAULT_DASHBOARD_PORT, DEFAULT_SCHEDULER_PORT};
 use quarry_scheduler::SchedulerConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use tracing::{info, warn};
 
-/// Options of `quarry scheduler`.
-#[derive(clap::Args)]
+/// Options of `quarry scheduler`. Each is also the environment variable
+/// `QUARRY_<NAME>` and the key `<name>` of the config file
+/// (configs/scheduler.toml); flags win over the environment, which wins over
+/// the file.
+#[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Args {
     /// ZeroMQ endpoint to listen on [default: tcp://0.0.0.0:8786].
-    #[arg(long, env = "QUARRY_LISTEN")]
+    #[arg(long)]
     listen: Option<String>,
     /// Key directory from `quarry keygen`: enables CURVE authentication and
     /// encryption, admitting only the keys listed in its authorized-clients
     /// and authorized-workers files.
-    #[arg(long, env = "QUARRY_KEYS")]
+    #[arg(long)]
     keys: Option<PathBuf>,
     /// Allow listening on a non-loopback address without --keys. Anyone who
     /// can reach the port can then run commands on every worker.
-    #[arg(long)]
-    insecure: bool,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    insecure: Option<bool>,
     /// HTTP dashboard address (`/`, `/api/jobs`, `/metrics`), or `none`
     /// [default: 127.0.0.1:8787].
-    #[arg(long, env = "QUARRY_DASHBOARD")]
+    #[arg(long)]
     dashboard: Option<String>,
     /// A worker (or client) silent this long is declared lost; its tasks are
     /// requeued [default: 15s].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    heartbeat_timeout: Option<Duration>,
+    #[arg(long)]
+    heartbeat_timeout: Option<Span>,
     /// Largest frame accepted, in bytes [default: 1MiB].
-    #[arg(long, value_parser = config::parse_size)]
-    max_frame_bytes: Option<u64>,
+    #[arg(long)]
+    max_frame_bytes: Option<ByteSize>,
     /// Largest inline task argument, in bytes [default: 64KiB].
-    #[arg(long, value_parser = config::parse_size)]
-    max_inline_bytes: Option<u64>,
+    #[arg(long)]
+    max_inline_bytes: Option<ByteSize>,
     /// Most tasks in one submission message [default: 10000].
     #[arg(long)]
     max_tasks_per_submit: Option<usize>,
-    /// TOML config file (see configs/scheduler.toml); flags win over it.
+    /// Most connections from one peer address (or CURVE key) [default: 64].
+    #[arg(long)]
+    max_connections_per_peer: Option<usize>,
+    /// TOML config file (see configs/scheduler.toml)
+    /// [default: ~/.config/quarry/scheduler.toml, if it exists].
     #[arg(long, env = "QUARRY_SCHEDULER_CONFIG")]
+    #[serde(skip)]
     config: Option<PathBuf>,
 }
 
-/// The scheduler's config file.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    keys: Option<PathBuf>,
-    insecure: Option<bool>,
-    dashboard: Option<String>,
-    heartbeat_timeout: Option<String>,
-    max_frame_bytes: Option<u64>,
-    max_inline_bytes: Option<u64>,
-    max_tasks_per_submit: Option<usize>,
-    max_connections_per_peer: Option<usize>,
+impl Settings for Args {
+    const KIND: &'static str = "scheduler";
+
+    fn config_file(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
 }
 
 /// Whether an endpoint is reachable only from this machine.
@@ -78,14 +80,13 @@ pub fn is_loopback(endpoint: &str) -> bool {
     host == "localhost" || host.starts_with("127.") || host == "::1"
 }
 
-pub async fn run(args: Args) -> Result<ExitCode> {
-    let file: FileConfig = config::read(args.config.as_deref())?;
-    let listen = args
+pub async fn run(flags: Args) -> Result<ExitCode> {
+    let settings = config::resolve(&flags)?;
+    let listen = settings
         .listen
-        .or(file.listen)
         .unwrap_or_else(|| format!("tcp://0.0.0.0:{DEFAULT_SCHEDULER_PORT}"));
-    let keys_dir = args.keys.or(file.keys);
-    let insecure = args.insecure || file.insecure.unwrap_or(false);
+    let keys_dir = settings.keys;
+    let insecure = settings.insecure.unwrap_or(false);
     if keys_dir.is_none() && !insecure && !is_loopback(&listen) {
         bail!(
             "refusing to listen on {listen} without CURVE keys: anyone who can reach that port \
@@ -103,31 +104,23 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 .with_context(|| format!("cannot load CURVE keys from {}", dir.display()))?,
         );
     }
-    if let Some(n) = args.max_frame_bytes.or(file.max_frame_bytes) {
-        config.limits.max_frame_bytes = n as usize;
+    if let Some(n) = settings.max_frame_bytes {
+        config.limits.max_frame_bytes = n.0 as usize;
     }
-    if let Some(n) = args.max_inline_bytes.or(file.max_inline_bytes) {
-        config.limits.max_inline_bytes = n as usize;
+    if let Some(n) = settings.max_inline_bytes {
+        config.limits.max_inline_bytes = n.0 as usize;
     }
-    if let Some(n) = args.max_tasks_per_submit.or(file.max_tasks_per_submit) {
+    if let Some(n) = settings.max_tasks_per_submit {
         config.limits.max_tasks_per_submit = n;
     }
-    if let Some(n) = file.max_connections_per_peer {
+    if let Some(n) = settings.max_connections_per_peer {
         config.limits.max_connections_per_peer = n;
     }
-    let heartbeat_timeout = match (args.heartbeat_timeout, file.heartbeat_timeout) {
-        (Some(d), _) => Some(d),
-        (None, Some(text)) => Some(
-            humantime::parse_duration(&text)
-                .with_context(|| format!("invalid heartbeat_timeout `{text}`"))?,
-        ),
-        (None, None) => None,
-    };
-    if let Some(timeout) = heartbeat_timeout {
+    if let Some(Span(timeout)) = settings.heartbeat_timeout {
         config.core.heartbeat_timeout_ms = timeout.as_millis() as u64;
         config.heartbeat_interval = (timeout / 5).max(Duration::from_millis(50));
     }
-    let dashboard_setting = args.dashboard.or(file.dashboard);
+    let dashboard_setting = settings.dashboard;
     let explicit_dashboard = dashboard_setting.is_some();
     config.dashboard = match dashboard_setting.as_deref() {
         Some("none") | Some("off") => None,
@@ -178,7 +171,23 @@ pub async fn handle_signals() {
 
 #[cfg(test)]
 mod tests {
-    use super::is_loopback;
+    use super::*;
+    use crate::config::testing::example_with_every_setting_on;
+
+    #[test]
+    fn the_example_config_parses_with_every_setting_on() {
+        let settings: Args = example_with_every_setting_on(
+            include_str!("../../../../configs/scheduler.toml"),
+            |flags: &mut Args, file| flags.config = Some(file),
+        );
+        assert_eq!(settings.keys, Some(PathBuf::from("/etc/quarry/keys")));
+        assert_eq!(settings.max_frame_bytes, Some(ByteSize(1 << 20)));
+        assert_eq!(
+            settings.heartbeat_timeout,
+            Some(Span(Duration::from_secs(15)))
+        );
+        assert_eq!(settings.dashboard.as_deref(), Some("127.0.0.1:8787"));
+    }
 
     #[test]
     fn loopback_endpoints_are_recognised() {

@@ -5,7 +5,6 @@ use crate::jobs::load::load_or_report;
 use crate::jobs::progress::{exit_code, follow, summarize};
 use crate::jobs::submit::submit_job;
 use anyhow::Result;
-use quarry_store::StoreResolver;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,12 +27,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Ok(spec) => spec,
         Err(code) => return Ok(code),
     };
-    let client = args.scheduler.connect().await?;
-    let store = StoreResolver::from_env();
+    let scheduler = args.scheduler.resolve()?;
+    let client = scheduler.connect().await?;
+    let store = scheduler.stores();
     let submitted = submit_job(&client, &store, &spec, |_| {}).await?;
     eprintln!(
         "submitted job {} ({}): {} tasks to {}",
-        submitted.id, submitted.name, submitted.tasks, args.scheduler.scheduler
+        submitted.id, submitted.name, submitted.tasks, scheduler.address
     );
     if !args.watch {
         // The id alone on stdout, for scripts: JOB=$(quarry submit job.yaml)
