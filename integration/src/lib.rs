@@ -34,6 +34,6 @@ pub use fault_proxy::{Fault, FaultProxy, ProxyStats};
 pub use minio::{minio_binary_path, MinioServer, MINIO_BIN_ENV, TOOLS_DIR_ENV};
 /// The signal type [`ChildGuard::signal_group`] takes, so tests need not depend on nix.
 pub use nix::sys::signal::Signal;
-pub use process::ChildGuard;
+pub use process::{process_is_gone, ChildGuard};
 pub use s3::SeededShard;
 pub use shards::{shard_key, text_shard, SHARD_VOCABULARY};

@@ -86,6 +86,7 @@ fn hostname() -> String {
 /// name claims live here too.
 fn default_cache_root() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir)
