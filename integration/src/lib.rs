@@ -13,6 +13,9 @@
 //! - [`quarry_bin`]: the path of the built `quarry` binary for CLI tests.
 //! - [`text_shard`]: deterministic text content, so tests can compute expected
 //!   results without reading the store.
+//! - [`tool`], [`tool_file`] and [`k8s_schemas`]: the programs the deployment
+//!   tests run (docker-compose, helm, kubeconform, Slurm's) and kubeconform
+//!   schemas made offline.
 //!
 //! It must not depend on quarry's own crates: the point of the harness is to
 //! observe quarry from the outside.
@@ -22,18 +25,21 @@ mod binaries;
 mod captured;
 mod error;
 mod fault_proxy;
+pub mod k8s_schemas;
 mod minio;
 mod process;
 mod s3;
 mod shards;
+mod tools;
 
 pub use binaries::quarry_bin;
 pub use captured::{worker_args, CapturedProcess};
 pub use error::{HarnessError, Result};
 pub use fault_proxy::{Fault, FaultProxy, ProxyStats};
-pub use minio::{minio_binary_path, MinioServer, MINIO_BIN_ENV, TOOLS_DIR_ENV};
+pub use minio::{minio_binary_path, tools_dir, MinioServer, MINIO_BIN_ENV, TOOLS_DIR_ENV};
 /// The signal type [`ChildGuard::signal_group`] takes, so tests need not depend on nix.
 pub use nix::sys::signal::Signal;
 pub use process::{process_is_gone, ChildGuard};
 pub use s3::SeededShard;
 pub use shards::{shard_key, text_shard, SHARD_VOCABULARY};
+pub use tools::{tool, tool_file};

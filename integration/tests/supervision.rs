@@ -185,13 +185,7 @@ retries: 3
     let job_path = job.display().to_string();
     let mut submit = quarry(
         "submit",
-        &[
-            "submit",
-            &job_path,
-            "--scheduler",
-            &endpoint,
-            "--watch",
-        ],
+        &["submit", &job_path, "--scheduler", &endpoint, "--watch"],
         &[],
     );
     wait_until("all four tasks to start on worker a", || {
@@ -228,10 +222,8 @@ retries: 3
     for task in lines(&ledger) {
         *runs.entry(task).or_default() += 1;
     }
-    let once_each: BTreeMap<String, usize> = lines(&started)
-        .into_iter()
-        .map(|task| (task, 1))
-        .collect();
+    let once_each: BTreeMap<String, usize> =
+        lines(&started).into_iter().map(|task| (task, 1)).collect();
     assert_eq!(once_each.len(), 4, "four task keys");
     assert_eq!(runs, once_each, "one ledger line per task");
     assert_eq!(
@@ -301,7 +293,11 @@ async fn two_workers_started_with_defaults_on_one_host_both_join() {
     let _second = quarry("worker 2", &["worker", &endpoint], &defaults);
     wait_for_names(&client, &names(&this_host(), 2)).await;
     for name in names(&this_host(), 2) {
-        let shards = home.path().join(".cache/quarry/workers").join(&name).join("shards");
+        let shards = home
+            .path()
+            .join(".cache/quarry/workers")
+            .join(&name)
+            .join("shards");
         assert!(shards.is_dir(), "{} has no cache of its own", name);
     }
 }
@@ -314,7 +310,14 @@ async fn nprocs_cache_dirs_come_out_apart(
     expected_root: &Path,
 ) {
     let (_scheduler, endpoint) = scheduler();
-    let mut all = vec!["worker", endpoint.as_str(), "--nprocs", "2", "--name", "pool"];
+    let mut all = vec![
+        "worker",
+        endpoint.as_str(),
+        "--nprocs",
+        "2",
+        "--name",
+        "pool",
+    ];
     all.extend_from_slice(args);
     let mut supervisor = quarry("supervisor", &all, env);
     let client = connect(&endpoint).await;
