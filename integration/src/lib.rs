@@ -16,6 +16,8 @@
 //! - [`tool`], [`tool_file`] and [`k8s_schemas`]: the programs the deployment
 //!   tests run (docker-compose, helm, kubeconform, Slurm's) and kubeconform
 //!   schemas made offline.
+//! - [`SlurmCluster`]: a real single-node Slurm (MUNGE, slurmctld, slurmd) on
+//!   127.0.0.1 with a throw-away configuration.
 //!
 //! It must not depend on quarry's own crates: the point of the harness is to
 //! observe quarry from the outside.
@@ -30,6 +32,7 @@ mod minio;
 mod process;
 mod s3;
 mod shards;
+mod slurm;
 mod tools;
 
 pub use binaries::quarry_bin;
@@ -42,4 +45,5 @@ pub use nix::sys::signal::Signal;
 pub use process::{process_is_gone, ChildGuard};
 pub use s3::SeededShard;
 pub use shards::{shard_key, text_shard, SHARD_VOCABULARY};
+pub use slurm::SlurmCluster;
 pub use tools::{tool, tool_file};

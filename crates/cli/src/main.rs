@@ -57,6 +57,9 @@ enum Command {
     Cancel(cmd::jobs::CancelArgs),
     /// Show one row per task of a job: state, result, outputs, metrics.
     Results(cmd::results::Args),
+    /// Run workers on a Slurm cluster (`quarry slurm script`).
+    #[command(subcommand)]
+    Slurm(cmd::slurm::Slurm),
     /// Measure quarry (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(cmd::bench::Bench),
@@ -115,6 +118,7 @@ fn main() -> std::process::ExitCode {
             Command::Status(args) => cmd::jobs::status(args).await,
             Command::Cancel(args) => cmd::jobs::cancel(args).await,
             Command::Results(args) => cmd::results::run(args).await,
+            Command::Slurm(slurm) => cmd::slurm::run(slurm),
             Command::Bench(bench) => cmd::bench::run(bench).await,
         }
     });

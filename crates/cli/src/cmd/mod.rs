@@ -8,6 +8,7 @@ pub mod keygen;
 pub mod results;
 pub mod run;
 pub mod scheduler;
+pub mod slurm;
 pub mod submit;
 pub mod validate;
 pub mod worker;
