@@ -28,6 +28,17 @@ use std::time::Duration;
 /// files use.
 pub use quarry_job::parse_size;
 
+/// The help text's note on where settings come from.
+pub const SOURCES_HELP: &str = "Every option is also the environment variable QUARRY_<OPTION> \
+(--cache-dir: QUARRY_CACHE_DIR) and a key of the config file (cache_dir). A flag wins over \
+the variable, which wins over the file. See docs/operations.md.";
+
+/// The client commands' note: only their connection options are settings.
+pub const CLIENT_SOURCES_HELP: &str = "The options --scheduler, --server-key, --key-file and \
+--connect-timeout are also the environment variables QUARRY_SCHEDULER, QUARRY_SERVER_KEY, \
+QUARRY_KEY_FILE and QUARRY_CONNECT_TIMEOUT, and keys of the client config file (scheduler, \
+...). A flag wins over the variable, which wins over the file. See docs/operations.md.";
+
 /// What every command's settings struct provides.
 pub trait Settings: clap::Args + Serialize + DeserializeOwned {
     /// The kind of config file: `worker` reads `worker.toml`, named by
