@@ -6,6 +6,30 @@ use crate::{CoreConfig, Millis};
 use quarry_proto::WorkerId;
 use std::collections::{BTreeSet, HashSet};
 
+/// Who a joining worker is.
+pub(crate) struct WorkerIdentity {
+    /// The id the shell knows it by.
+    pub id: WorkerId,
+    /// Its name.
+    pub name: String,
+    /// Its machine's host name; empty if unknown.
+    pub host: String,
+}
+
+/// Whether host names `a` and `b` name the same machine: equal ignoring
+/// case, or equal first labels when one of them is a short name (`dn1`
+/// and `dn1.example.com`). Empty names match nothing.
+pub(crate) fn same_host(a: &str, b: &str) -> bool {
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    if a.eq_ignore_ascii_case(b) {
+        return true;
+    }
+    let short = |name: &str| name.split('.').next().unwrap_or(name).to_string();
+    (!a.contains('.') || !b.contains('.')) && short(a).eq_ignore_ascii_case(&short(b))
+}
+
 /// A registered worker. Records are never reused, so a task can always name
 /// the worker of its last attempt.
 #[derive(Debug)]
@@ -36,6 +60,8 @@ pub(crate) struct Worker {
     pub local_queued: u32,
     /// Object keys its cache holds.
     pub cached: HashSet<String>,
+    /// Its machine's host name, lowercase; empty if unknown.
+    pub host: String,
 }
 
 impl Worker {
@@ -54,6 +80,7 @@ impl Worker {
             local: PriorityQueue::default(),
             local_queued: 0,
             cached: HashSet::new(),
+            host: String::new(),
         }
     }
 }

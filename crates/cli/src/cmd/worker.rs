@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use quarry_net::ConnectOptions;
-use quarry_worker::{run_worker, Registry, WorkerOptions};
+use quarry_worker::{machine_host_name, run_worker, Registry, WorkerOptions};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +29,11 @@ pub struct Args {
     /// the same worker [default: HOSTNAME-INDEX].
     #[arg(long)]
     name: Option<String>,
+    /// This machine's host name as HDFS names its DataNodes; tasks whose
+    /// blocks have a replica here are placed here first [default: the
+    /// kernel's host name].
+    #[arg(long)]
+    host: Option<String>,
     /// Shard cache directory [default: ~/.cache/quarry/workers/NAME].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -58,6 +63,7 @@ struct FileConfig {
     nthreads: Option<u32>,
     nprocs: Option<u32>,
     name: Option<String>,
+    host: Option<String>,
     cache_dir: Option<PathBuf>,
     cache_size: Option<String>,
     parallel_get_threshold: Option<String>,
@@ -66,11 +72,7 @@ struct FileConfig {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".to_string())
+    machine_host_name().unwrap_or_else(|| "worker".to_string())
 }
 
 fn default_cache_root() -> PathBuf {
@@ -127,6 +129,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         ..ConnectOptions::insecure(scheduler)
     };
     options.nthreads = nthreads;
+    if let Some(host) = args.host.clone().or(file.host) {
+        options.host = host;
+    }
     options.scratch_dir = cache_dir.join("scratch");
     options.cache_dir = cache_dir.join("shards");
     options.cache_size = cache_size;
@@ -165,6 +170,9 @@ async fn supervise(
             command
                 .arg("--cache-dir")
                 .arg(dir.join(format!("{base_name}-{index}")));
+        }
+        if let Some(host) = &args.host {
+            command.arg(format!("--host={host}"));
         }
         if let Some(size) = args.cache_size {
             command.arg(format!("--cache-size={size}"));
