@@ -40,7 +40,10 @@ impl PinnedRead {
 
 fn describe(pin: &Pin) -> String {
     match pin {
-        Pin::ETag(etag) => format!("ETag {etag}"),
+        Pin::ETag(etag) => match crate::hdfs::describe_pin(etag) {
+            Some(hdfs) => hdfs,
+            None => format!("ETag {etag}"),
+        },
         Pin::Version(version) => format!("version {version}"),
         Pin::Unpinned => "nothing".to_string(),
     }
