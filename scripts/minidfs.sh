@@ -24,4 +24,9 @@ command=serve
 case "$1" in
     ls|cat|put|write|rm|locations|read-all) command=$1; shift ;;
 esac
+# Client commands read the cluster's settings (replication, block size) from
+# $HADOOP_CONF_DIR, as Hadoop's own scripts do.
+if [ "$command" != serve ] && [ -n "${HADOOP_CONF_DIR:-}" ]; then
+    classpath="$HADOOP_CONF_DIR:$classpath"
+fi
 exec java -Xmx1g -cp "$classpath" quarry.minidfs.Main "$command" "$@"

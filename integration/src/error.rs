@@ -51,6 +51,14 @@ pub enum HarnessError {
         /// The requested share of connection resets.
         reset: f64,
     },
+    /// The MiniDFSCluster or the Hadoop client helper failed.
+    #[error("HDFS helper: {context}: {detail}")]
+    Hdfs {
+        /// What the harness asked of it.
+        context: String,
+        /// What went wrong (the helper's stderr, or the exit status).
+        detail: String,
+    },
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {

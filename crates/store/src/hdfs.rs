@@ -4,7 +4,8 @@
 //!
 //! - `hdfs://namenode:port/path` names one NameNode; `hdfs://nameservice/path`
 //!   an HA name service defined in `hdfs-site.xml`; `hdfs:///path` the
-//!   cluster of `fs.defaultFS`. The files are read from `$HADOOP_CONF_DIR`,
+//!   cluster of `fs.defaultFS` (and listings under it keep that form, so
+//!   every process resolves it through its own configuration). The files are read from `$HADOOP_CONF_DIR`,
 //!   else `$HADOOP_HOME/etc/hadoop`, once per process. The user is
 //!   `$HADOOP_USER_NAME` (else the login user), as with Hadoop's own client.
 //! - Kerberos (`hadoop.security.authentication=kerberos`) is refused with
@@ -212,9 +213,14 @@ impl HadoopConfig {
     }
 }
 
-/// Builds the store for `root` (`hdfs://authority`).
+/// Builds the store for `root` (`hdfs://authority`, or `hdfs://` for the
+/// cluster of `fs.defaultFS`).
 pub(crate) fn build_store(root: &str, url: &str) -> Result<Arc<dyn ObjectStore>> {
     let config = HadoopConfig::process()?;
+    let root = match root.strip_prefix("hdfs://") {
+        Some("") => format!("hdfs://{}", config.default_authority(url)?),
+        _ => root.to_string(),
+    };
     if config.kerberos() {
         return Err(StoreError::KerberosUnsupported {
             url: url.to_string(),
@@ -224,7 +230,7 @@ pub(crate) fn build_store(root: &str, url: &str) -> Result<Arc<dyn ObjectStore>>
         reason: format!("cannot start the HDFS client's runtime: {e}"),
     })?;
     let store = HdfsObjectStoreBuilder::new()
-        .with_url(root)
+        .with_url(root.as_str())
         .with_io_runtime(runtime.handle().clone())
         .build()
         .map_err(|source| StoreError::Config {
@@ -306,17 +312,21 @@ pub(crate) struct BlockLocator {
 }
 
 impl BlockLocator {
-    /// A locator for the cluster at `authority`, if its configuration can
-    /// be read and an HTTP client built.
+    /// A locator for the cluster at `authority` (empty: `fs.defaultFS`'s),
+    /// if its configuration can be read and an HTTP client built.
     pub(crate) fn new(authority: &str) -> Option<BlockLocator> {
         let config = HadoopConfig::process().ok()?;
+        let authority = match authority {
+            "" => config.default_authority("hdfs:///").ok()?,
+            named => named.to_string(),
+        };
         let http = reqwest::Client::builder()
             .timeout(LOCATION_REQUEST_TIMEOUT)
             .build()
             .ok()?;
         Some(BlockLocator {
             http,
-            addresses: config.http_addresses(authority),
+            addresses: config.http_addresses(&authority),
             user: std::env::var("HADOOP_USER_NAME").ok(),
             unavailable: AtomicBool::new(false),
         })

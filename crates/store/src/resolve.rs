@@ -1,6 +1,6 @@
 use crate::config::StoreConfig;
 use crate::error::{Result, StoreError};
-use crate::hdfs::{BlockLocator, HadoopConfig, SharedLocations};
+use crate::hdfs::{BlockLocator, SharedLocations};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -57,8 +57,10 @@ enum Backend {
     S3 {
         bucket: String,
     },
-    /// `authority` is `namenode:port` or a name service (never empty:
-    /// `hdfs:///` is resolved through `fs.defaultFS` when parsed).
+    /// `authority` is `namenode:port`, a name service, or empty for
+    /// `hdfs:///path`: the cluster of `fs.defaultFS`, looked up when the
+    /// store is built. URLs listed under `hdfs:///` keep that form, as
+    /// Hadoop's own tools do, so that keys relative to the prefix hold.
     Hdfs {
         authority: String,
     },
@@ -138,13 +140,10 @@ impl SplitUrl {
             }
             "hdfs" => {
                 let (authority, key) = rest.split_once('/').unwrap_or((rest, ""));
-                let authority = if authority.is_empty() {
-                    HadoopConfig::process()?.default_authority(url)?
-                } else {
-                    authority.to_string()
-                };
                 Ok(SplitUrl {
-                    backend: Backend::Hdfs { authority },
+                    backend: Backend::Hdfs {
+                        authority: authority.to_string(),
+                    },
                     key: key.to_string(),
                 })
             }

@@ -120,6 +120,9 @@ public final class Main {
                 .build();
         Runtime.getRuntime().addShutdownHook(new Thread(cluster::shutdown));
         cluster.waitActive();
+        // Any user may write (as in /tmp): tests and quarry run as HADOOP_USER_NAME.
+        cluster.getFileSystem().setPermission(new Path("/"),
+                new org.apache.hadoop.fs.permission.FsPermission((short) 01777));
         Files.writeString(formatted.toPath(), "");
 
         int port = cluster.getNameNodePort();
