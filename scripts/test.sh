@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs quarry's whole test suite on a fresh machine. It installs what the
 # tests need first: libzmq (Debian package), MinIO built from source (cached
-# in ~/.cache/quarry/bin).
+# in ~/.cache/quarry/bin), the HDFS test helper (Java 17 and Maven; cached in
+# ~/.m2 and ~/.cache/quarry/minidfs).
 #
 #   scripts/test.sh
 set -euo pipefail
@@ -11,6 +12,8 @@ scripts/install-deps.sh
 echo "== MinIO (built from source once, then cached)"
 # The harness finds the binary in the same cache; the build happens here.
 scripts/minio.sh >/dev/null
+echo "== HDFS test helper (MiniDFSCluster, Maven build once; jars cached in ~/.m2)"
+scripts/minidfs-build.sh >/dev/null
 
 echo "== formatting"
 cargo fmt --all -- --check

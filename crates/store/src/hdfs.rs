@@ -221,6 +221,15 @@ pub(crate) fn build_store(root: &str, url: &str) -> Result<Arc<dyn ObjectStore>>
         Some("") => format!("hdfs://{}", config.default_authority(url)?),
         _ => root.to_string(),
     };
+    // The NameNode drops a connection that names no user, which surfaces
+    // as a bare "RPC listener disconnected".
+    if std::env::var_os("HADOOP_USER_NAME").is_some_and(|user| user.is_empty()) {
+        return Err(StoreError::HadoopConfig {
+            reason: format!(
+                "HADOOP_USER_NAME is set but empty (for {url}); set a user or unset it"
+            ),
+        });
+    }
     if config.kerberos() {
         return Err(StoreError::KerberosUnsupported {
             url: url.to_string(),
