@@ -94,6 +94,8 @@ pub struct HdfsFile {
     pub length: u64,
     /// Its modification time in milliseconds.
     pub mtime_ms: u64,
+    /// The user who owns it.
+    pub owner: String,
 }
 
 /// A running MiniDFSCluster with its data in a temporary directory, killed
@@ -299,6 +301,7 @@ impl MiniDfs {
                     path: fields.next()?.to_string(),
                     length: fields.next()?.parse().ok()?,
                     mtime_ms: fields.next()?.parse().ok()?,
+                    owner: fields.next()?.to_string(),
                 })
             })
             .collect();

@@ -22,6 +22,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use quarry::parts::client::{MapPrefixOptions, PrefixMap};
 use quarry::parts::proto::{DataRef, ErrorKind, JobId, JobInfo, Pin, TaskOutcome, Value};
+use quarry::parts::store::object_store::{MultipartUpload, ObjectStoreExt};
 use quarry::parts::store::{PutSource, StoreError, StoreResolver};
 use quarry::{Client, ClientError, ClientOptions, JobOptions};
 use quarry_integration::{quarry_bin, text_shard, ChildGuard, MiniDfs};
@@ -296,6 +297,36 @@ async fn quarry_store_lists_pins_chunks_and_writes_on_hdfs() {
     let err = store.get_pinned(&a).await.unwrap_err();
     assert!(matches!(err, StoreError::Changed { .. }), "{err}");
     assert!(err.to_string().contains("modification time"), "{err}");
+
+    // An upload in progress is invisible at its final path: Hadoop's
+    // client sees only a hidden temporary file until it completes.
+    let target = store.resolve("hdfs:///store/out/big.bin").unwrap();
+    let mut upload = target.store.put_multipart(&target.path).await.unwrap();
+    upload.put_part(vec![7u8; 1 << 20].into()).await.unwrap();
+    let during: Vec<String> = dfs
+        .ls("/store/out")
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert!(
+        !during.contains(&"/store/out/big.bin".to_string()),
+        "{during:?}"
+    );
+    assert!(
+        during
+            .iter()
+            .all(|p| p.starts_with("/store/out/.big.bin.tmp")),
+        "{during:?}"
+    );
+    upload.complete().await.unwrap();
+    let after = dfs.ls("/store/out").unwrap();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(
+        (after[0].path.as_str(), after[0].length),
+        ("/store/out/big.bin", 1 << 20)
+    );
+    assert_eq!(after[0].owner, "quarry", "written as HADOOP_USER_NAME");
 
     // Writes land whole, checked with Hadoop's client.
     let staged = store

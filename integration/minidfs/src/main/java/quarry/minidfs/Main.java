@@ -33,7 +33,7 @@ import org.apache.hadoop.hdfs.MiniDFSCluster;
 public final class Main {
     private static final String USAGE = String.join("\n",
             "usage: minidfs serve DIR [--hosts h1,h2,..] [--datanodes N] [--replication R] [--block-size BYTES]",
-            "       minidfs ls URL           recursive listing: path TAB length TAB mtime-ms",
+            "       minidfs ls URL           recursive listing: path TAB length TAB mtime-ms TAB owner",
             "       minidfs cat URL          the file's bytes on stdout",
             "       minidfs put LOCAL URL    copies a local file or directory (overwrites)",
             "       minidfs write URL        writes stdin to the file (overwrites)",
@@ -176,7 +176,7 @@ public final class Main {
     private static void ls(String url) throws IOException {
         for (LocatedFileStatus file : files(url)) {
             out.println(file.getPath().toUri().getPath() + "\t" + file.getLen() + "\t"
-                    + file.getModificationTime());
+                    + file.getModificationTime() + "\t" + file.getOwner());
         }
     }
 
