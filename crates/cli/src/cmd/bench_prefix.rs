@@ -130,17 +130,14 @@ async fn read_floor(command: &str, base: &str) -> Result<f64> {
         .with_context(|| format!("the floor command `{command}` printed no seconds=S: {stdout}"))
 }
 
-/// The `seconds=S` of the last line that has one (the best of several
-/// passes is the caller's to print; the last is the warmest).
+/// The `seconds=S` of the last line that has one: a floor command that
+/// reads twice prints its warm pass last.
 fn floor_seconds(stdout: &str) -> Option<f64> {
-    stdout
-        .lines()
-        .filter_map(|line| {
-            line.split_whitespace()
-                .find_map(|field| field.strip_prefix("seconds="))
-                .and_then(|value| value.parse().ok())
-        })
-        .last()
+    stdout.lines().rev().find_map(|line| {
+        line.split_whitespace()
+            .find_map(|field| field.strip_prefix("seconds="))
+            .and_then(|value| value.parse().ok())
+    })
 }
 
 /// Deterministic text of exactly `size` bytes: lines of words, each line
