@@ -47,4 +47,6 @@ if ! mvn -B -q -f "$helper/pom.xml" -Dquarry.minidfs.out="$out" package >"$log" 
     exit 1
 fi
 touch "$out/.built"
+# Builds of older helper sources only take room (about 100 MiB each).
+find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$hash" -exec rm -rf {} +
 echo "$classpath"

@@ -58,6 +58,9 @@ pub struct MiniDfsOptions {
     pub replication: u32,
     /// Default block size of new files.
     pub block_size: u64,
+    /// Two NameNodes as the HA name service `minidfs-ns`, the second one
+    /// active, defined in [`MiniDfs::conf_dir`] (`fs.defaultFS` names it).
+    pub ha: bool,
 }
 
 impl Default for MiniDfsOptions {
@@ -68,6 +71,7 @@ impl Default for MiniDfsOptions {
             hosts: ["dn-a", "dn-b", "dn-c"].map(String::from).to_vec(),
             replication: 1,
             block_size: 1 << 20,
+            ha: false,
         }
     }
 }
@@ -138,6 +142,7 @@ impl MiniDfs {
             .args(["--hosts", &options.hosts.join(",")])
             .args(["--replication", &options.replication.to_string()])
             .args(["--block-size", &options.block_size.to_string()])
+            .args(options.ha.then_some("--ha"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
@@ -152,8 +157,8 @@ impl MiniDfs {
                 }
             }
         });
-        let mut said = Vec::new();
-        while said.len() < 4 {
+        let mut said: Vec<String> = Vec::new();
+        while !said.iter().any(|line| line.starts_with("datanodes ")) {
             match received.recv_timeout(STARTUP_LIMIT) {
                 Ok(line) => said.push(line),
                 Err(_) => {

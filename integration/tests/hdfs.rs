@@ -9,8 +9,9 @@
 //! alignment, placement on replica hosts then on caches, a broadcast input
 //! fetched once per worker, a worker killed mid-job, large arguments and
 //! results staged on HDFS, `quarry run` with HDFS input and output
-//! (temporary files renamed into place, manifest and `_SUCCESS`), and the
-//! Kerberos refusal.
+//! (temporary files renamed into place, manifest and `_SUCCESS`), the
+//! Kerberos refusal, and an HA name service (a second cluster of two
+//! NameNodes, the first standby) resolved from `HADOOP_CONF_DIR`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
@@ -25,7 +26,7 @@ use quarry::parts::proto::{DataRef, ErrorKind, JobId, JobInfo, Pin, TaskOutcome,
 use quarry::parts::store::object_store::{MultipartUpload, ObjectStoreExt};
 use quarry::parts::store::{PutSource, StoreError, StoreResolver};
 use quarry::{Client, ClientError, ClientOptions, JobOptions};
-use quarry_integration::{quarry_bin, text_shard, ChildGuard, MiniDfs};
+use quarry_integration::{quarry_bin, text_shard, ChildGuard, MiniDfs, MiniDfsOptions};
 use tempfile::TempDir;
 
 type Counts = BTreeMap<String, u64>;
@@ -685,4 +686,46 @@ output: hdfs:///cli/out/
     assert_ne!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("Kerberos"), "{stderr}");
     assert!(stderr.contains("not support"), "{stderr}");
+}
+
+#[test]
+fn a_name_service_is_resolved_from_hadoop_conf_dir_through_the_standby() {
+    // A cluster of its own: two NameNodes, the first one standby.
+    let ha = MiniDfs::start(&MiniDfsOptions {
+        hosts: vec!["dn-a".into()],
+        ha: true,
+        ..MiniDfsOptions::default()
+    })
+    .unwrap();
+    seed(
+        &ha,
+        "/ha/in",
+        &[
+            ("a.txt".into(), b"one two\n".to_vec()),
+            ("b.txt".into(), b"three\n".to_vec()),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("job.yaml"),
+        r#"
+name: name-service
+input: hdfs://minidfs-ns/ha/in/
+command: [sh, -c, 'wc -w < "$QUARRY_INPUT" > "$QUARRY_OUTPUT_DIR/words.txt"']
+output: hdfs://minidfs-ns/ha/out/
+"#,
+    )
+    .unwrap();
+    let output = quarry(
+        dir.path(),
+        &["run", "job.yaml", "--workers", "1"],
+        &ha.env(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    for (key, words) in [("a.txt", 2), ("b.txt", 1)] {
+        let counted = ha.cat(&format!("/ha/out/{key}/words.txt")).unwrap();
+        assert_eq!(String::from_utf8_lossy(&counted).trim(), words.to_string());
+    }
+    assert_eq!(ha.cat("/ha/out/_SUCCESS").unwrap(), b"");
 }

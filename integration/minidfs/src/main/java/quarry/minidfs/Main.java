@@ -32,7 +32,7 @@ import org.apache.hadoop.hdfs.MiniDFSCluster;
  */
 public final class Main {
     private static final String USAGE = String.join("\n",
-            "usage: minidfs serve DIR [--hosts h1,h2,..] [--datanodes N] [--replication R] [--block-size BYTES]",
+            "usage: minidfs serve DIR [--hosts h1,h2,..] [--datanodes N] [--replication R] [--block-size BYTES] [--ha]",
             "       minidfs ls URL           recursive listing: path TAB length TAB mtime-ms TAB owner",
             "       minidfs cat URL          the file's bytes on stdout",
             "       minidfs put LOCAL URL    copies a local file or directory (overwrites)",
@@ -94,6 +94,7 @@ public final class Main {
         int datanodes = hosts != null ? hosts.length : Integer.parseInt(option(args, "--datanodes", "1"));
         int replication = Integer.parseInt(option(args, "--replication", String.valueOf(Math.min(3, datanodes))));
         long blockSize = Long.parseLong(option(args, "--block-size", String.valueOf(128L << 20)));
+        boolean ha = java.util.Arrays.asList(args).contains("--ha");
 
         File data = new File(dir, "data");
         File formatted = new File(dir, "formatted");
@@ -111,32 +112,61 @@ public final class Main {
         conf.set("dfs.namenode.rpc-bind-host", "127.0.0.1");
         conf.set("dfs.namenode.http-bind-host", "127.0.0.1");
 
-        MiniDFSCluster cluster = new MiniDFSCluster.Builder(conf)
+        MiniDFSCluster.Builder builder = new MiniDFSCluster.Builder(conf)
                 .numDataNodes(datanodes)
                 .hosts(hosts)
-                .format(!existing)
-                .nameNodePort(0)
-                .nameNodeHttpPort(0)
-                .build();
+                .format(!existing);
+        if (ha) {
+            builder.nnTopology(org.apache.hadoop.hdfs.MiniDFSNNTopology.simpleHATopology());
+        } else {
+            builder.nameNodePort(0).nameNodeHttpPort(0);
+        }
+        MiniDFSCluster cluster = builder.build();
         Runtime.getRuntime().addShutdownHook(new Thread(cluster::shutdown));
+        // With --ha the second NameNode is the active one, so that clients
+        // must fail over from the first.
+        int active = ha ? 1 : 0;
+        if (ha) {
+            cluster.transitionToActive(active);
+        }
         cluster.waitActive();
         // Any user may write (as in /tmp): tests and quarry run as HADOOP_USER_NAME.
-        cluster.getFileSystem().setPermission(new Path("/"),
+        cluster.getFileSystem(active).setPermission(new Path("/"),
                 new org.apache.hadoop.fs.permission.FsPermission((short) 01777));
         Files.writeString(formatted.toPath(), "");
 
-        int port = cluster.getNameNodePort();
-        int httpPort = cluster.getNameNode().getHttpAddress().getPort();
+        int port = cluster.getNameNodePort(active);
+        int httpPort = cluster.getNameNode(active).getHttpAddress().getPort();
         String url = "hdfs://127.0.0.1:" + port;
         File confDir = new File(dir, "conf");
         Files.createDirectories(confDir.toPath());
-        writeSite(new File(confDir, "core-site.xml"), new String[][] {{"fs.defaultFS", url}});
-        writeSite(new File(confDir, "hdfs-site.xml"), new String[][] {
-            {"dfs.namenode.http-address", "127.0.0.1:" + httpPort},
-            {"dfs.replication", String.valueOf(replication)},
-        });
+        List<String[]> site = new ArrayList<>();
+        site.add(new String[] {"dfs.replication", String.valueOf(replication)});
+        String defaultFs = url;
+        if (ha) {
+            String ns = "minidfs-ns";
+            defaultFs = "hdfs://" + ns;
+            site.add(new String[] {"dfs.nameservices", ns});
+            site.add(new String[] {"dfs.ha.namenodes." + ns, "nn1,nn2"});
+            for (int nn = 0; nn < 2; nn++) {
+                String id = ns + ".nn" + (nn + 1);
+                site.add(new String[] {"dfs.namenode.rpc-address." + id,
+                    "127.0.0.1:" + cluster.getNameNodePort(nn)});
+                site.add(new String[] {"dfs.namenode.http-address." + id,
+                    "127.0.0.1:" + cluster.getNameNode(nn).getHttpAddress().getPort()});
+            }
+            site.add(new String[] {"dfs.client.failover.proxy.provider." + ns,
+                "org.apache.hadoop.hdfs.server.namenode.ha.ConfiguredFailoverProxyProvider"});
+        } else {
+            site.add(new String[] {"dfs.namenode.http-address", "127.0.0.1:" + httpPort});
+        }
+        writeSite(new File(confDir, "core-site.xml"), new String[][] {{"fs.defaultFS", defaultFs}});
+        writeSite(new File(confDir, "hdfs-site.xml"), site.toArray(new String[0][]));
 
         out.println(url);
+        if (ha) {
+            out.println("nameservice " + defaultFs);
+        }
         out.println("http 127.0.0.1:" + httpPort);
         out.println("conf " + confDir.getPath());
         out.println("datanodes " + datanodes + (hosts == null ? "" : " " + hostList));
