@@ -23,11 +23,14 @@ pub(crate) fn same_host(a: &str, b: &str) -> bool {
     if a.is_empty() || b.is_empty() {
         return false;
     }
-    if a.eq_ignore_ascii_case(b) {
-        return true;
-    }
-    let short = |name: &str| name.split('.').next().unwrap_or(name).to_string();
-    (!a.contains('.') || !b.contains('.')) && short(a).eq_ignore_ascii_case(&short(b))
+    a.eq_ignore_ascii_case(b)
+        || ((!a.contains('.') || !b.contains('.')) && host_key(a) == host_key(b))
+}
+
+/// The lowercase first label of a host name: what names that [`same_host`]
+/// may match share.
+pub(crate) fn host_key(name: &str) -> String {
+    name.split('.').next().unwrap_or(name).to_ascii_lowercase()
 }
 
 /// A registered worker. Records are never reused, so a task can always name

@@ -6,7 +6,7 @@ use super::Core;
 use crate::locality::{fnv1a, rendezvous_draw, rendezvous_score};
 use crate::queue::{PriorityQueue, QueueEntry};
 use crate::task::{TaskState, TaskTable, NO_WORKER};
-use crate::worker::{same_host, Worker};
+use crate::worker::{host_key, same_host, Worker};
 use crate::{Command, Millis};
 use quarry_proto::RunTask;
 use std::cmp::Reverse;
@@ -188,21 +188,27 @@ impl Core {
         let largest = inputs.iter().rev().max_by_key(|input| input.read_len())?;
         let object_hash = fnv1a(&largest.object_key());
         let function = &self.functions[task.function as usize];
-        function
-            .workers()
+        let mut candidates: Vec<u32> = replica_hosts
             .iter()
+            .filter_map(|replica| self.workers_by_host.get(&host_key(replica)))
+            .flatten()
             .copied()
             .filter(|&w| {
                 let host = &self.workers[w as usize].host;
-                replica_hosts.iter().any(|replica| same_host(replica, host))
+                function.is_served_by(w)
+                    && replica_hosts.iter().any(|replica| same_host(replica, host))
             })
-            .min_by_key(|&w| {
-                let worker = &self.workers[w as usize];
-                let backlog = u64::from(worker.load) + u64::from(worker.local_queued);
-                // Per slot, in millislots so that integer division keeps order.
-                let per_slot = backlog * 1000 / u64::from(worker.slots.max(1));
-                (per_slot, Reverse(rendezvous_draw(object_hash, worker.key)))
-            })
+            .collect();
+        // A worker on two of the replica hosts' names is one candidate.
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates.into_iter().min_by_key(|&w| {
+            let worker = &self.workers[w as usize];
+            let backlog = u64::from(worker.load) + u64::from(worker.local_queued);
+            // Per slot, in millislots so that integer division keeps order.
+            let per_slot = backlog * 1000 / u64::from(worker.slots.max(1));
+            (per_slot, Reverse(rendezvous_draw(object_hash, worker.key)))
+        })
     }
 
     /// The highest-scoring worker for the task's largest input under the
