@@ -11,8 +11,9 @@
 //! - Kerberos (`hadoop.security.authentication=kerberos`) is refused with
 //!   [`StoreError::KerberosUnsupported`].
 //! - Pins: HDFS has no ETag. The object store reports `{mtime:x}-{length:x}`
-//!   in its place, and a pinned read checks it before reading, so a file
-//!   replaced or appended to after listing fails as [`StoreError::Changed`].
+//!   in its place, and a pinned read checks it when it opens and again once
+//!   the body is read, so a file replaced or appended to after listing
+//!   fails as [`StoreError::Changed`], never with other bytes.
 //!   HDFS's file checksum is not used: it costs a DataNode request per block.
 //! - Writes go to a hidden temporary file (`.NAME.tmp.N`) renamed into place
 //!   when complete (the object store does this for every put), so a reader
@@ -27,11 +28,14 @@
 //!   listing goes on without it and says so once in the log.
 
 use crate::error::{Result, StoreError};
+use crate::read::describe;
+use crate::resolve::StoreLocation;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryFutureExt};
 use hdfs_native_object_store::HdfsObjectStoreBuilder;
-use object_store::ObjectStore;
-use quarry_proto::DataRef;
+use object_store::{ObjectStore, ObjectStoreExt};
+use quarry_proto::{DataRef, Pin};
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
@@ -247,6 +251,37 @@ pub(crate) fn build_store(root: &str, url: &str) -> Result<Arc<dyn ObjectStore>>
             source,
         })?;
     Ok(Arc::new(store))
+}
+
+/// Ends `body` with one more look at the file once it has been read: HDFS
+/// checks the pin when the read opens, and a file replaced between that
+/// check and the block lookup would otherwise be read in its new version.
+/// A file changed since fails the read as [`StoreError::Changed`].
+pub(crate) fn recheck_pin_at_end(
+    body: BoxStream<'static, Result<Bytes>>,
+    location: StoreLocation,
+    url: &str,
+    pin: &Pin,
+) -> BoxStream<'static, Result<Bytes>> {
+    let Pin::ETag(etag) = pin.clone() else {
+        return body;
+    };
+    let url = url.to_string();
+    let check = futures::stream::once(async move {
+        match location.store.head(&location.path).await {
+            Ok(meta) if meta.e_tag.as_deref() == Some(etag.as_str()) => None,
+            Ok(meta) => Some(Err(StoreError::Changed {
+                url,
+                pinned: describe(&Pin::ETag(etag)),
+                current: meta
+                    .e_tag
+                    .map_or_else(|| "no pin".to_string(), |now| describe(&Pin::ETag(now))),
+            })),
+            Err(source) => Some(Err(StoreError::from_store(&url, source))),
+        }
+    })
+    .filter_map(futures::future::ready);
+    body.chain(check).boxed()
 }
 
 /// Says what an HDFS pin (`{mtime:x}-{length:x}`) means, for error
