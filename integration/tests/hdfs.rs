@@ -21,15 +21,19 @@ use std::sync::Once;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use quarry::parts::client::{MapPrefixOptions, PrefixMap};
-use quarry::parts::proto::{DataRef, ErrorKind, JobId, JobInfo, Pin, TaskOutcome, Value};
+use quarry::parts::client::MapPrefixOptions;
+use quarry::parts::proto::{DataRef, Pin, TaskOutcome, Value};
 use quarry::parts::store::object_store::{MultipartUpload, ObjectStoreExt};
 use quarry::parts::store::{PutSource, StoreError, StoreResolver};
-use quarry::{Client, ClientError, ClientOptions, JobOptions};
+use quarry::{Client, ClientOptions, JobOptions};
 use quarry_integration::{quarry_bin, text_shard, ChildGuard, MiniDfs, MiniDfsOptions};
 use tempfile::TempDir;
 
-type Counts = BTreeMap<String, u64>;
+mod common;
+use common::{
+    assert_only_the_changed_input_failed, expected_counts, job_info, lines_file, reduce,
+    run_broadcast_job, spawn_logged, Counts,
+};
 
 /// Workers report what they cached every 200 ms; a second pass started
 /// earlier is placed on stale knowledge. A settling pause, not an assertion.
@@ -65,39 +69,6 @@ fn shards(count: usize, size: usize) -> Vec<(String, Vec<u8>)> {
     (0..count)
         .map(|i| (format!("part-{i:05}.txt"), text_shard(i, size)))
         .collect()
-}
-
-/// What `wordcount` should say about some texts, computed without quarry.
-fn expected_counts<'a>(texts: impl IntoIterator<Item = &'a [u8]>) -> Counts {
-    let mut counts = Counts::new();
-    for text in texts {
-        for word in std::str::from_utf8(text).unwrap().split_whitespace() {
-            *counts.entry(word.to_lowercase()).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
-/// Drains a word-count map: the merged counts and the task keys seen.
-async fn reduce(mut map: PrefixMap<Counts>) -> (Counts, Vec<String>) {
-    let mut total = Counts::new();
-    let mut keys = Vec::new();
-    while let Some(finished) = map.next().await {
-        let finished = finished.unwrap();
-        let counts = finished
-            .result
-            .unwrap_or_else(|e| panic!("task {} failed: {e}", finished.key));
-        keys.push(finished.key);
-        for (word, n) in counts {
-            *total.entry(word).or_insert(0) += n;
-        }
-    }
-    keys.sort();
-    (total, keys)
-}
-
-async fn job_info(client: &Client, job: JobId) -> JobInfo {
-    client.job_info(job).await.unwrap()
 }
 
 fn free_address() -> String {
@@ -179,38 +150,10 @@ impl Cluster {
     }
 }
 
-/// Spawns `command` with RUST_LOG=warn, stdout discarded and stderr in
-/// `dir/name.log`.
-fn spawn_logged(mut command: Command, dir: &TempDir, name: &str) -> ChildGuard {
-    let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
-    command
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    ChildGuard::spawn(command).unwrap()
-}
-
-/// A newline-delimited file whose every line holds one unique token, some
-/// lines longer than a chunk.
-fn lines_file(lines: usize) -> Vec<u8> {
-    let mut text = Vec::new();
-    for i in 0..lines {
-        if i % 2_000 == 17 {
-            text.extend_from_slice(format!("long{i}").as_bytes());
-            text.extend(std::iter::repeat_n(b' ', 40_000));
-        } else {
-            text.extend_from_slice(format!("line{i}").as_bytes());
-        }
-        text.push(b'\n');
-    }
-    text
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quarry_store_lists_pins_chunks_and_writes_on_hdfs() {
     let dfs = dfs();
-    let lines = lines_file(6_000);
+    let lines = lines_file(6_000, 2_000, 40_000);
     seed(
         dfs,
         "/store/in",
@@ -439,24 +382,11 @@ async fn a_file_replaced_after_submission_fails_its_task_as_changed() {
         let finished = finished.unwrap();
         outcomes.insert(finished.key, finished.result);
     }
-    assert_eq!(outcomes.len(), 3);
-    for (index, (name, body)) in files.iter().enumerate() {
-        match (&outcomes[name], index) {
-            (Ok(counts), 0 | 2) => assert_eq!(counts, &expected_counts([&body[..]])),
-            (
-                Err(ClientError::Task {
-                    kind: ErrorKind::InputChanged,
-                    message,
-                    ..
-                }),
-                1,
-            ) => {
-                assert!(message.contains("changed"), "{message}");
-                assert!(message.contains("/pins/in/part-00001.txt"), "{message}");
-            }
-            (other, _) => panic!("unexpected outcome for {name}: {other:?}"),
-        }
-    }
+    let expected: Vec<(String, &[u8])> = files
+        .iter()
+        .map(|(name, body)| (name.clone(), &body[..]))
+        .collect();
+    assert_only_the_changed_input_failed(&outcomes, &expected, 1, "/pins/in/part-00001.txt");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,34 +403,13 @@ async fn a_broadcast_input_is_fetched_once_per_worker() {
     let cluster = Cluster::start(&["dn-a", "edge"]);
     let client = cluster.client(None).await;
     cluster.wait_for_workers(&client, 2).await;
-    const TASKS: usize = 400;
-    let job = client
-        .open_job(JobOptions {
-            name: "broadcast".into(),
-            broadcast: vec![("weights".into(), pinned[0].clone())],
-            ..JobOptions::default()
-        })
-        .unwrap();
-    let specs = (0..TASKS)
-        .map(|_| job.new_task("noop", vec![0xc0]))
-        .collect();
-    let futures = job.submit::<()>(specs).unwrap();
-    job.seal().unwrap();
-    client.gather(futures).await.unwrap();
-
-    let rows = client.results(job.id()).await.unwrap();
-    let ran_on: BTreeSet<String> = rows.into_iter().filter_map(|row| row.worker).collect();
-    assert_eq!(ran_on.len(), 2, "both workers ran tasks: {ran_on:?}");
-    let info = job_info(&client, job.id()).await;
-    assert_eq!(info.stats.cache_misses, 2, "{info:?}");
-    assert_eq!(info.stats.bytes_from_store, 2 * SIZE as u64);
-    assert_eq!(info.stats.cache_hits as usize, TASKS - 2);
+    run_broadcast_job(&client, pinned[0].clone(), 400).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_map_loses_nothing_when_a_worker_is_killed() {
     let dfs = dfs();
-    let file = lines_file(40_000);
+    let file = lines_file(40_000, 2_000, 40_000);
     seed(dfs, "/killed/big", &[("lines.txt".into(), file.clone())]);
 
     let mut cluster = Cluster::start(&["dn-a", "dn-b"]);
