@@ -70,6 +70,14 @@ pub enum HarnessError {
         /// What is wrong with it.
         message: String,
     },
+    /// The MiniDFSCluster or the Hadoop client helper failed.
+    #[error("HDFS helper: {context}: {detail}")]
+    Hdfs {
+        /// What the harness asked of it.
+        context: String,
+        /// What went wrong (the helper's stderr, or the exit status).
+        detail: String,
+    },
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {

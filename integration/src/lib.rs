@@ -6,6 +6,10 @@
 //!   started on a free loopback port with a throw-away data directory and random
 //!   credentials, killed when dropped. Data is seeded and checked through an
 //!   independent `aws_sdk_s3::Client`, never through quarry itself.
+//! - [`MiniDfs`]: a real HDFS (Hadoop's MiniDFSCluster via `scripts/minidfs.sh`)
+//!   with named DataNodes on loopback, one per test binary
+//!   ([`MiniDfs::shared`]); files are seeded and checked with Hadoop's own
+//!   `FileSystem` API (the same Java helper), never through quarry.
 //! - [`FaultProxy`]: a loopback TCP proxy in front of an S3 endpoint that answers a
 //!   chosen share of requests with `503 SlowDown` or resets the connection.
 //! - [`ChildGuard`]: a spawned process (and its process group) that is killed when
@@ -28,6 +32,7 @@ mod captured;
 mod error;
 mod fault_proxy;
 pub mod k8s_schemas;
+mod hdfs;
 mod minio;
 mod process;
 mod s3;
@@ -40,6 +45,7 @@ pub use captured::{worker_args, CapturedProcess};
 pub use error::{HarnessError, Result};
 pub use fault_proxy::{Fault, FaultProxy, ProxyStats};
 pub use minio::{minio_binary_path, tools_dir, MinioServer, MINIO_BIN_ENV, TOOLS_DIR_ENV};
+pub use hdfs::{HdfsBlock, HdfsFile, MiniDfs, MiniDfsOptions};
 /// The signal type [`ChildGuard::signal_group`] takes, so tests need not depend on nix.
 pub use nix::sys::signal::Signal;
 pub use process::{process_is_gone, ChildGuard};

@@ -167,6 +167,7 @@ fn hello(version: u32, role: Role) -> Message {
         slots: 1,
         functions: Vec::new(),
         inventory: Vec::new(),
+        host: String::new(),
     }
 }
 

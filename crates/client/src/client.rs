@@ -123,6 +123,7 @@ impl Client {
             slots: 0,
             functions: Vec::new(),
             inventory: Vec::new(),
+            host: String::new(),
         })
         .map_err(|e| ClientError::Codec(e.to_string()))?;
         conn.send(hello);

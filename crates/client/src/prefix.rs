@@ -519,6 +519,7 @@ impl<R: DeserializeOwned + Send + 'static> Driver<R> {
         let mut spec = self.job.new_task(&self.function, self.options.args.clone());
         spec.key = self.keys.key(input);
         spec.inputs = vec![input.clone()];
+        spec.replica_hosts = self.store.replica_hosts(&spec.inputs);
         spec.retries = self.options.retries;
         spec.timeout_ms = self.options.timeout_ms;
         spec.priority = self.options.priority;

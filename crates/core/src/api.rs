@@ -79,6 +79,9 @@ pub enum Event {
         functions: Vec<String>,
         /// What its cache holds.
         inventory: Vec<CacheEntry>,
+        /// Its machine's host name (empty if unknown), matched against
+        /// tasks' replica hosts.
+        host: String,
     },
     /// A worker disconnected or was killed (the shell noticed).
     WorkerLeft {

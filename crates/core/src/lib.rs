@@ -25,7 +25,15 @@
 //!    input bytes ([`quarry_proto::DataRef::read_len`] of each input whose
 //!    [`quarry_proto::DataRef::object_key`] it reported in its inventory or
 //!    cache deltas).
-//! 2. **Rendezvous owner.** If no worker caches any of it, the owner of the
+//! 2. **Replica host.** If no worker caches any of it and the task names
+//!    hosts holding its data ([`quarry_proto::TaskSpec::replica_hosts`]:
+//!    for HDFS, the DataNodes with replicas of its blocks), a worker on
+//!    one of those hosts (as its Hello reported; a short name matches a
+//!    full one): the one with the shortest backlog per slot, among equals
+//!    the rendezvous winner. So the first pass over HDFS reads from the
+//!    local DataNode; later passes find the data in a cache (rule 1).
+//! 3. **Rendezvous owner.** If no worker caches any of it (and none is on a
+//!    replica host), the owner of the
 //!    task's largest input by weighted rendezvous hashing: FNV-1a of the
 //!    object key mixed with FNV-1a of each worker's *name*, weighted by slots,
 //!    highest score wins. Names rather than ids make the same shard land on

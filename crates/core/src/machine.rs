@@ -8,7 +8,7 @@ mod placement;
 use crate::job::{Job, PROGRESS_INTERVAL_MS};
 use crate::locality::LocalityIndex;
 use crate::task::{Task, TaskTable, NO_WORKER};
-use crate::worker::{Function, Worker};
+use crate::worker::{host_key, Function, Worker, WorkerIdentity};
 use crate::{Command, CoreConfig, Event, Millis};
 use quarry_proto::{
     CacheEntry, ClientId, EncodedTask, JobId, JobInfo, JobSpec, TaskId, TaskSpec, TaskStatus,
@@ -37,6 +37,10 @@ pub struct Core {
     functions: Vec<Function>,
     function_index: HashMap<String, u32>,
     locality: LocalityIndex,
+    /// Workers (live or not) by the short form of their host name
+    /// ([`host_key`]), so that placing a task on a replica host looks at
+    /// the workers of its hosts only.
+    workers_by_host: HashMap<String, Vec<u32>>,
     /// Live workers with room for at least one more task (at full
     /// prefetch); the candidates when queued work needs a worker.
     open_workers: BTreeSet<u32>,
@@ -63,6 +67,7 @@ impl Core {
             functions: Vec::new(),
             function_index: HashMap::new(),
             locality: LocalityIndex::default(),
+            workers_by_host: HashMap::new(),
             open_workers: BTreeSet::new(),
             watched_jobs: BTreeSet::new(),
             queued: 0,
@@ -80,7 +85,15 @@ impl Core {
                 slots,
                 functions,
                 inventory,
-            } => self.worker_joined(worker, name, slots, &functions, inventory, now, out),
+                host,
+            } => {
+                let identity = WorkerIdentity {
+                    id: worker,
+                    name,
+                    host,
+                };
+                self.worker_joined(identity, slots, &functions, inventory, now, out)
+            }
             Event::WorkerLeft { worker } => {
                 if let Some(&w) = self.worker_index.get(&worker) {
                     self.lose_worker(w, now, out);
@@ -234,17 +247,16 @@ impl Core {
         Some(w)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn worker_joined(
         &mut self,
-        id: WorkerId,
-        name: String,
+        identity: WorkerIdentity,
         slots: u32,
         functions: &[String],
         inventory: Vec<CacheEntry>,
         now: Millis,
         out: &mut Vec<Command>,
     ) {
+        let WorkerIdentity { id, name, host } = identity;
         if let Some(&old) = self.worker_index.get(&id) {
             // Rejoined without us noticing it left: its old tasks are gone.
             self.lose_worker(old, now, out);
@@ -254,6 +266,13 @@ impl Core {
         served.sort_unstable();
         served.dedup();
         let mut worker = Worker::new(id, name, slots, served, now);
+        worker.host = host.to_ascii_lowercase();
+        if !worker.host.is_empty() {
+            self.workers_by_host
+                .entry(host_key(&worker.host))
+                .or_default()
+                .push(w);
+        }
         for &f in &worker.functions {
             self.functions[f as usize].add_worker(w, worker.slots);
         }

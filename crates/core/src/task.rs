@@ -131,12 +131,18 @@ impl Task {
     /// Its inputs, decoded from the stored spec (which only tasks that
     /// have inputs pay for).
     pub fn inputs(&self) -> Vec<DataRef> {
+        self.placement_inputs().0
+    }
+
+    /// Its inputs and the hosts holding their data (replica hosts), decoded
+    /// together from the stored spec; both empty for a task without inputs.
+    pub fn placement_inputs(&self) -> (Vec<DataRef>, Vec<String>) {
         if self.spec.input_count() == 0 {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         self.spec
             .decode()
-            .map(|spec| spec.inputs)
+            .map(|spec| (spec.inputs, spec.replica_hosts))
             .unwrap_or_default()
     }
 }

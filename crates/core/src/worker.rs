@@ -6,6 +6,33 @@ use crate::{CoreConfig, Millis};
 use quarry_proto::WorkerId;
 use std::collections::{BTreeSet, HashSet};
 
+/// Who a joining worker is.
+pub(crate) struct WorkerIdentity {
+    /// The id the shell knows it by.
+    pub id: WorkerId,
+    /// Its name.
+    pub name: String,
+    /// Its machine's host name; empty if unknown.
+    pub host: String,
+}
+
+/// Whether host names `a` and `b` name the same machine: equal ignoring
+/// case, or equal first labels when one of them is a short name (`dn1`
+/// and `dn1.example.com`). Empty names match nothing.
+pub(crate) fn same_host(a: &str, b: &str) -> bool {
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    a.eq_ignore_ascii_case(b)
+        || ((!a.contains('.') || !b.contains('.')) && host_key(a) == host_key(b))
+}
+
+/// The lowercase first label of a host name: what names that [`same_host`]
+/// may match share.
+pub(crate) fn host_key(name: &str) -> String {
+    name.split('.').next().unwrap_or(name).to_ascii_lowercase()
+}
+
 /// A registered worker. Records are never reused, so a task can always name
 /// the worker of its last attempt.
 #[derive(Debug)]
@@ -36,6 +63,8 @@ pub(crate) struct Worker {
     pub local_queued: u32,
     /// Object keys its cache holds.
     pub cached: HashSet<String>,
+    /// Its machine's host name, lowercase; empty if unknown.
+    pub host: String,
 }
 
 impl Worker {
@@ -54,6 +83,7 @@ impl Worker {
             local: PriorityQueue::default(),
             local_queued: 0,
             cached: HashSet::new(),
+            host: String::new(),
         }
     }
 }

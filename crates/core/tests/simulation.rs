@@ -266,6 +266,7 @@ impl Sim {
             slots,
             functions,
             inventory,
+            host: String::new(),
         });
     }
 

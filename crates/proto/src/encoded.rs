@@ -126,6 +126,8 @@ struct HeaderFields {
     #[serde(rename = "timeout_ms")]
     _timeout_ms: IgnoredAny,
     cpus: u32,
+    #[serde(default, rename = "replica_hosts")]
+    _replica_hosts: IgnoredAny,
 }
 
 impl<'de> Deserialize<'de> for EncodedTask {

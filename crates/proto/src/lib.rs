@@ -30,7 +30,7 @@ pub use message::{
 
 /// The protocol version spoken by this build. Peers exchange it in
 /// [`Message::Hello`]; the scheduler rejects a peer whose version differs.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The default TCP port of the scheduler's control plane (as dask's 8786).
 pub const DEFAULT_SCHEDULER_PORT: u16 = 8786;

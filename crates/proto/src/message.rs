@@ -40,6 +40,10 @@ pub enum Message {
         functions: Vec<String>,
         /// What the worker's cache already holds (workers only).
         inventory: Vec<CacheEntry>,
+        /// The machine's host name (workers; empty for clients): placement
+        /// matches it against [`TaskSpec::replica_hosts`].
+        #[serde(default)]
+        host: String,
     },
     /// Scheduler → peer: the handshake succeeded.
     Welcome {
@@ -302,6 +306,12 @@ pub struct TaskSpec {
     pub timeout_ms: Option<u64>,
     /// Worker slots one attempt occupies.
     pub cpus: u32,
+    /// Hosts holding the task's input data, most bytes first (for HDFS,
+    /// the DataNodes with replicas of its blocks). While no worker caches
+    /// the inputs, placement prefers a worker on one of these hosts. Empty:
+    /// no preference.
+    #[serde(default)]
+    pub replica_hosts: Vec<String>,
 }
 
 impl TaskSpec {
@@ -320,6 +330,7 @@ impl TaskSpec {
             retries: 0,
             timeout_ms: None,
             cpus: 1,
+            replica_hosts: Vec::new(),
         }
     }
 }

@@ -72,6 +72,7 @@ fn task() -> TaskSpec {
         retries: 2,
         timeout_ms: Some(30_000),
         cpus: 2,
+        replica_hosts: vec!["dn-1.example.com".into()],
     }
 }
 
@@ -141,6 +142,7 @@ fn seeds() -> Vec<Message> {
             slots: 4,
             functions: vec!["inc".into(), "quarry.command".into()],
             inventory: vec![entry.clone()],
+            host: "host-0.example.com".into(),
         },
         Message::Welcome {
             version: PROTOCOL_VERSION,

@@ -303,6 +303,7 @@ impl Shell {
             slots,
             functions,
             inventory,
+            host,
         } = hello
         else {
             return;
@@ -338,6 +339,7 @@ impl Shell {
                     slots: slots.max(1),
                     functions,
                     inventory,
+                    host,
                 });
             }
             Role::Client => {

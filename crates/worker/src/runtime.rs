@@ -25,6 +25,9 @@ pub struct WorkerOptions {
     /// The name the scheduler and dashboards show; it also seeds
     /// rendezvous placement, so keep it stable across restarts.
     pub name: String,
+    /// The machine's host name, sent to the scheduler so that tasks whose
+    /// data lies on this host (HDFS replicas) are placed here first.
+    pub host: String,
     /// Task slots (concurrent attempts).
     pub nthreads: u32,
     /// Shard cache directory.
@@ -38,14 +41,16 @@ pub struct WorkerOptions {
 }
 
 impl WorkerOptions {
-    /// Options for a worker of `scheduler` with defaults: one slot per CPU,
-    /// cache and scratch under the system temp directory, 10 GiB cache.
+    /// Options for a worker of `scheduler` with defaults: this machine's
+    /// host name, one slot per CPU, cache and scratch under the system temp
+    /// directory, 10 GiB cache.
     pub fn new(scheduler: impl Into<String>, name: impl Into<String>) -> WorkerOptions {
         let name = name.into();
         let base = std::env::temp_dir().join("quarry").join(sanitize(&name));
         WorkerOptions {
             connect: ConnectOptions::insecure(scheduler),
             name,
+            host: machine_host_name().unwrap_or_default(),
             nthreads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             cache_dir: base.join("cache"),
             cache_size: 10 << 30,
@@ -53,6 +58,14 @@ impl WorkerOptions {
             scratch_dir: base.join("scratch"),
         }
     }
+}
+
+/// The kernel's host name, if it has one.
+pub fn machine_host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
 }
 
 fn sanitize(name: &str) -> String {
@@ -212,6 +225,7 @@ impl Worker {
                 .chain([crate::command::COMMAND_FUNCTION.to_owned()])
                 .collect(),
             inventory: self.inputs.inventory(),
+            host: self.options.host.clone(),
         });
     }
 

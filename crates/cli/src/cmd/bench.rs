@@ -125,13 +125,15 @@ pub(super) struct BenchCluster {
 
 impl BenchCluster {
     /// Starts the scheduler and `workers` worker processes named
-    /// `LABEL-N` (each also given `worker_args`), connects a client and
-    /// waits until every worker registered.
+    /// `LABEL-N` (each also given `worker_args`, and the host names of
+    /// `hosts` in turn, if any), connects a client and waits until every
+    /// worker registered.
     pub(super) async fn start(
         label: &str,
         workers: u32,
         nthreads: u32,
         worker_args: &[String],
+        hosts: &[String],
     ) -> Result<(BenchCluster, Client)> {
         let address = format!("tcp://127.0.0.1:{}", free_port()?);
         let scratch = std::env::temp_dir().join(format!("quarry-{label}-{}", std::process::id()));
@@ -154,6 +156,9 @@ impl BenchCluster {
                 scratch.join(format!("w{i}")).display().to_string(),
             ];
             args.extend_from_slice(worker_args);
+            if !hosts.is_empty() {
+                args.push(format!("--host={}", hosts[i as usize % hosts.len()]));
+            }
             processes.0.push(quarry(&args)?);
         }
         let cluster = BenchCluster {
@@ -180,7 +185,7 @@ impl Drop for BenchCluster {
 
 async fn noop(args: NoopArgs) -> Result<ExitCode> {
     let workers = if args.queue_only { 0 } else { args.workers };
-    let (cluster, client) = BenchCluster::start("bench", workers, args.nthreads, &[]).await?;
+    let (cluster, client) = BenchCluster::start("bench", workers, args.nthreads, &[], &[]).await?;
     let scheduler_pid = cluster.scheduler_pid;
 
     let report = if args.queue_only {

@@ -76,7 +76,7 @@ async fn run_job(
 
 pub async fn command(args: CommandArgs) -> Result<ExitCode> {
     let (cluster, client) =
-        BenchCluster::start("bench-command", args.workers, args.nthreads, &[]).await?;
+        BenchCluster::start("bench-command", args.workers, args.nthreads, &[], &[]).await?;
 
     let template = CommandTemplate {
         argv: vec![args.program.clone()],

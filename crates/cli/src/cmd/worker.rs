@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use quarry_net::ConnectOptions;
-use quarry_worker::{run_worker, Registry, WorkerOptions};
+use quarry_worker::{machine_host_name, run_worker, Registry, WorkerOptions};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io;
@@ -38,6 +38,11 @@ pub struct Args {
     /// on this host holds].
     #[arg(long)]
     pub name: Option<String>,
+    /// This machine's host name as HDFS names its DataNodes; tasks whose
+    /// blocks have a replica here are placed here first [default: the
+    /// kernel's host name].
+    #[arg(long)]
+    pub host: Option<String>,
     /// Shard cache directory. With --nprocs, each process caches in a
     /// directory of its own below it, named after the process
     /// [default: ~/.cache/quarry/workers/NAME].
@@ -75,11 +80,7 @@ impl Settings for Args {
 const DEFAULT_CACHE_SIZE: u64 = 10 << 30;
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".to_string())
+    machine_host_name().unwrap_or_else(|| "worker".to_string())
 }
 
 /// Where workers cache by default, one directory per worker name; the
@@ -127,6 +128,9 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
         ..ConnectOptions::insecure(scheduler)
     };
     options.nthreads = nthreads;
+    if let Some(host) = settings.host.clone() {
+        options.host = host;
+    }
     options.scratch_dir = cache_dir.join("scratch");
     options.cache_dir = cache_dir.join("shards");
     options.cache_size = settings.cache_size.map_or(DEFAULT_CACHE_SIZE, |s| s.0);

@@ -171,7 +171,7 @@ pub async fn submit_job(
         context,
         max_fails: spec.max_fails,
     })?;
-    let result = submit_tasks(&job, spec, listing.as_mut(), &mut submitted).await;
+    let result = submit_tasks(&job, spec, store, listing.as_mut(), &mut submitted).await;
     let futures = match result {
         Ok(futures) => futures,
         Err(error) => {
@@ -209,6 +209,7 @@ pub async fn submit_job(
 async fn submit_tasks(
     job: &Job,
     spec: &JobSpec,
+    store: &StoreResolver,
     listing: Option<&mut (PrefixListing, Vec<DataRef>)>,
     submitted: &mut impl FnMut(u64),
 ) -> Result<Vec<TaskFuture<IgnoredAny>>> {
@@ -225,7 +226,11 @@ async fn submit_tasks(
             while !objects.is_empty() {
                 let batch = spec
                     .expand_listing(objects)?
-                    .map(|task| task_spec(job, spec, task))
+                    .map(|task| {
+                        let mut task = task_spec(job, spec, task)?;
+                        task.replica_hosts = store.replica_hosts(&task.inputs);
+                        Ok(task)
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 send(batch, &mut futures)?;
                 objects = listing.next_batch(BATCH).await?;

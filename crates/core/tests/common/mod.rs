@@ -48,6 +48,28 @@ impl Harness {
         functions: &[&str],
         cached: &[&DataRef],
     ) -> Vec<Command> {
+        self.join_full(worker, slots, functions, cached, "")
+    }
+
+    /// A worker named `w<id>` on the machine called `host`.
+    pub fn join_on_host(
+        &mut self,
+        worker: u32,
+        slots: u32,
+        functions: &[&str],
+        host: &str,
+    ) -> Vec<Command> {
+        self.join_full(worker, slots, functions, &[], host)
+    }
+
+    fn join_full(
+        &mut self,
+        worker: u32,
+        slots: u32,
+        functions: &[&str],
+        cached: &[&DataRef],
+        host: &str,
+    ) -> Vec<Command> {
         self.send(Event::WorkerJoined {
             worker: WorkerId(worker),
             name: format!("w{worker}"),
@@ -60,6 +82,7 @@ impl Harness {
                     size: d.size,
                 })
                 .collect(),
+            host: host.to_string(),
         })
     }
 
