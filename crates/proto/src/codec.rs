@@ -154,6 +154,7 @@ mod tests {
                     slots: 2,
                     functions: vec!["inc".into()],
                     inventory: vec![],
+                    resume: None,
                 },
                 Message::Run(RunTask {
                     job: JobId(1),
@@ -161,6 +162,7 @@ mod tests {
                     attempt: 1,
                 }),
                 Message::Submit {
+                    request: RequestId(1),
                     job: JobId(1),
                     tasks: vec![task],
                 },

@@ -46,6 +46,14 @@ impl EncodedTask {
             .map_err(|e| ProtoError::Malformed(format!("task spec: {e}")))
     }
 
+    /// [`TaskSpec::function`], read without decoding the rest (the other
+    /// fields are skipped, not built).
+    pub fn function(&self) -> Result<String, ProtoError> {
+        rmp_serde::from_slice::<FunctionField>(self.message_pack())
+            .map(|fields| fields.function.to_owned())
+            .map_err(|e| ProtoError::Malformed(format!("task spec: {e}")))
+    }
+
     fn field(&self, at: usize) -> [u8; 4] {
         [self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]]
     }
@@ -128,6 +136,17 @@ struct HeaderFields {
     cpus: u32,
 }
 
+/// [`TaskSpec`]'s leading fields, up to the function name, borrowed.
+#[derive(Deserialize)]
+struct FunctionField<'a> {
+    #[serde(rename = "id")]
+    _id: IgnoredAny,
+    #[serde(rename = "key")]
+    _key: IgnoredAny,
+    #[serde(borrow)]
+    function: &'a str,
+}
+
 impl<'de> Deserialize<'de> for EncodedTask {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let packed = serde_bytes::ByteBuf::deserialize(deserializer)?;
@@ -204,6 +223,7 @@ mod tests {
             range: Some(ByteRange { start: 2, end: 5 }),
         }];
         let encoded = EncodedTask::encode(&spec).unwrap();
+        assert_eq!(encoded.function().unwrap(), "quarry.command");
         assert_eq!(
             (
                 encoded.id(),

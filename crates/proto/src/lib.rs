@@ -20,17 +20,17 @@ mod message;
 pub use codec::{decode, encode, encode_message, FrameBuilder, ProtoError};
 pub use dataref::{ByteRange, DataRef, Pin};
 pub use encoded::{EncodedTask, RunTask};
-pub use ids::{ClientId, JobId, TaskId, WorkerId};
+pub use ids::{ClientId, JobId, RequestId, TaskId, WorkerId};
 pub use limits::Limits;
 pub use message::{
-    CacheEntry, Envelope, ErrorKind, JobCounts, JobInfo, JobSpec, JobState, Message, Role,
-    TaskAssignment, TaskError, TaskOutcome, TaskReport, TaskSpec, TaskStats, TaskStatus, Value,
-    WorkerInfo,
+    CacheEntry, ClientSession, Envelope, ErrorKind, JobCounts, JobInfo, JobSpec, JobState, Message,
+    Role, TaskAssignment, TaskError, TaskOutcome, TaskReport, TaskSpec, TaskStats, TaskStatus,
+    Value, WorkerInfo,
 };
 
 /// The protocol version spoken by this build. Peers exchange it in
 /// [`Message::Hello`]; the scheduler rejects a peer whose version differs.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The default TCP port of the scheduler's control plane (as dask's 8786).
 pub const DEFAULT_SCHEDULER_PORT: u16 = 8786;
