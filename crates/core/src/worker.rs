@@ -6,8 +6,9 @@ use crate::{CoreConfig, Millis};
 use quarry_proto::WorkerId;
 use std::collections::{BTreeSet, HashSet};
 
-/// A registered worker. Records are never reused, so a task can always name
-/// the worker of its last attempt.
+/// A registered worker. A record outlives its worker's connection for as
+/// long as tasks name it as the worker of their last attempt (`refs`);
+/// then its slot is reused.
 #[derive(Debug)]
 pub(crate) struct Worker {
     /// The id the shell knows it by.
@@ -36,6 +37,8 @@ pub(crate) struct Worker {
     pub local_queued: u32,
     /// Object keys its cache holds.
     pub cached: HashSet<String>,
+    /// Tasks whose current or last attempt was on it.
+    pub refs: u32,
 }
 
 impl Worker {
@@ -54,6 +57,16 @@ impl Worker {
             local: PriorityQueue::default(),
             local_queued: 0,
             cached: HashSet::new(),
+            refs: 0,
+        }
+    }
+
+    /// A record standing for a worker known only by name: the worker of
+    /// tasks restored from a journal, which is not connected.
+    pub fn ghost(name: String) -> Self {
+        Worker {
+            live: false,
+            ..Worker::new(WorkerId(0), name, 1, Vec::new(), 0)
         }
     }
 }
