@@ -65,6 +65,8 @@ pub struct Core {
     dropped_since_update: Vec<JobId>,
     /// Finished jobs dropped after their retention, ever.
     dropped_jobs: u64,
+    /// Their tasks.
+    dropped_tasks: u64,
     /// Changes [`Core::replay`] could not apply.
     replay_skipped: usize,
     locality: LocalityIndex,
@@ -110,6 +112,7 @@ impl Core {
             finished_since_update: Vec::new(),
             dropped_since_update: Vec::new(),
             dropped_jobs: 0,
+            dropped_tasks: 0,
             replay_skipped: 0,
             locality: LocalityIndex::default(),
             open_workers: BTreeSet::new(),
@@ -298,6 +301,13 @@ impl Core {
     /// Finished jobs dropped after their retention so far.
     pub fn dropped_jobs(&self) -> u64 {
         self.dropped_jobs
+    }
+
+    /// Tasks of the jobs dropped so far by this core (replayed drops
+    /// included): against [`Core::task_count`], how much of a journal is
+    /// dead weight.
+    pub fn dropped_tasks(&self) -> u64 {
+        self.dropped_tasks
     }
 
     /// Emits a durable change, when changes are recorded.

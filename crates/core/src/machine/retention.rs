@@ -87,6 +87,7 @@ impl Core {
         self.running_jobs.remove(&j);
         self.watched_jobs.remove(&j);
         self.dropped_jobs += 1;
+        self.dropped_tasks += job.tasks.len() as u64;
         self.dropped_since_update.push(id);
     }
 
