@@ -239,6 +239,12 @@ impl Core {
         Some(self.jobs[j as usize].info(now))
     }
 
+    /// A kept job's spec, as opened.
+    pub fn job_spec(&self, job: JobId) -> Option<&Arc<JobSpec>> {
+        let &j = self.job_index.get(&job)?;
+        Some(&self.jobs[j as usize].spec)
+    }
+
     /// One page of a job's task rows in task-id order, starting after
     /// `after`; the flag says whether more rows follow. `None` if the job is
     /// unknown.
