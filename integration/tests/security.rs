@@ -379,6 +379,7 @@ fn raw_hello(socket: &zmq::Socket) -> Message {
                 slots: 0,
                 functions: Vec::new(),
                 inventory: Vec::new(),
+                resume: None,
             }],
         },
         &Limits::default(),

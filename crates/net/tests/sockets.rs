@@ -16,6 +16,7 @@ fn hello(name: &str) -> Vec<u8> {
         slots: 0,
         functions: vec![],
         inventory: vec![],
+        resume: None,
     })
     .unwrap()
 }
