@@ -57,6 +57,9 @@ enum Command {
     Cancel(cmd::jobs::CancelArgs),
     /// Show one row per task of a job: state, result, outputs, metrics.
     Results(cmd::results::Args),
+    /// Look after a scheduler's journal (see docs/operations.md).
+    #[command(subcommand)]
+    Journal(cmd::journal::Journal),
     /// Measure quarry (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(cmd::bench::Bench),
@@ -115,6 +118,7 @@ fn main() -> std::process::ExitCode {
             Command::Status(args) => cmd::jobs::status(args).await,
             Command::Cancel(args) => cmd::jobs::cancel(args).await,
             Command::Results(args) => cmd::results::run(args).await,
+            Command::Journal(command) => cmd::journal::run(command),
             Command::Bench(bench) => cmd::bench::run(bench).await,
         }
     });

@@ -55,7 +55,7 @@ async fn run_job(
         })
         .collect();
     let futures = job.submit::<()>(specs)?;
-    job.seal()?;
+    job.seal()?.await?;
     let mut failed = 0;
     let mut first_error = None;
     for future in futures {

@@ -277,7 +277,7 @@ async fn broadcast_pass(client: &Client, blob: DataRef, args: &PrefixArgs) -> Re
         .map(|_| job.new_task("noop", vec![0xc0]))
         .collect();
     let futures = job.submit::<()>(specs)?;
-    job.seal()?;
+    job.seal()?.await?;
     client.gather(futures).await?;
     let seconds = started.elapsed().as_secs_f64();
     let info = client.job_info(job.id()).await?;

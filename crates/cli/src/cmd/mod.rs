@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_command;
 pub mod bench_prefix;
 pub mod jobs;
+pub mod journal;
 pub mod keygen;
 pub mod results;
 pub mod run;

@@ -2,7 +2,7 @@
 
 use crate::keys;
 use anyhow::{bail, Context, Result};
-use quarry_client::{Client, ClientOptions};
+use quarry_client::{Client, ClientOptions, JobList};
 use quarry_proto::{JobId, JobInfo, TaskId, DEFAULT_SCHEDULER_PORT};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +23,10 @@ pub struct SchedulerArgs {
     /// How long to wait for the scheduler to answer.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+    /// How long a lost scheduler is waited for (it may be restarting)
+    /// before everything waiting for it fails.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub reconnect_timeout: Duration,
 }
 
 fn default_scheduler() -> String {
@@ -34,6 +38,7 @@ impl SchedulerArgs {
     pub async fn connect(&self) -> Result<Client> {
         let mut options = ClientOptions::new(self.scheduler.clone());
         options.handshake_timeout = self.connect_timeout;
+        options.reconnect_timeout = self.reconnect_timeout;
         if let Some(curve) =
             keys::client_keys(self.server_key.as_deref(), self.key_file.as_deref())?
         {
@@ -55,7 +60,7 @@ pub fn is_default_job(id: JobId) -> bool {
 /// The job a user names: its id (`j1099511627777` or the bare number) or
 /// its name (the most recent job of that name).
 pub async fn find_job(client: &Client, name_or_id: &str) -> Result<JobInfo> {
-    let jobs = client.jobs().await?;
+    let JobList { jobs, dropped } = client.list_jobs().await?;
     let as_id = name_or_id
         .strip_prefix('j')
         .unwrap_or(name_or_id)
@@ -78,11 +83,19 @@ pub async fn find_job(client: &Client, name_or_id: &str) -> Result<JobInfo> {
         .filter(|j| !is_default_job(j.id) || j.counts.total > 0)
         .map(|j| format!("{} ({})", j.id, j.name))
         .collect();
+    let dropped = if dropped > 0 {
+        format!(
+            " ({dropped} finished jobs were dropped after their retention; a dropped job's \
+             manifest stays under its output prefix)"
+        )
+    } else {
+        String::new()
+    };
     if known.is_empty() {
-        bail!("no job `{name_or_id}`: the scheduler has no jobs");
+        bail!("no job `{name_or_id}`: the scheduler has no jobs{dropped}");
     }
     bail!(
-        "no job `{name_or_id}` on this scheduler; it has: {}",
+        "no job `{name_or_id}` on this scheduler{dropped}; it has: {}",
         known.join(", ")
     )
 }
