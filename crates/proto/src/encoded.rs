@@ -136,7 +136,9 @@ struct HeaderFields {
     cpus: u32,
 }
 
-/// [`TaskSpec`]'s leading fields, up to the function name, borrowed.
+/// [`TaskSpec`]'s fields in its order, keeping only the function name
+/// (borrowed): every field must be named, as the spec travels as an
+/// array.
 #[derive(Deserialize)]
 struct FunctionField<'a> {
     #[serde(rename = "id")]
@@ -145,6 +147,22 @@ struct FunctionField<'a> {
     _key: IgnoredAny,
     #[serde(borrow)]
     function: &'a str,
+    #[serde(rename = "args")]
+    _args: IgnoredAny,
+    #[serde(rename = "args_ref")]
+    _args_ref: IgnoredAny,
+    #[serde(rename = "inputs")]
+    _inputs: IgnoredAny,
+    #[serde(rename = "params_json")]
+    _params_json: IgnoredAny,
+    #[serde(rename = "priority")]
+    _priority: IgnoredAny,
+    #[serde(rename = "retries")]
+    _retries: IgnoredAny,
+    #[serde(rename = "timeout_ms")]
+    _timeout_ms: IgnoredAny,
+    #[serde(rename = "cpus")]
+    _cpus: IgnoredAny,
 }
 
 impl<'de> Deserialize<'de> for EncodedTask {

@@ -248,6 +248,14 @@ impl Shell {
         }
         self.peers
             .restore_sessions(recovery.sessions.into_values(), recovery.next_client, now);
+        if restored.skipped > 0 {
+            warn!(
+                journal = %config.path.display(),
+                "{} journal changes named jobs or tasks the replay did not have, or tasks it \
+                 could not read; they were skipped",
+                restored.skipped
+            );
+        }
         info!(
             journal = %config.path.display(),
             records = recovery.read.records,

@@ -60,12 +60,13 @@ impl Core {
                 Some(&j) => {
                     let mut with_functions = Vec::with_capacity(tasks.len());
                     for task in tasks {
-                        if self.task_index.contains_key(&task.id()) {
-                            self.replay_skipped += 1;
-                            continue;
+                        match task.function() {
+                            Ok(function) if !self.task_index.contains_key(&task.id()) => {
+                                with_functions.push((task, self.function_id(&function)));
+                            }
+                            // Known already, or unreadable.
+                            _ => self.replay_skipped += 1,
                         }
-                        let function = task.function().unwrap_or_default();
-                        with_functions.push((task, self.function_id(&function)));
                     }
                     self.add_tasks(j, with_functions);
                     true
@@ -296,13 +297,14 @@ impl Core {
         let mut with_functions = Vec::with_capacity(snapshot.tasks.len());
         let mut rest = Vec::with_capacity(snapshot.tasks.len());
         for task in snapshot.tasks {
-            if self.task_index.contains_key(&task.spec.id()) {
-                self.replay_skipped += 1;
-                continue;
+            match task.spec.function() {
+                Ok(function) if !self.task_index.contains_key(&task.spec.id()) => {
+                    with_functions.push((task.spec.clone(), self.function_id(&function)));
+                    rest.push(task);
+                }
+                // Known already, or unreadable.
+                _ => self.replay_skipped += 1,
             }
-            let function = task.spec.function().unwrap_or_default();
-            with_functions.push((task.spec.clone(), self.function_id(&function)));
-            rest.push(task);
         }
         let added = self.add_tasks(j, with_functions);
         for (t, task) in added.into_iter().zip(rest) {
