@@ -380,6 +380,7 @@ fn raw_hello(socket: &zmq::Socket) -> Message {
                 functions: Vec::new(),
                 inventory: Vec::new(),
                 host: String::new(),
+                resume: None,
             }],
         },
         &Limits::default(),

@@ -67,6 +67,9 @@ enum Command {
     /// Run workers on a Slurm cluster (`quarry slurm script`).
     #[command(subcommand)]
     Slurm(cmd::slurm::Slurm),
+    /// Look after a scheduler's journal (see docs/operations.md).
+    #[command(subcommand)]
+    Journal(cmd::journal::Journal),
     /// Measure quarry (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(cmd::bench::Bench),
@@ -126,6 +129,7 @@ fn main() -> std::process::ExitCode {
             Command::Cancel(args) => cmd::jobs::cancel(args).await,
             Command::Results(args) => cmd::results::run(args).await,
             Command::Slurm(slurm) => cmd::slurm::run(slurm),
+            Command::Journal(command) => cmd::journal::run(command),
             Command::Bench(bench) => cmd::bench::run(bench).await,
         }
     });

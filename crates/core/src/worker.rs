@@ -33,8 +33,9 @@ pub(crate) fn host_key(name: &str) -> String {
     name.split('.').next().unwrap_or(name).to_ascii_lowercase()
 }
 
-/// A registered worker. Records are never reused, so a task can always name
-/// the worker of its last attempt.
+/// A registered worker. A record outlives its worker's connection for as
+/// long as tasks name it as the worker of their last attempt (`refs`);
+/// then its slot is reused.
 #[derive(Debug)]
 pub(crate) struct Worker {
     /// The id the shell knows it by.
@@ -65,6 +66,8 @@ pub(crate) struct Worker {
     pub cached: HashSet<String>,
     /// Its machine's host name, lowercase; empty if unknown.
     pub host: String,
+    /// Tasks whose current or last attempt was on it.
+    pub refs: u32,
 }
 
 impl Worker {
@@ -84,6 +87,16 @@ impl Worker {
             local_queued: 0,
             cached: HashSet::new(),
             host: String::new(),
+            refs: 0,
+        }
+    }
+
+    /// A record standing for a worker known only by name: the worker of
+    /// tasks restored from a journal, which is not connected.
+    pub fn ghost(name: String) -> Self {
+        Worker {
+            live: false,
+            ..Worker::new(WorkerId(0), name, 1, Vec::new(), 0)
         }
     }
 }

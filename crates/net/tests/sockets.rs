@@ -17,6 +17,7 @@ fn hello(name: &str) -> Vec<u8> {
         functions: vec![],
         inventory: vec![],
         host: String::new(),
+        resume: None,
     })
     .unwrap()
 }

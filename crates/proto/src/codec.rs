@@ -156,6 +156,7 @@ mod tests {
                     functions: vec!["inc".into()],
                     inventory: vec![],
                     host: String::new(),
+                    resume: None,
                 },
                 Message::Run(RunTask {
                     job: JobId(1),
@@ -163,6 +164,7 @@ mod tests {
                     attempt: 1,
                 }),
                 Message::Submit {
+                    request: RequestId(1),
                     job: JobId(1),
                     tasks: vec![task],
                 },

@@ -20,12 +20,12 @@ mod message;
 pub use codec::{decode, encode, encode_message, FrameBuilder, ProtoError};
 pub use dataref::{ByteRange, DataRef, Pin};
 pub use encoded::{EncodedTask, RunTask};
-pub use ids::{ClientId, JobId, TaskId, WorkerId};
+pub use ids::{ClientId, JobId, RequestId, TaskId, WorkerId};
 pub use limits::Limits;
 pub use message::{
-    CacheEntry, Envelope, ErrorKind, JobCounts, JobInfo, JobSpec, JobState, Message, Role,
-    TaskAssignment, TaskError, TaskOutcome, TaskReport, TaskSpec, TaskStats, TaskStatus, Value,
-    WorkerInfo,
+    CacheEntry, ClientSession, Envelope, ErrorKind, JobCounts, JobInfo, JobSpec, JobState, Message,
+    Role, TaskAssignment, TaskError, TaskOutcome, TaskReport, TaskSpec, TaskStats, TaskStatus,
+    Value, WorkerInfo,
 };
 
 /// The protocol version spoken by this build. Peers exchange it in

@@ -333,7 +333,7 @@ async fn broadcast_pass(client: &Client, blob: DataRef, args: &PrefixArgs) -> Re
         .map(|_| job.new_task("noop", vec![0xc0]))
         .collect();
     let futures = job.submit::<()>(specs)?;
-    job.seal()?;
+    job.seal()?.await?;
     client.gather(futures).await?;
     let seconds = started.elapsed().as_secs_f64();
     let info = client.job_info(job.id()).await?;
@@ -415,6 +415,7 @@ pub async fn prefix(args: PrefixArgs) -> Result<ExitCode> {
         "bench-prefix",
         args.workers,
         args.nthreads,
+        &[],
         &worker_args,
         &args.worker_hosts,
     )

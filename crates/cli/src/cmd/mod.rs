@@ -3,7 +3,9 @@
 pub mod bench;
 pub mod bench_command;
 pub mod bench_prefix;
+pub mod bench_restart;
 pub mod jobs;
+pub mod journal;
 pub mod keygen;
 pub mod results;
 pub mod run;

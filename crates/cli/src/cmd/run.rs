@@ -103,7 +103,7 @@ async fn run_job(
             // terminal's Ctrl-C does not reach: cancelling the job is what
             // stops them.
             eprintln!("interrupted: cancelling job {} and stopping its tasks", submitted.id);
-            client.cancel_job(submitted.id)?;
+            client.cancel_job(submitted.id)?.await?;
             match tokio::time::timeout(CANCEL_GRACE, &mut following).await {
                 Ok(info) => info?,
                 Err(_) => bail!("job {} did not stop within {CANCEL_GRACE:?}", submitted.id),

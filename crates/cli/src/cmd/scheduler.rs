@@ -2,13 +2,17 @@
 
 use crate::config::{self, ByteSize, Settings, Span};
 use anyhow::{bail, Context, Result};
+use quarry_core::Retention;
 use quarry_net::CurveServerKeys;
 use quarry_proto::{DEFAULT_DASHBOARD_PORT, DEFAULT_SCHEDULER_PORT};
-use quarry_scheduler::SchedulerConfig;
-use serde::{Deserialize, Serialize};
+use quarry_scheduler::{JournalConfig, SchedulerConfig};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -51,6 +55,22 @@ pub struct Args {
     /// Most connections from one peer address (or CURVE key) [default: 64].
     #[arg(long)]
     max_connections_per_peer: Option<usize>,
+    /// Journal file: every job, result and client session is recorded
+    /// there, and a scheduler restarted with the same file gets them back
+    /// (tasks that were running run again). Without it, a restart starts
+    /// empty. See docs/operations.md.
+    #[arg(long)]
+    journal: Option<PathBuf>,
+    /// Longest time between writing a journal record and syncing it to
+    /// disk (submissions and seals are synced at once) [default: 1s].
+    #[arg(long)]
+    journal_flush: Option<Span>,
+    /// How long, and how many, finished jobs are kept before they are
+    /// dropped from memory, /metrics and the journal (their manifests stay
+    /// in the store): a duration, a count, or both (`24h,100`); a limit not
+    /// given is no limit [default: 24h,100].
+    #[arg(long)]
+    job_retention: Option<JobRetention>,
     /// TOML config file (see configs/scheduler.toml)
     /// [default: ~/.config/quarry/scheduler.toml, if it exists].
     #[arg(long, env = "QUARRY_SCHEDULER_CONFIG")]
@@ -63,6 +83,94 @@ impl Settings for Args {
 
     fn config_file(&self) -> Option<&Path> {
         self.config.as_deref()
+    }
+}
+
+/// Parses a retention: a duration (`24h`), a count of finished jobs
+/// (`100`), or both separated by a comma; what is not given is unlimited.
+pub fn parse_retention(text: &str) -> Result<Retention, String> {
+    let mut retention = Retention {
+        max_age_ms: None,
+        max_jobs: None,
+    };
+    for part in text.split(',').map(str::trim) {
+        if part.is_empty() {
+            continue;
+        }
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            if retention.max_jobs.is_some() {
+                return Err(format!("`{text}` gives two counts"));
+            }
+            retention.max_jobs = Some(part.parse().map_err(|e| format!("`{part}`: {e}"))?);
+        } else {
+            if retention.max_age_ms.is_some() {
+                return Err(format!("`{text}` gives two durations"));
+            }
+            let age = humantime::parse_duration(part).map_err(|e| {
+                format!("`{part}` is neither a count of jobs nor a duration (such as 24h): {e}")
+            })?;
+            retention.max_age_ms = Some(age.as_millis() as u64);
+        }
+    }
+    if retention.max_age_ms.is_none() && retention.max_jobs.is_none() {
+        return Err(format!(
+            "`{text}` gives neither a duration nor a count (such as `24h,100`)"
+        ));
+    }
+    Ok(retention)
+}
+
+/// How long and how many finished jobs are kept, as a setting: written
+/// like `24h,100` on the command line, in `QUARRY_JOB_RETENTION` and in the
+/// config file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobRetention(pub Retention);
+
+impl FromStr for JobRetention {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<JobRetention, String> {
+        parse_retention(text).map(JobRetention)
+    }
+}
+
+impl fmt::Display for JobRetention {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let age = self
+            .0
+            .max_age_ms
+            .map(|ms| humantime::format_duration(Duration::from_millis(ms)).to_string());
+        let count = self.0.max_jobs.map(|n| n.to_string());
+        let parts: Vec<String> = age.into_iter().chain(count).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl Serialize for JobRetention {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobRetention {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<JobRetention, D::Error> {
+        struct RetentionVisitor;
+        impl Visitor<'_> for RetentionVisitor {
+            type Value = JobRetention;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration, a count of jobs, or both, such as `24h,100`")
+            }
+            fn visit_u64<E: de::Error>(self, jobs: u64) -> Result<JobRetention, E> {
+                self.visit_str(&jobs.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, jobs: i64) -> Result<JobRetention, E> {
+                self.visit_str(&jobs.to_string())
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<JobRetention, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(RetentionVisitor)
     }
 }
 
@@ -120,6 +228,16 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
         config.core.heartbeat_timeout_ms = timeout.as_millis() as u64;
         config.heartbeat_interval = (timeout / 5).max(Duration::from_millis(50));
     }
+    if let Some(path) = settings.journal {
+        let mut journal = JournalConfig::new(path);
+        if let Some(Span(flush)) = settings.journal_flush {
+            journal.flush_interval = flush;
+        }
+        config.journal = Some(journal);
+    }
+    if let Some(JobRetention(retention)) = settings.job_retention {
+        config.core.retention = retention;
+    }
     let dashboard_setting = settings.dashboard;
     let explicit_dashboard = dashboard_setting.is_some();
     config.dashboard = match dashboard_setting.as_deref() {
@@ -130,7 +248,7 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
         ),
         None => Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_DASHBOARD_PORT))),
     };
-    let handle = match quarry_scheduler::start(config.clone()).await {
+    let mut handle = match quarry_scheduler::start(config.clone()).await {
         Ok(handle) => handle,
         // The default dashboard port may be taken (another scheduler on this
         // host): the control plane matters more, so carry on without it.
@@ -149,8 +267,13 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
     }
     tokio::select! {
         _ = handle_signals() => info!("stopping the scheduler"),
+        stopped = handle.stopped() => {
+            // It stops by itself only when its journal fails.
+            stopped?;
+            return Ok(ExitCode::FAILURE);
+        }
     }
-    handle.shutdown().await;
+    handle.shutdown().await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -187,6 +310,50 @@ mod tests {
             Some(Span(Duration::from_secs(15)))
         );
         assert_eq!(settings.dashboard.as_deref(), Some("127.0.0.1:8787"));
+        assert_eq!(
+            settings.journal.as_deref(),
+            Some(Path::new("/var/lib/quarry/journal"))
+        );
+        assert!(settings.job_retention.is_some());
+        assert!(settings.journal_flush.is_some());
+    }
+
+    #[test]
+    fn retentions_are_a_duration_a_count_or_both() {
+        let day = Some(24 * 3600 * 1000);
+        assert_eq!(
+            parse_retention("24h,100"),
+            Ok(Retention {
+                max_age_ms: day,
+                max_jobs: Some(100)
+            })
+        );
+        assert_eq!(
+            parse_retention("100"),
+            Ok(Retention {
+                max_age_ms: None,
+                max_jobs: Some(100)
+            })
+        );
+        assert_eq!(
+            parse_retention("1day"),
+            Ok(Retention {
+                max_age_ms: day,
+                max_jobs: None
+            })
+        );
+        assert!(parse_retention("1h,2h")
+            .unwrap_err()
+            .contains("two durations"));
+        assert!(parse_retention("soon")
+            .unwrap_err()
+            .contains("neither a count"));
+        assert!(parse_retention("").is_err());
+        let written = JobRetention(parse_retention("24h,100").unwrap()).to_string();
+        assert_eq!(
+            written.parse::<JobRetention>().unwrap().0,
+            parse_retention("24h,100").unwrap()
+        );
     }
 
     #[test]

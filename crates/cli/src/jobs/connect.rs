@@ -3,7 +3,7 @@
 use crate::config::{self, Settings, Span};
 use crate::keys;
 use anyhow::{bail, Context, Result};
-use quarry_client::{Client, ClientOptions};
+use quarry_client::{Client, ClientOptions, JobList};
 use quarry_proto::{JobId, JobInfo, TaskId, DEFAULT_SCHEDULER_PORT};
 use quarry_store::{StoreConfig, StoreResolver};
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,10 @@ pub struct SchedulerArgs {
     /// How long to wait for the scheduler to answer [default: 10s].
     #[arg(long)]
     pub connect_timeout: Option<Span>,
+    /// How long a lost scheduler is waited for (it may be restarting)
+    /// before everything waiting for it fails [default: 60s].
+    #[arg(long)]
+    pub reconnect_timeout: Option<Span>,
     /// Object store access for listing inputs at submit time: the `[store]`
     /// table of the config file only; the `AWS_*` variables win over it.
     #[arg(skip)]
@@ -53,6 +57,8 @@ impl Settings for SchedulerArgs {
 
 /// How long a client command waits for the scheduler unless told otherwise.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client command waits for a lost scheduler to come back.
+const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A client command's settings with every source and default applied.
 #[derive(Debug)]
@@ -62,6 +68,7 @@ pub struct ClientSettings {
     server_key: Option<String>,
     key_file: Option<PathBuf>,
     connect_timeout: Duration,
+    reconnect_timeout: Duration,
     store: StoreConfig,
 }
 
@@ -78,6 +85,9 @@ impl SchedulerArgs {
             connect_timeout: settings
                 .connect_timeout
                 .map_or(DEFAULT_CONNECT_TIMEOUT, |span| span.0),
+            reconnect_timeout: settings
+                .reconnect_timeout
+                .map_or(DEFAULT_RECONNECT_TIMEOUT, |span| span.0),
             store: settings.store,
         })
     }
@@ -88,6 +98,8 @@ impl ClientSettings {
     pub async fn connect(&self) -> Result<Client> {
         let mut options = ClientOptions::new(self.address.clone());
         options.handshake_timeout = self.connect_timeout;
+        options.reconnect_timeout = self.reconnect_timeout;
+        options.reconnect_timeout = self.reconnect_timeout;
         if let Some(curve) =
             keys::client_keys(self.server_key.as_deref(), self.key_file.as_deref())?
         {
@@ -115,7 +127,7 @@ pub fn is_default_job(id: JobId) -> bool {
 /// The job a user names: its id (`j1099511627777` or the bare number) or
 /// its name (the most recent job of that name).
 pub async fn find_job(client: &Client, name_or_id: &str) -> Result<JobInfo> {
-    let jobs = client.jobs().await?;
+    let JobList { jobs, dropped } = client.list_jobs().await?;
     let as_id = name_or_id
         .strip_prefix('j')
         .unwrap_or(name_or_id)
@@ -138,11 +150,19 @@ pub async fn find_job(client: &Client, name_or_id: &str) -> Result<JobInfo> {
         .filter(|j| !is_default_job(j.id) || j.counts.total > 0)
         .map(|j| format!("{} ({})", j.id, j.name))
         .collect();
+    let dropped = if dropped > 0 {
+        format!(
+            " ({dropped} finished jobs were dropped after their retention; a dropped job's \
+             manifest stays under its output prefix)"
+        )
+    } else {
+        String::new()
+    };
     if known.is_empty() {
-        bail!("no job `{name_or_id}`: the scheduler has no jobs");
+        bail!("no job `{name_or_id}`: the scheduler has no jobs{dropped}");
     }
     bail!(
-        "no job `{name_or_id}` on this scheduler; it has: {}",
+        "no job `{name_or_id}` on this scheduler{dropped}; it has: {}",
         known.join(", ")
     )
 }

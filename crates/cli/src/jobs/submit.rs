@@ -176,14 +176,16 @@ pub async fn submit_job(
         Ok(futures) => futures,
         Err(error) => {
             // Half a job is no job: stop what was submitted.
-            let _ = client.cancel_job(job.id());
+            if let Ok(answer) = client.cancel_job(job.id()) {
+                let _ = answer.await;
+            }
             return Err(error);
         }
     };
-    job.seal()?;
+    job.seal()?.await?;
     let tasks = futures.len() as u64;
-    // The scheduler answers in order, so this also confirms that every
-    // submission before it was processed.
+    // The seal was carried out after every submission before it, so the
+    // count is final: a refused submission shows as missing tasks.
     let accepted = client
         .jobs()
         .await?
@@ -192,8 +194,7 @@ pub async fn submit_job(
         .map_or(0, |j| j.counts.total);
     if accepted != tasks {
         bail!(
-            "the scheduler accepted {accepted} of the {tasks} tasks of job {} (see its \
-             messages above)",
+            "the scheduler accepted {accepted} of the {tasks} tasks of job {}",
             job.id()
         );
     }

@@ -3,6 +3,7 @@
 //! ("Placement").
 
 use super::Core;
+use crate::change::Change;
 use crate::locality::{fnv1a, rendezvous_draw, rendezvous_score};
 use crate::queue::{PriorityQueue, QueueEntry};
 use crate::task::{TaskState, TaskTable, NO_WORKER};
@@ -445,11 +446,18 @@ impl Core {
     fn assign(&mut self, w: u32, t: u32, now: Millis, out: &mut Vec<Command>) {
         let is_local = self.attempt_is_local(w, t);
         self.set_state(t, TaskState::Assigned);
+        self.set_worker(t, w);
         let task = &mut self.tasks[t as usize];
         let worker = &mut self.workers[w as usize];
         task.attempt += 1;
-        task.worker = w;
         task.timer = now;
+        if self.config.record_changes {
+            out.push(Command::Record(Change::Assigned {
+                task: task.spec.id(),
+                attempt: task.attempt,
+                local: is_local,
+            }));
+        }
         worker.load += task.occupancy(worker.slots);
         worker.tasks.insert(t);
         let job = &mut self.jobs[task.job as usize];

@@ -4,8 +4,8 @@
 
 use quarry_core::{Command, Core, CoreConfig, Event, Millis};
 use quarry_proto::{
-    CacheEntry, ClientId, DataRef, ErrorKind, JobId, JobSpec, Pin, TaskError, TaskId, TaskOutcome,
-    TaskReport, TaskSpec, TaskStats, Value, WorkerId,
+    CacheEntry, ClientId, DataRef, ErrorKind, JobId, JobSpec, Pin, RequestId, TaskError, TaskId,
+    TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, WorkerId,
 };
 use std::sync::Arc;
 
@@ -93,6 +93,7 @@ impl Harness {
     pub fn open_spec(&mut self, client: u32, spec: JobSpec) -> Vec<Command> {
         self.send(Event::JobOpened {
             client: ClientId(client),
+            request: RequestId(0),
             spec: Arc::new(spec),
         })
     }
@@ -100,6 +101,7 @@ impl Harness {
     pub fn submit(&mut self, client: u32, job: u64, tasks: Vec<TaskSpec>) -> Vec<Command> {
         self.send(Event::TasksSubmitted {
             client: ClientId(client),
+            request: RequestId(0),
             job: job_id(client, job),
             tasks,
         })
@@ -107,6 +109,8 @@ impl Harness {
 
     pub fn seal(&mut self, client: u32, job: u64) -> Vec<Command> {
         self.send(Event::JobSealed {
+            client: ClientId(client),
+            request: RequestId(0),
             job: job_id(client, job),
         })
     }
@@ -204,6 +208,25 @@ pub fn runs(commands: &[Command]) -> Vec<(u32, TaskId, u32)> {
             Command::Run { worker, run } => Some((worker.0, run.task.id(), run.attempt)),
             _ => None,
         })
+        .collect()
+}
+
+/// The refusal texts among `commands` (answers to requests).
+pub fn refusals(commands: &[Command]) -> Vec<String> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Refused { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `commands` without the answers to requests (`Accepted`, `Refused`).
+pub fn without_answers(commands: Vec<Command>) -> Vec<Command> {
+    commands
+        .into_iter()
+        .filter(|c| !matches!(c, Command::Accepted { .. } | Command::Refused { .. }))
         .collect()
 }
 
