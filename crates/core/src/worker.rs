@@ -68,6 +68,11 @@ pub(crate) struct Worker {
     pub host: String,
     /// Tasks whose current or last attempt was on it.
     pub refs: u32,
+    /// Draining: it finishes what it runs and is given nothing new (it no
+    /// longer counts among its functions' workers).
+    pub draining: bool,
+    /// It left after draining: what it still held was never started.
+    pub drained: bool,
 }
 
 impl Worker {
@@ -88,6 +93,8 @@ impl Worker {
             cached: HashSet::new(),
             host: String::new(),
             refs: 0,
+            draining: false,
+            drained: false,
         }
     }
 

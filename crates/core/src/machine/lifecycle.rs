@@ -299,11 +299,39 @@ impl Core {
         self.watched_jobs.remove(&j);
     }
 
+    /// Starts draining worker `w`: it leaves its functions' worker lists, so
+    /// that nothing new is placed on it, and the tasks queued for it are
+    /// placed again. What it holds stays with it until it reports or
+    /// leaves.
+    pub(super) fn drain_worker(&mut self, w: u32, now: Millis) {
+        let worker = &mut self.workers[w as usize];
+        if worker.draining {
+            return;
+        }
+        worker.draining = true;
+        let tasks = &self.tasks;
+        let waiting_for_it = worker.local.drain_live(|e| {
+            let task = &tasks[e.task as usize];
+            task.state == TaskState::Queued && task.ticket == e.ticket
+        });
+        self.open_workers.remove(&w);
+        for &f in &worker.functions {
+            self.functions[f as usize].remove_worker(w, worker.slots);
+        }
+        debug!(worker = %worker.id, name = %worker.name, "worker draining");
+        for entry in waiting_for_it.iter().rev() {
+            self.place(entry.task, true, now);
+        }
+        self.dispatch_pending = true;
+    }
+
     /// Forgets a worker (left, or silent too long): its tasks go back to the
-    /// front of the queue, or fail once they lost too many workers; tasks
-    /// waiting for it are placed again.
+    /// front of the queue, or fail once they lost too many workers (unless
+    /// it drained: then it never started them); tasks waiting for it are
+    /// placed again.
     pub(super) fn lose_worker(&mut self, w: u32, now: Millis, out: &mut Vec<Command>) {
         let worker = &mut self.workers[w as usize];
+        let drained = worker.drained;
         worker.live = false;
         worker.load = 0;
         let held = std::mem::take(&mut worker.tasks);
@@ -315,8 +343,10 @@ impl Core {
         });
         self.worker_index.remove(&worker.id);
         self.open_workers.remove(&w);
-        for &f in &worker.functions {
-            self.functions[f as usize].remove_worker(w, worker.slots);
+        if !worker.draining {
+            for &f in &worker.functions {
+                self.functions[f as usize].remove_worker(w, worker.slots);
+            }
         }
         self.locality.remove_worker(w, &cached);
 
@@ -332,7 +362,9 @@ impl Core {
                 continue;
             }
             let task = &mut self.tasks[t as usize];
-            task.worker_losses += 1;
+            if !drained {
+                task.worker_losses += 1;
+            }
             if task.worker_losses > max_losses {
                 let message = format!(
                     "task {} lost its worker {} times (most recently {}); max_worker_losses is {max_losses}",

@@ -262,6 +262,7 @@ impl Core {
     pub(super) fn refresh_open(&mut self, w: u32) {
         let worker = &self.workers[w as usize];
         let has_room = worker.live
+            && !worker.draining
             && worker
                 .functions
                 .iter()
