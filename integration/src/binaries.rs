@@ -4,9 +4,23 @@
 //! tests here look for the binary in cargo's target directory instead.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Environment variable naming the `quarry` binary explicitly.
 const QUARRY_BIN_ENV: &str = "QUARRY_BIN";
+
+/// A command running the `quarry` binary with none of the test machine's
+/// `QUARRY_*` settings (other than `QUARRY_BIN`), so that a test sees only
+/// the settings it gives.
+pub fn quarry_command() -> Command {
+    let mut command = Command::new(quarry_bin());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("QUARRY_") && name != QUARRY_BIN_ENV {
+            command.env_remove(&name);
+        }
+    }
+    command
+}
 
 /// The path of the built `quarry` binary.
 ///

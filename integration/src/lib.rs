@@ -40,7 +40,7 @@ mod shards;
 mod slurm;
 mod tools;
 
-pub use binaries::quarry_bin;
+pub use binaries::{quarry_bin, quarry_command};
 pub use captured::{worker_args, CapturedProcess};
 pub use error::{HarnessError, Result};
 pub use fault_proxy::{Fault, FaultProxy, ProxyStats};
@@ -48,6 +48,7 @@ pub use hdfs::{HdfsBlock, HdfsFile, MiniDfs, MiniDfsOptions};
 pub use minio::{minio_binary_path, tools_dir, MinioServer, MINIO_BIN_ENV, TOOLS_DIR_ENV};
 /// The signal type [`ChildGuard::signal_group`] takes, so tests need not depend on nix.
 pub use nix::sys::signal::Signal;
+pub use process::free_loopback_endpoint;
 pub use process::{process_is_gone, ChildGuard};
 pub use s3::SeededShard;
 pub use shards::{shard_key, text_shard, SHARD_VOCABULARY};

@@ -175,3 +175,14 @@ pub fn process_is_gone(pid: u32) -> bool {
         }
     }
 }
+
+/// A ZeroMQ endpoint on a loopback port that was free a moment ago, for a
+/// scheduler that must listen on the same address after a restart (others
+/// can listen on `tcp://127.0.0.1:0` and read the endpoint they print).
+pub fn free_loopback_endpoint() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port();
+    format!("tcp://127.0.0.1:{port}")
+}

@@ -13,10 +13,9 @@
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use quarry_integration::{quarry_bin, CapturedProcess};
+use quarry_integration::{quarry_command, CapturedProcess};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Bounds waits for things that take a few seconds when they work (not a
@@ -25,14 +24,25 @@ const PATIENCE: Duration = Duration::from_secs(90);
 const TASKS: usize = 24;
 
 fn quarry(name: &str, args: &[&str]) -> CapturedProcess {
-    let mut command = Command::new(quarry_bin());
+    let mut command = quarry_command();
     command.args(args).env("RUST_LOG", "info");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("QUARRY_") && key != "QUARRY_BIN" {
-            command.env_remove(&key);
-        }
-    }
     CapturedProcess::spawn(name, command, PATIENCE).expect("cannot start quarry")
+}
+
+/// A scheduler on a free loopback port, given `extra` flags too; returns
+/// it and its endpoint.
+fn scheduler(extra: &[&str]) -> (CapturedProcess, String) {
+    let mut args = vec![
+        "scheduler",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--dashboard",
+        "none",
+    ];
+    args.extend_from_slice(extra);
+    let scheduler = quarry("scheduler", &args);
+    let endpoint = scheduler.wait_for_scheduler_endpoint();
+    (scheduler, endpoint)
 }
 
 /// How many times each line appears in a file (missing: none).
@@ -75,19 +85,7 @@ fn drain_mid_job(how: Drain) {
         ),
     )
     .unwrap();
-    let scheduler = quarry(
-        "scheduler",
-        &[
-            "scheduler",
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--dashboard",
-            "none",
-            "--heartbeat-timeout",
-            "10m",
-        ],
-    );
-    let endpoint = scheduler.wait_for_scheduler_endpoint();
+    let (scheduler, endpoint) = scheduler(&["--heartbeat-timeout", "10m"]);
     let cache = |name: &str| dir.path().join(name).display().to_string();
     let mut first_args = vec![
         "worker".to_string(),
@@ -177,17 +175,7 @@ fn a_worker_drains_at_the_end_of_its_lifetime() {
 
 #[test]
 fn draining_an_unknown_worker_is_refused_by_name() {
-    let scheduler = quarry(
-        "scheduler",
-        &[
-            "scheduler",
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--dashboard",
-            "none",
-        ],
-    );
-    let endpoint = scheduler.wait_for_scheduler_endpoint();
+    let (_scheduler, endpoint) = scheduler(&[]);
     let mut drain = quarry("drain", &["drain", "nobody", "--scheduler", &endpoint]);
     let status = drain.wait_exit();
     assert!(!status.success());

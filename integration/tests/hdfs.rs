@@ -14,7 +14,6 @@
 //! NameNodes, the first standby) resolved from `HADOOP_CONF_DIR`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Once;
@@ -26,7 +25,9 @@ use quarry::parts::proto::{DataRef, Pin, TaskOutcome, Value};
 use quarry::parts::store::object_store::{MultipartUpload, ObjectStoreExt};
 use quarry::parts::store::{PutSource, StoreError, StoreResolver};
 use quarry::{Client, ClientOptions, JobOptions};
-use quarry_integration::{quarry_bin, text_shard, ChildGuard, MiniDfs, MiniDfsOptions};
+use quarry_integration::{
+    free_loopback_endpoint, quarry_bin, text_shard, ChildGuard, MiniDfs, MiniDfsOptions,
+};
 use tempfile::TempDir;
 
 mod common;
@@ -71,15 +72,6 @@ fn shards(count: usize, size: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn free_address() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("tcp://127.0.0.1:{port}")
-}
-
 /// A `quarry scheduler` and `quarry worker` processes reaching the shared
 /// HDFS, killed on drop.
 struct Cluster {
@@ -97,7 +89,7 @@ impl Cluster {
             .prefix("quarry-hdfs-")
             .tempdir()
             .unwrap();
-        let address = free_address();
+        let address = free_loopback_endpoint();
         let mut command = Command::new(quarry_bin());
         command.args(["scheduler", "--listen", &address, "--dashboard", "none"]);
         command.args(["--heartbeat-timeout", "2s"]);

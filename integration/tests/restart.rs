@@ -17,7 +17,7 @@
 use arrow::array::{Array, StringArray, UInt32Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use quarry::{Client, ClientOptions};
-use quarry_integration::{quarry_bin, worker_args, CapturedProcess};
+use quarry_integration::{free_loopback_endpoint, quarry_bin, worker_args, CapturedProcess};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
@@ -32,14 +32,6 @@ const KILL_AFTER_DONE: u64 = 2_500;
 /// Bounds every wait on a process (setup and the job itself, not a
 /// measurement).
 const LIMIT: Duration = Duration::from_secs(180);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn quarry_process(name: &str, args: &[String]) -> CapturedProcess {
     let mut command = Command::new(quarry_bin());
@@ -115,7 +107,7 @@ struct Trial {
 fn run_trial(n: usize) -> Trial {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
-    let address = format!("tcp://127.0.0.1:{}", free_port());
+    let address = free_loopback_endpoint();
     let job = write_job(dir.path());
     let first = scheduler(&address, &journal);
     let workers: Vec<CapturedProcess> = ["w1", "w2"]

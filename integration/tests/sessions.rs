@@ -9,7 +9,7 @@
 //! measurements: each operation answers in milliseconds when it works.
 
 use quarry::{Client, ClientError, ClientOptions, JobOptions};
-use quarry_integration::{quarry_bin, worker_args, CapturedProcess};
+use quarry_integration::{free_loopback_endpoint, quarry_bin, worker_args, CapturedProcess};
 use quarry_proto::{TaskId, TaskSpec};
 use std::path::Path;
 use std::process::Command;
@@ -17,15 +17,6 @@ use std::time::{Duration, Instant};
 
 /// Bounds every wait on a process's setup.
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn free_address() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("tcp://127.0.0.1:{port}")
-}
 
 fn scheduler(address: &str, journal: Option<&Path>) -> CapturedProcess {
     let mut command = Command::new(quarry_bin());
@@ -71,7 +62,7 @@ async fn failures(futures: Vec<quarry::TaskFuture<u64>>, within: Duration) -> Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submission_to_a_sealed_job_fails_each_of_its_futures_with_the_reason() {
-    let address = free_address();
+    let address = free_loopback_endpoint();
     let _scheduler = scheduler(&address, None);
     let client = client(&address, Duration::from_secs(10)).await;
     let job = client.open_job(named("sealed")).unwrap();
@@ -96,7 +87,7 @@ async fn a_submission_to_a_sealed_job_fails_each_of_its_futures_with_the_reason(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_outside_the_clients_id_range_are_refused_and_their_futures_fail() {
-    let address = free_address();
+    let address = free_loopback_endpoint();
     let _scheduler = scheduler(&address, None);
     let client = client(&address, Duration::from_secs(10)).await;
     let job = client.open_job(named("foreign-ids")).unwrap();
@@ -122,7 +113,7 @@ async fn tasks_outside_the_clients_id_range_are_refused_and_their_futures_fail()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduler_that_disappears_fails_everything_waiting_within_the_reconnect_timeout() {
-    let address = free_address();
+    let address = free_loopback_endpoint();
     let scheduler = scheduler(&address, None);
     let reconnect_timeout = Duration::from_secs(2);
     let client = client(&address, reconnect_timeout).await;
@@ -154,7 +145,7 @@ async fn a_scheduler_that_disappears_fails_everything_waiting_within_the_reconne
 async fn futures_of_a_job_that_survived_a_restart_resolve_once_the_scheduler_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
-    let address = free_address();
+    let address = free_loopback_endpoint();
     let first = scheduler(&address, Some(&journal));
     let client = client(&address, Duration::from_secs(60)).await;
     // Accepted (and so journaled) before the kill; no worker runs them yet.

@@ -42,23 +42,17 @@ async fn scheduler_memory_stays_flat_over_a_thousand_jobs() {
         .unwrap_or(1_000)
         .max(200);
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("tcp://127.0.0.1:{port}");
     let scheduler = quarry_process(
         "scheduler",
         &[
             "scheduler".into(),
             "--listen".into(),
-            address.clone(),
+            "tcp://127.0.0.1:0".into(),
             "--dashboard".into(),
             "none".into(),
         ],
     );
-    scheduler.wait_for_scheduler_endpoint();
+    let address = scheduler.wait_for_scheduler_endpoint();
     let _workers: Vec<CapturedProcess> = ["w1", "w2"]
         .iter()
         .map(|name| quarry_process(name, &worker_args(&address, name, dir.path())))

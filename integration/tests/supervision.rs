@@ -18,10 +18,10 @@
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use quarry::{Client, ClientOptions};
-use quarry_integration::{process_is_gone, quarry_bin, CapturedProcess};
+use quarry_integration::{process_is_gone, quarry_command, CapturedProcess};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A bound on waits for things that normally take a second or two (a
@@ -32,20 +32,10 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// A `quarry` process with its output captured; `env` is added to the
 /// test's environment, from which every `QUARRY_*` setting is removed.
 fn quarry(name: &str, args: &[&str], env: &[(&str, &str)]) -> CapturedProcess {
-    let mut command = Command::new(quarry_bin());
+    let mut command = quarry_command();
     command.args(args).env("RUST_LOG", "info");
-    isolate(&mut command);
     command.envs(env.iter().copied());
     CapturedProcess::spawn(name, command, PATIENCE).expect("cannot start quarry")
-}
-
-/// Keeps settings of the machine running the tests out of `command`.
-fn isolate(command: &mut Command) {
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("QUARRY_") && name != "QUARRY_BIN" {
-            command.env_remove(&name);
-        }
-    }
 }
 
 /// A scheduler on a free loopback port that drops a silent worker after
@@ -363,9 +353,8 @@ async fn nprocs_gives_each_process_its_own_cache_dir_from_the_environment() {
 
 /// Runs a client command to its end.
 fn quarry_output(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(quarry_bin());
+    let mut command = quarry_command();
     command.args(args).stdin(Stdio::null());
-    isolate(&mut command);
     command.envs(env.iter().copied());
     command.output().expect("cannot run quarry")
 }

@@ -27,7 +27,7 @@ mod writer;
 
 pub use error::JournalError;
 pub use format::{ReadSummary, FORMAT_VERSION};
-pub use lock::JournalLock;
+pub use lock::{lock_path, JournalLock};
 pub use record::Record;
 pub use recover::{compact, recover, snapshot_records, Compacted, Recovery};
 pub use writer::{JournalWriter, WriterOptions, WriterState};

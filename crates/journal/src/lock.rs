@@ -46,7 +46,9 @@ impl JournalLock {
     }
 }
 
-fn lock_path(journal: &Path) -> PathBuf {
+/// The lock file beside a journal (`PATH.lock`), which a running
+/// scheduler holds.
+pub fn lock_path(journal: &Path) -> PathBuf {
     let mut name = journal.as_os_str().to_owned();
     name.push(".lock");
     PathBuf::from(name)

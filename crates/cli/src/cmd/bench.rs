@@ -221,9 +221,7 @@ async fn noop(args: NoopArgs) -> Result<ExitCode> {
 
 /// Removes a journal file and its lock, if they are there.
 pub(super) fn remove_journal(journal: &std::path::Path) -> Result<()> {
-    let mut lock = journal.as_os_str().to_owned();
-    lock.push(".lock");
-    for path in [journal.to_path_buf(), PathBuf::from(lock)] {
+    for path in [journal.to_path_buf(), quarry_journal::lock_path(journal)] {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
