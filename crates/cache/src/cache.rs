@@ -55,6 +55,10 @@ pub struct CacheUsage {
     pub pinned_entries: usize,
     /// The configured budget.
     pub max_bytes: u64,
+    /// Entries evicted to make room since the cache was opened.
+    pub evictions: u64,
+    /// Bytes downloaded from the store into the cache since it was opened.
+    pub downloaded_bytes: u64,
 }
 
 /// A cached object handed to a reader.
@@ -169,6 +173,10 @@ struct State {
     inflight: HashMap<String, watch::Receiver<FlightOutcome>>,
     added: HashMap<String, u64>,
     evicted: HashSet<String>,
+    /// Entries evicted to make room, ever.
+    evictions: u64,
+    /// Bytes downloaded into the cache, ever.
+    downloaded_bytes: u64,
 }
 
 struct Entry {
@@ -252,6 +260,7 @@ impl State {
             };
             tracing::debug!(object_key = %key, "evicting from the shard cache");
             self.remove(dir, &key);
+            self.evictions += 1;
         }
     }
 }
@@ -364,6 +373,7 @@ impl Inner {
         }
         sidecar.persisted();
         let size = fetched.bytes_from_store;
+        state.downloaded_bytes += size;
         let id = state.insert(key, size, fetched.sha256, true, 1);
         state.evict_to_fit(&self.dir, self.config.max_bytes);
         Ok(ShardGuard {
@@ -641,6 +651,8 @@ impl ShardCache {
             stored_bytes: state.stored_bytes,
             pinned_entries: state.entries.values().filter(|e| e.pins > 0).count(),
             max_bytes: self.inner.config.max_bytes,
+            evictions: state.evictions,
+            downloaded_bytes: state.downloaded_bytes,
         }
     }
 }

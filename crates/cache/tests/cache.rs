@@ -207,7 +207,14 @@ async fn least_recently_used_entries_are_evicted_by_bytes() {
     assert!(cache.contains(&a.object_key()));
     assert!(!cache.contains(&b.object_key()));
     assert!(cache.contains(&c.object_key()));
-    assert_eq!(cache.usage().stored_bytes, 80);
+    let usage = cache.usage();
+    assert_eq!(usage.stored_bytes, 80);
+    assert_eq!(usage.entries, 2);
+    assert_eq!(usage.evictions, 1, "b made room for c");
+    assert_eq!(
+        usage.downloaded_bytes, 120,
+        "a, b and c downloaded once each"
+    );
     let data_files = std::fs::read_dir(dir.path())
         .unwrap()
         .filter(|e| {

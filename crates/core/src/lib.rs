@@ -128,4 +128,4 @@ mod worker;
 
 pub use api::{Command, CoreConfig, Event, Millis, Retention};
 pub use change::{AttemptEnd, Change, FinalState, JobSnapshot, TaskSnapshot};
-pub use machine::{Core, JobUpdates, Restored};
+pub use machine::{Core, JobUpdates, Restored, WorkerView};

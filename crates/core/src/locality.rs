@@ -2,7 +2,7 @@
 //! data cached nowhere.
 
 use quarry_proto::DataRef;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Which workers cache which object versions, keyed by
 /// [`DataRef::object_key`]. Built from each worker's inventory at join and
@@ -37,7 +37,7 @@ impl LocalityIndex {
     }
 
     /// Forgets everything a departed worker cached.
-    pub fn remove_worker(&mut self, worker: u32, keys: &HashSet<String>) {
+    pub fn remove_worker<'k>(&mut self, worker: u32, keys: impl IntoIterator<Item = &'k String>) {
         for key in keys {
             self.remove(worker, key);
         }

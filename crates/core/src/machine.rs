@@ -26,6 +26,31 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tracing::debug;
 
+/// A live worker as [`Core::workers`] describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerView {
+    /// Its id.
+    pub id: WorkerId,
+    /// Its name.
+    pub name: String,
+    /// Its machine's host name, lowercase; empty if unknown.
+    pub host: String,
+    /// Its task slots.
+    pub slots: u32,
+    /// Slots its running tasks take (at most `slots`).
+    pub busy_slots: u32,
+    /// The tasks it reported running.
+    pub running: Vec<TaskId>,
+    /// Tasks sent to it that it has not reported starting.
+    pub assigned: u32,
+    /// Objects its cache holds, as it reported them.
+    pub cached_objects: u64,
+    /// Their bytes.
+    pub cached_bytes: u64,
+    /// Whether it is draining (it takes no new tasks).
+    pub draining: bool,
+}
+
 /// The scheduler's state machine: jobs, tasks, workers, the locality index
 /// and placement. Feed it [`Event`]s with [`Core::handle`]; carry out the
 /// [`Command`]s it emits. It never reads a clock or touches I/O.
@@ -318,6 +343,53 @@ impl Core {
         Some(&self.workers[w as usize].name)
     }
 
+    /// Every live worker, in worker-id order, as the dashboard shows
+    /// them. Costs one entry per live worker, plus its running tasks.
+    pub fn workers(&self) -> Vec<WorkerView> {
+        let mut views: Vec<WorkerView> = self
+            .worker_index
+            .values()
+            .map(|&w| {
+                let worker = &self.workers[w as usize];
+                let mut running = Vec::new();
+                let mut assigned = 0;
+                let mut busy_slots = 0;
+                for &t in &worker.tasks {
+                    let task = &self.tasks[t as usize];
+                    match task.state {
+                        TaskState::Running => {
+                            busy_slots += task.occupancy(worker.slots);
+                            running.push(task.spec.id());
+                        }
+                        _ => assigned += 1,
+                    }
+                }
+                WorkerView {
+                    id: worker.id,
+                    name: worker.name.clone(),
+                    host: worker.host.clone(),
+                    slots: worker.slots,
+                    busy_slots: busy_slots.min(worker.slots),
+                    running,
+                    assigned,
+                    cached_objects: worker.cached.len() as u64,
+                    cached_bytes: worker.cached_bytes,
+                    draining: worker.draining,
+                }
+            })
+            .collect();
+        views.sort_by_key(|view| view.id);
+        views
+    }
+
+    /// A kept task's job, and the function it runs.
+    pub fn task_origin(&self, task: TaskId) -> Option<(JobId, &str)> {
+        let &t = self.task_index.get(&task)?;
+        let task = &self.tasks[t as usize];
+        let job = self.jobs[task.job as usize].spec.id;
+        Some((job, &self.functions[task.function as usize].name))
+    }
+
     /// Tasks waiting for a worker.
     pub fn queued_tasks(&self) -> usize {
         self.queued
@@ -374,7 +446,7 @@ impl Core {
             return f;
         }
         let f = self.functions.len() as u32;
-        self.functions.push(Function::new(&self.config));
+        self.functions.push(Function::new(name, &self.config));
         self.function_index.insert(name.to_owned(), f);
         f
     }
@@ -417,7 +489,8 @@ impl Core {
         }
         for entry in inventory {
             if self.locality.add(w, &entry.object_key) {
-                worker.cached.insert(entry.object_key);
+                worker.cached_bytes += entry.size;
+                worker.cached.insert(entry.object_key, entry.size);
             }
         }
         debug!(worker = %id, name = %worker.name, slots = worker.slots, "worker joined");
@@ -437,14 +510,16 @@ impl Core {
         let Some(w) = self.touch(worker, now) else {
             return;
         };
-        let cached = &mut self.workers[w as usize].cached;
+        let worker = &mut self.workers[w as usize];
         for entry in added {
             if self.locality.add(w, &entry.object_key) {
-                cached.insert(entry.object_key);
+                worker.cached_bytes += entry.size;
+                worker.cached.insert(entry.object_key, entry.size);
             }
         }
         for key in evicted {
-            if cached.remove(&key) {
+            if let Some(size) = worker.cached.remove(&key) {
+                worker.cached_bytes -= size;
                 self.locality.remove(w, &key);
             }
         }

@@ -4,7 +4,7 @@ use crate::locality::worker_key;
 use crate::queue::PriorityQueue;
 use crate::{CoreConfig, Millis};
 use quarry_proto::WorkerId;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 /// Who a joining worker is.
 pub(crate) struct WorkerIdentity {
@@ -62,8 +62,10 @@ pub(crate) struct Worker {
     /// How many live entries `local` holds (it keeps stale ones until they
     /// reach its front): the queued part of its backlog.
     pub local_queued: u32,
-    /// Object keys its cache holds.
-    pub cached: HashSet<String>,
+    /// Object keys its cache holds, with their sizes.
+    pub cached: HashMap<String, u64>,
+    /// The sum of those sizes.
+    pub cached_bytes: u64,
     /// Its machine's host name, lowercase; empty if unknown.
     pub host: String,
     /// Tasks whose current or last attempt was on it.
@@ -90,7 +92,8 @@ impl Worker {
             tasks: BTreeSet::new(),
             local: PriorityQueue::default(),
             local_queued: 0,
-            cached: HashSet::new(),
+            cached: HashMap::new(),
+            cached_bytes: 0,
             host: String::new(),
             refs: 0,
             draining: false,
@@ -112,6 +115,8 @@ impl Worker {
 /// tasks and the measurements that decide its prefetch.
 #[derive(Debug)]
 pub(crate) struct Function {
+    /// Its name.
+    pub name: String,
     /// Tasks with no placement preference, for any worker serving it.
     pub free: PriorityQueue,
     /// Tasks waiting for their preferred worker, in time order; any worker
@@ -138,8 +143,9 @@ const MEAN_WEIGHT: f64 = 0.1;
 
 impl Function {
     /// A function no attempt of which was measured yet.
-    pub fn new(config: &CoreConfig) -> Function {
+    pub fn new(name: &str, config: &CoreConfig) -> Function {
         Function {
+            name: name.to_owned(),
             free: PriorityQueue::default(),
             waiting: PriorityQueue::default(),
             workers: Vec::new(),

@@ -30,4 +30,4 @@ pub use format::{ReadSummary, FORMAT_VERSION};
 pub use lock::{lock_path, JournalLock};
 pub use record::Record;
 pub use recover::{compact, recover, snapshot_records, Compacted, Recovery};
-pub use writer::{JournalWriter, WriterOptions, WriterState};
+pub use writer::{JournalWriter, SyncLatency, WriterOptions, WriterState, SYNC_LATENCY_BOUNDS};

@@ -37,7 +37,7 @@ impl Default for WriterOptions {
 }
 
 /// What the writer has done, published after every sync.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriterState {
     /// Every batch up to this sequence number is on disk.
     pub synced: u64,
@@ -45,9 +45,42 @@ pub struct WriterState {
     pub bytes: u64,
     /// Compactions done.
     pub compactions: u64,
+    /// How long each `fdatasync` took.
+    pub sync_latency: SyncLatency,
     /// Why the writer stopped, if it did: nothing after `synced` is
     /// durable, and nothing more will be.
     pub failed: Option<String>,
+}
+
+/// Upper bounds, in seconds, of the buckets of [`SyncLatency`].
+pub const SYNC_LATENCY_BOUNDS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
+];
+
+/// A histogram of `fdatasync` durations: counts per bucket of
+/// [`SYNC_LATENCY_BOUNDS`] (not cumulative; longer syncs are counted
+/// only in `count`), their sum and their number.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncLatency {
+    /// Syncs that took at most the matching bound (and more than the one
+    /// before).
+    pub buckets: [u64; SYNC_LATENCY_BOUNDS.len()],
+    /// Total seconds spent syncing.
+    pub sum_seconds: f64,
+    /// Syncs done.
+    pub count: u64,
+}
+
+impl SyncLatency {
+    /// Counts one sync that took `took`.
+    pub fn observe(&mut self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        if let Some(bucket) = SYNC_LATENCY_BOUNDS.iter().position(|&b| seconds <= b) {
+            self.buckets[bucket] += 1;
+        }
+        self.sum_seconds += seconds;
+        self.count += 1;
+    }
 }
 
 enum Op {
@@ -299,9 +332,11 @@ impl Thread {
             self.sync_requested = false;
             return Ok(());
         }
+        let started = Instant::now();
         self.file
             .sync_data()
             .map_err(JournalError::io(&self.path, "fdatasync"))?;
+        self.state.sync_latency.observe(started.elapsed());
         self.state.synced = self.written_seq;
         self.unsynced_since = None;
         self.sync_requested = false;

@@ -6,8 +6,8 @@
 //! clock that timestamps events, turning the core's commands into messages
 //! (`routing`), writing job manifests (`manifests`), feeding the journal
 //! and holding answers until what they promise is on disk (`journaling`,
-//! over `quarry-journal`), and the HTTP dashboard (`/`, `/api/jobs`,
-//! `/metrics`).
+//! over `quarry-journal`), and the HTTP dashboard (pages at `/`, JSON under
+//! `/api/`, Prometheus series at `/metrics`, defined in `metrics`).
 //!
 //! It must not make scheduling decisions (placement, retries, states): those
 //! belong to `quarry-core`, which this crate feeds with events and whose
@@ -19,6 +19,7 @@ mod admission;
 mod dashboard;
 mod journaling;
 mod manifests;
+mod metrics;
 mod peers;
 mod routing;
 mod server;

@@ -4,9 +4,10 @@
 //! journal in `journaling`.
 
 use crate::admission::{check_hello, check_submission, Refusal};
-use crate::dashboard::{self, JournalFigures, Snapshot};
+use crate::dashboard::{self, Dashboard, Observer};
 use crate::journaling::{Held, JournalConfig, Journaling, Target};
 use crate::manifests::{Manifests, Written};
+use crate::metrics::SchedulerMetrics;
 use crate::peers::{Peer, Peers};
 use crate::routing::{carry_out, Outbox};
 use quarry_core::{Command, Core, CoreConfig, Event, Millis};
@@ -158,10 +159,13 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, Scheduler
         hwm: quarry_net::DEFAULT_HWM,
     })?;
     let endpoint = server.endpoint().to_string();
-    let snapshot = Arc::new(RwLock::new(Snapshot::default()));
+    let shown = Dashboard {
+        snapshot: Arc::new(RwLock::new(Default::default())),
+        metrics: Arc::new(SchedulerMetrics::new()),
+    };
     let dashboard = match config.dashboard {
         Some(addr) => Some(
-            dashboard::serve(addr, snapshot.clone())
+            dashboard::serve(addr, shown.clone())
                 .await
                 .map_err(|source| SchedulerError::Dashboard { addr, source })?,
         ),
@@ -183,7 +187,8 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, Scheduler
         manifests,
         commands: Vec::new(),
         outbox: Outbox::default(),
-        snapshot,
+        observer: Observer::new(shown.snapshot, shown.metrics),
+        turn_started: None,
         journal: None,
     };
     if let Some(journal) = &config.journal {
@@ -216,7 +221,10 @@ struct Shell {
     manifests: Manifests,
     commands: Vec<Command>,
     outbox: Outbox,
-    snapshot: dashboard::Shared,
+    /// Watches for the dashboard and the metrics.
+    observer: Observer,
+    /// When this turn of the loop began handling messages or a tick.
+    turn_started: Option<Instant>,
     journal: Option<Journaling>,
 }
 
@@ -322,28 +330,23 @@ impl Shell {
 
     fn apply(&mut self, event: Event) {
         let now = self.now();
+        self.observer.event(&self.core, now, &event);
         self.core.handle(now, event, &mut self.commands);
     }
 
     fn on_tick(&mut self) {
+        self.turn_started.get_or_insert_with(Instant::now);
         let now = self.now();
         for client in self.peers.take_silent_clients(now, self.client_timeout_ms) {
             info!(client = %client, "client silent for too long; treating it as gone");
             self.apply(Event::ClientLeft { client });
         }
         self.apply(Event::Tick);
-        let journal = self.journal.as_ref().map(|j| {
-            let stats = j.stats();
-            JournalFigures {
-                bytes: stats.bytes,
-                compactions: stats.compactions,
-            }
-        });
-        let dropped = Snapshot::refresh(
-            &self.snapshot,
+        let journal = self.journal.as_ref().map(Journaling::stats);
+        let dropped = self.observer.refresh(
             &mut self.core,
             self.peers.client_count(),
-            journal,
+            journal.as_ref(),
             now,
         );
         if let Some(journal) = &mut self.journal {
@@ -372,6 +375,7 @@ impl Shell {
     }
 
     fn on_frame(&mut self, frame: Incoming) {
+        self.turn_started.get_or_insert_with(Instant::now);
         let envelope = match frame.body {
             Ok(envelope) => envelope,
             Err(e) => {
@@ -770,6 +774,8 @@ impl Shell {
     /// journal, and sends everything queued. After a tick, compacts the
     /// journal if that is due.
     fn flush(&mut self, ticked: bool) {
+        let now = self.now();
+        self.observer.commands(&self.core, now, &self.commands);
         carry_out(
             &mut self.commands,
             &self.core,
@@ -786,6 +792,9 @@ impl Shell {
             self.send_held(ready);
         }
         self.server.send_batch(self.outbox.take());
+        if let Some(started) = self.turn_started.take() {
+            self.observer.loop_turn(started.elapsed());
+        }
     }
 }
 

@@ -64,6 +64,11 @@ impl Inputs {
         &self.commands
     }
 
+    /// The shard cache.
+    pub(crate) fn cache(&self) -> &ShardCache {
+        &self.cache
+    }
+
     pub(crate) fn inventory(&self) -> Vec<CacheEntry> {
         self.cache.inventory()
     }

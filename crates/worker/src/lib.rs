@@ -7,7 +7,8 @@
 //! or error fails the task, not the worker) and command tasks (through
 //! `quarry-command`). Inputs are staged through the shard cache
 //! (`quarry-cache`); outputs, logs and large results are written to the
-//! job's output prefix (`quarry-store`).
+//! job's output prefix (`quarry-store`). With a metrics address it serves
+//! Prometheus `/metrics` (cache, downloads, slots).
 //!
 //! It must not make placement or retry decisions (the scheduler does) and
 //! never talks to clients directly.
@@ -18,6 +19,7 @@ mod builtins;
 mod command;
 mod execute;
 mod inputs;
+mod metrics;
 mod registry;
 mod runtime;
 mod slots;

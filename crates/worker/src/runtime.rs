@@ -11,6 +11,7 @@ use quarry_proto::{
 };
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +48,9 @@ pub struct WorkerOptions {
     /// How long a draining worker waits for its running tasks before it
     /// gives them back unfinished.
     pub drain_grace: Duration,
+    /// Where to serve Prometheus `/metrics` (cache, downloads, slots), if
+    /// anywhere.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl WorkerOptions {
@@ -68,6 +72,7 @@ impl WorkerOptions {
             lifetime: None,
             lifetime_stagger: Duration::ZERO,
             drain_grace: DEFAULT_DRAIN_GRACE,
+            metrics_addr: None,
         }
     }
 }
@@ -117,6 +122,14 @@ pub enum WorkerError {
     /// The slot threads could not be started.
     #[error("cannot start the worker's slot threads: {0}")]
     Slots(String),
+    /// The metrics address could not be bound.
+    #[error("cannot serve worker metrics on {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
 }
 
 /// How long to wait for a Welcome before saying Hello again, at first;
@@ -152,6 +165,17 @@ pub async fn run_worker(
         },
     )
     .map_err(|e| WorkerError::Slots(e.to_string()))?;
+    if let Some(addr) = options.metrics_addr {
+        let collector = crate::metrics::WorkerCollector {
+            name: options.name.clone(),
+            cache: inputs.cache().clone(),
+            slots: slots.probe(),
+        };
+        let bound = crate::metrics::serve(addr, collector)
+            .await
+            .map_err(|source| WorkerError::Metrics { addr, source })?;
+        info!("worker metrics at http://{bound}/metrics");
+    }
     let lifetime_end = options.lifetime.map(|lifetime| {
         let stagger = options.lifetime_stagger.mul_f64(rand::random::<f64>());
         Instant::now() + lifetime + stagger

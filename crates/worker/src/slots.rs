@@ -140,6 +140,21 @@ impl Shared {
     }
 }
 
+/// Reads the slots' occupancy from another thread.
+#[derive(Clone)]
+pub(crate) struct SlotsProbe {
+    shared: Arc<Shared>,
+    nthreads: u32,
+}
+
+impl SlotsProbe {
+    /// Slots taken by running attempts, and all slots.
+    pub(crate) fn busy(&self) -> (u32, u32) {
+        let free = self.shared.lock().free_slots;
+        (self.nthreads.saturating_sub(free), self.nthreads)
+    }
+}
+
 /// The slots and their queue. Dropping it stops the threads once their
 /// current attempts return.
 pub(crate) struct Slots {
@@ -229,6 +244,14 @@ impl Slots {
         let mut state = self.shared.lock();
         state.draining = true;
         state.queue.clear();
+    }
+
+    /// A handle that reads how many slots are busy, for `/metrics`.
+    pub(crate) fn probe(&self) -> SlotsProbe {
+        SlotsProbe {
+            shared: self.shared.clone(),
+            nthreads: self.nthreads,
+        }
     }
 
     /// Attempts still on the slot threads (cancelled ones included, until

@@ -35,7 +35,7 @@ pub struct Args {
     /// can reach the port can then run commands on every worker.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     insecure: Option<bool>,
-    /// HTTP dashboard address (`/`, `/api/jobs`, `/metrics`), or `none`
+    /// HTTP dashboard address (pages, `/api/`, `/metrics`), or `none`
     /// [default: 127.0.0.1:8787].
     #[arg(long)]
     dashboard: Option<String>,

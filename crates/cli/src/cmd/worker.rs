@@ -10,6 +10,7 @@ use quarry_worker::{machine_host_name, run_worker, Registry, WorkerOptions, DEFA
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -68,6 +69,11 @@ pub struct Args {
     /// [default: 30s].
     #[arg(long)]
     pub drain_grace: Option<Span>,
+    /// Serve Prometheus /metrics (cache, downloads, slots) on this
+    /// address, such as 0.0.0.0:8790. With --nprocs, process N listens on
+    /// the port plus N [default: no metrics].
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
     /// The scheduler's public key (Z85 text or path to scheduler.pub).
     #[arg(long)]
     pub server_key: Option<String>,
@@ -157,6 +163,11 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
     if let Some(Span(grace)) = settings.drain_grace {
         options.drain_grace = grace;
     }
+    options.metrics_addr = settings
+        .metrics_addr
+        .as_deref()
+        .map(parse_metrics_addr)
+        .transpose()?;
     info!(name = %name, nthreads, cache = %options.cache_dir.display(), "starting worker");
     run_worker(
         options,
@@ -165,6 +176,25 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
     )
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_metrics_addr(text: &str) -> Result<SocketAddr> {
+    text.parse()
+        .with_context(|| format!("invalid metrics address `{text}` (give IP:PORT)"))
+}
+
+/// The metrics address of supervised process `index`: the port plus the
+/// index, so that the processes do not compete for one port (port 0 stays
+/// 0: each gets a free one).
+fn child_metrics_addr(text: &str, index: usize) -> Result<String> {
+    let mut addr = parse_metrics_addr(text)?;
+    if addr.port() != 0 {
+        let port = u16::try_from(usize::from(addr.port()) + index)
+            .ok()
+            .with_context(|| format!("metrics port {} + {index} is past 65535", addr.port()))?;
+        addr.set_port(port);
+    }
+    Ok(addr.to_string())
 }
 
 /// A default worker name, `HOST-N`, held by this process: no other
@@ -264,6 +294,11 @@ async fn supervise(settings: Args, nprocs: u32, nthreads: u32) -> Result<ExitCod
             nthreads: Some(nthreads),
             cache_dir: Some(cache_root.join(&name)),
             name: Some(name),
+            metrics_addr: settings
+                .metrics_addr
+                .as_deref()
+                .map(|addr| child_metrics_addr(addr, index))
+                .transpose()?,
             config: None,
             ..settings.clone()
         };
@@ -385,6 +420,21 @@ mod tests {
     }
 
     #[test]
+    fn supervised_processes_get_metrics_ports_of_their_own() {
+        assert_eq!(
+            child_metrics_addr("0.0.0.0:8790", 0).unwrap(),
+            "0.0.0.0:8790"
+        );
+        assert_eq!(
+            child_metrics_addr("0.0.0.0:8790", 3).unwrap(),
+            "0.0.0.0:8793"
+        );
+        assert_eq!(child_metrics_addr("127.0.0.1:0", 2).unwrap(), "127.0.0.1:0");
+        assert!(child_metrics_addr("0.0.0.0:65535", 1).is_err());
+        assert!(parse_metrics_addr("localhost").is_err());
+    }
+
+    #[test]
     fn default_names_go_to_the_lowest_free_index() {
         let root = tempfile::tempdir().unwrap();
         let first = claim_names(root.path(), "host", 2).unwrap();
@@ -412,6 +462,7 @@ mod tests {
             lifetime: Some(Span(Duration::from_secs(3600))),
             lifetime_stagger: None,
             drain_grace: Some(Span(Duration::from_secs(90))),
+            metrics_addr: Some("0.0.0.0:8790".into()),
             server_key: Some("/keys/scheduler.pub".into()),
             key_file: Some("/keys/worker.key".into()),
             config: None,
@@ -427,6 +478,7 @@ mod tests {
             "--cache-size=53687091200",
             "--lifetime=1h",
             "--drain-grace=1m 30s",
+            "--metrics-addr=0.0.0.0:8790",
             "--server-key=/keys/scheduler.pub",
             "--key-file=/keys/worker.key",
         ]

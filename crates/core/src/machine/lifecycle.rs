@@ -336,6 +336,7 @@ impl Core {
         worker.load = 0;
         let held = std::mem::take(&mut worker.tasks);
         let cached = std::mem::take(&mut worker.cached);
+        worker.cached_bytes = 0;
         let tasks = &self.tasks;
         let waiting_for_it = worker.local.drain_live(|e| {
             let task = &tasks[e.task as usize];
@@ -348,7 +349,7 @@ impl Core {
                 self.functions[f as usize].remove_worker(w, worker.slots);
             }
         }
-        self.locality.remove_worker(w, &cached);
+        self.locality.remove_worker(w, cached.keys());
 
         // Pushed to the front in reverse, so they keep their order; held
         // tasks end up ahead of those that were only waiting.
