@@ -3,7 +3,8 @@
 # tests need first: libzmq (Debian package), MinIO built from source (cached
 # in ~/.cache/quarry/bin), the HDFS test helper (Java 17 and Maven; cached in
 # ~/.m2 and ~/.cache/quarry/minidfs) and the deployment tools
-# (scripts/deploy-tools.sh).
+# (scripts/deploy-tools.sh) and headless Chromium for the dashboard tests
+# (scripts/browser.sh).
 #
 #   scripts/test.sh
 set -euo pipefail
@@ -15,6 +16,8 @@ echo "== MinIO (built from source once, then cached)"
 scripts/minio.sh >/dev/null
 echo "== deployment tools (docker-compose, helm, kubeconform, Kubernetes schemas, Slurm)"
 scripts/deploy-tools.sh
+echo "== headless Chromium (Debian's package) for the dashboard tests"
+scripts/browser.sh
 echo "== HDFS test helper (MiniDFSCluster, Maven build once; jars cached in ~/.m2)"
 scripts/minidfs-build.sh >/dev/null
 

@@ -170,6 +170,17 @@ impl SchedulerMetrics {
         );
         let journal = Arc::new(JournalCollector::default());
         registry.register_collector(Box::new(journal.clone()));
+        // Counters are there from the start, at zero, so that rates work
+        // from the first scrape.
+        for (family, key, values) in [
+            (&placed, "locality", ["local", "remote"]),
+            (&input_bytes, "source", ["store", "cache"]),
+            (&cache_lookups, "result", ["hit", "miss"]),
+        ] {
+            for value in values {
+                let _ = family.get_or_create(&label(key, value));
+            }
+        }
         SchedulerMetrics {
             registry,
             tasks,

@@ -28,7 +28,8 @@ fn read(dashboard: &Dashboard) -> RwLockReadGuard<'_, Snapshot> {
     dashboard.snapshot.read().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One job with its progress (finished tasks over all) and throughput
+/// One job (its id as a number, as before, and as text in `ref`) with
+/// its progress (finished tasks over all) and throughput
 /// (finished tasks per second since it was opened).
 pub(super) fn job_json(job: &JobInfo) -> Value {
     let c = &job.counts;
@@ -46,6 +47,8 @@ pub(super) fn job_json(job: &JobInfo) -> Value {
     };
     let mut value = serde_json::to_value(job).unwrap_or(Value::Null);
     if let Value::Object(fields) = &mut value {
+        // Ids as text too: numbers past 2^53 do not survive JavaScript.
+        fields.insert("ref".into(), json!(job.id.to_string()));
         fields.insert("progress".into(), json!(progress));
         fields.insert("throughput".into(), json!(throughput));
     }
@@ -75,7 +78,7 @@ fn worker_json(worker: &WorkerView) -> Value {
         "slots": worker.slots,
         "busy_slots": worker.busy_slots,
         "assigned": worker.assigned,
-        "running": worker.running,
+        "running": worker.running.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "cached_objects": worker.cached_objects,
         "cached_bytes": worker.cached_bytes,
     })
@@ -125,7 +128,7 @@ fn row_json(row: &TaskRow, now_ms: u64) -> Value {
     };
     let stats = row.stats.clone().unwrap_or_default();
     json!({
-        "id": row.spec.id(),
+        "id": row.spec.id().to_string(),
         "key": key,
         "state": row.state,
         "worker": &*row.worker,
@@ -183,8 +186,8 @@ async fn failures(State(dashboard): State<Dashboard>) -> Json<Value> {
             .rev()
             .map(|f| {
                 json!({
-                    "task": f.task,
-                    "job": f.job,
+                    "task": f.task.to_string(),
+                    "job": f.job.to_string(),
                     "key": f.key,
                     "function": f.function,
                     "worker": f.worker,
@@ -218,8 +221,8 @@ async fn stream(
         .map(|e| {
             json!({
                 "seq": e.seq,
-                "task": e.task,
-                "job": e.job,
+                "task": e.task.to_string(),
+                "job": e.job.to_string(),
                 "function": &*e.function,
                 "worker": &*e.worker,
                 "start_ms": e.start_ms,

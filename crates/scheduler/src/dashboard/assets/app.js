@@ -31,10 +31,6 @@ function millis(ms) {
   return Math.floor(ms / 60000) + " min " + Math.round((ms % 60000) / 1000) + " s";
 }
 
-function jobId(id) {
-  return "j" + id;
-}
-
 async function get(path) {
   const response = await fetch(path, { cache: "no-store" });
   if (!response.ok) {
@@ -84,7 +80,7 @@ const render = {
       " clients, " + data.queued + " tasks queued, " + data.dropped_jobs +
       " finished jobs dropped</p>";
     const rows = data.jobs.slice().reverse().map((job) => [
-      '<a href="/jobs/' + job.id + '">' + jobId(job.id) + "</a>",
+      '<a href="/jobs/' + job.ref + '">' + job.ref + "</a>",
       esc(job.name),
       stateCell(job.state.toLowerCase()),
       progress(job),
@@ -105,13 +101,13 @@ const render = {
     const data = await get("/api/jobs/" + encodeURIComponent(id) + "/tasks");
     const job = data.job;
     const c = job.counts;
-    const head = '<h2 id="job-title">' + jobId(job.id) + " " + esc(job.name) + " " +
+    const head = "<h2 id=\"job-title\">" + job.ref + " " + esc(job.name) + " " +
       stateCell(job.state.toLowerCase()) + "</h2>" +
       '<p class="summary">' + progress(job) + " · " + c.running + " running, " + c.assigned +
-      " assigned, " + c.queued + " queued · " + job.throughput.toFixed(1) + " tasks/s · " +
-      locality(job) + " placed local</p>";
+      " assigned, " + c.queued + " queued · " + job.throughput.toFixed(1) + " tasks/s" +
+      (locality(job) ? " · " + locality(job) + " placed local" : "") + "</p>";
     const rows = data.tasks.map((t) => [
-      "t" + t.id,
+      t.id,
       esc(t.key),
       stateCell(t.state),
       esc(t.worker),
@@ -139,7 +135,7 @@ const render = {
       '<meter min="0" max="' + w.slots + '" value="' + w.busy_slots + '"></meter> ' +
         w.busy_slots + "/" + w.slots,
       String(w.assigned),
-      w.running.map((t) => "t" + t).join(" "),
+      w.running.join(" "),
       String(w.cached_objects),
       bytes(w.cached_bytes),
     ]);
@@ -151,8 +147,8 @@ const render = {
   async failures() {
     const failures = await get("/api/failures");
     const rows = failures.map((f) => [
-      "t" + f.task,
-      '<a href="/jobs/' + f.job + '">' + jobId(f.job) + "</a>",
+      f.task,
+      '<a href="/jobs/' + f.job + '">' + f.job + "</a>",
       esc(f.key),
       esc(f.function),
       esc(f.worker),
@@ -179,8 +175,8 @@ const render = {
     return timeline(streamState.entries, data.now_ms) + table("stream-table",
       ["task", "job", "function", "worker", "duration", "outcome"],
       streamState.entries.slice(-50).reverse().map((e) => [
-        "t" + e.task,
-        '<a href="/jobs/' + e.job + '">' + jobId(e.job) + "</a>",
+        e.task,
+        '<a href="/jobs/' + e.job + '">' + e.job + "</a>",
         esc(e.function),
         esc(e.worker),
         millis(e.end_ms - e.start_ms),
@@ -218,7 +214,7 @@ function timeline(entries, now) {
     const w = Math.max(1, x(e.end_ms) - x0);
     svg += '<rect class="attempt" x="' + (120 + x0).toFixed(1) + '" y="' + lane_y + '" width="' +
       w.toFixed(1) + '" height="' + (lane - 4) + '" fill="' +
-      (e.ok ? color(e.function) : "#d33") + '"><title>t' + e.task + " " + esc(e.function) +
+      (e.ok ? color(e.function) : "#d33") + "\"><title>" + e.task + " " + esc(e.function) +
       " " + millis(e.end_ms - e.start_ms) + "</title></rect>";
   }
   svg += '<text x="120" y="' + (height - 4) + '" class="axis">-60 s</text>' +
