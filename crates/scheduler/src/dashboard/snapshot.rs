@@ -528,3 +528,284 @@ impl JobTasks {
 fn is_final(state: &str) -> bool {
     matches!(state, "done" | "failed" | "cancelled")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quarry_core::{CoreConfig, Retention};
+    use quarry_proto::{
+        ClientId, JobSpec, RequestId, TaskError, TaskReport, TaskSpec, Value, WorkerId,
+    };
+
+    /// A core fed through an observer, as the scheduler loop does.
+    struct Loop {
+        core: Core,
+        observer: Observer,
+        shared: Shared,
+        metrics: Arc<SchedulerMetrics>,
+        now: Millis,
+    }
+
+    impl Loop {
+        fn new(retention: Retention) -> Loop {
+            let shared = Shared::default();
+            let metrics = Arc::new(SchedulerMetrics::new());
+            Loop {
+                core: Core::new(CoreConfig {
+                    retention,
+                    prefetch_per_slot: 0,
+                    prefetch_unmeasured_per_slot: 0,
+                    ..CoreConfig::default()
+                }),
+                observer: Observer::new(shared.clone(), metrics.clone()),
+                shared,
+                metrics,
+                now: 1_000,
+            }
+        }
+
+        fn send(&mut self, event: Event) -> Vec<Command> {
+            self.now += 10;
+            self.observer.event(&self.core, self.now, &event);
+            let mut out = Vec::new();
+            self.core.handle(self.now, event, &mut out);
+            self.observer.commands(&self.core, self.now, &out);
+            out
+        }
+
+        fn refresh(&mut self) -> Vec<JobId> {
+            self.now += 10;
+            self.core.handle(self.now, Event::Tick, &mut Vec::new());
+            self.observer.refresh(&mut self.core, 1, None, self.now)
+        }
+
+        fn finish(&mut self, task: TaskId, attempt: u32, error: Option<&str>) {
+            let outcome = match error {
+                None => TaskOutcome::Ok(Value::Inline(vec![0xc0])),
+                Some(message) => TaskOutcome::Err(TaskError {
+                    kind: ErrorKind::Failed,
+                    message: message.into(),
+                }),
+            };
+            self.send(Event::TaskFinished {
+                worker: WorkerId(1),
+                report: TaskReport {
+                    task,
+                    attempt,
+                    outcome,
+                    outputs: Vec::new(),
+                    stats: TaskStats {
+                        duration_ms: 5,
+                        bytes_from_store: 7,
+                        ..TaskStats::default()
+                    },
+                },
+            });
+        }
+    }
+
+    fn job(n: u64) -> JobId {
+        JobId(JobId::first_for(ClientId(1)).0 + n)
+    }
+
+    /// Opens job `n` with `tasks` tasks of `f` and seals it; returns the
+    /// task ids.
+    fn submit(l: &mut Loop, n: u64, tasks: u64) -> Vec<TaskId> {
+        let client = ClientId(1);
+        l.send(Event::JobOpened {
+            client,
+            request: RequestId(0),
+            spec: Arc::new(JobSpec {
+                id: job(n),
+                name: format!("job-{n}"),
+                broadcast: Vec::new(),
+                output: Some("s3://bucket/out/".into()),
+                context: Vec::new(),
+                max_fails: None,
+            }),
+        });
+        let ids: Vec<TaskId> = (0..tasks)
+            .map(|t| TaskId(TaskId::first_for(client).0 + n * 1000 + t))
+            .collect();
+        l.send(Event::TasksSubmitted {
+            client,
+            request: RequestId(0),
+            job: job(n),
+            tasks: ids
+                .iter()
+                .enumerate()
+                .map(|(t, &id)| TaskSpec {
+                    key: format!("key-{t}"),
+                    ..TaskSpec::new(id, "quarry.command", Vec::new())
+                })
+                .collect(),
+        });
+        l.send(Event::JobSealed {
+            client,
+            request: RequestId(0),
+            job: job(n),
+        });
+        ids
+    }
+
+    #[test]
+    fn rows_stream_failures_and_dropped_jobs_follow_the_loop() {
+        let mut l = Loop::new(Retention {
+            max_age_ms: None,
+            max_jobs: Some(1),
+        });
+        l.send(Event::WorkerJoined {
+            worker: WorkerId(1),
+            name: "w1".into(),
+            slots: 2,
+            functions: vec!["quarry.command".into()],
+            inventory: Vec::new(),
+            host: String::new(),
+        });
+        let ids = submit(&mut l, 0, 2);
+        l.send(Event::TaskStarted {
+            worker: WorkerId(1),
+            task: ids[0],
+            attempt: 1,
+        });
+        l.refresh();
+        {
+            let s = l.shared.read().unwrap();
+            let rows = &s.tasks[&job(0)].rows;
+            assert_eq!(rows[&ids[0]].state, "running");
+            assert_eq!(rows[&ids[1]].state, "assigned");
+            assert_eq!(&*rows[&ids[1]].worker, "w1");
+            assert_eq!(s.workers[0].running, vec![ids[0]]);
+        }
+        l.finish(ids[0], 1, None);
+        l.finish(ids[1], 1, Some("boom"));
+        l.refresh();
+        {
+            let s = l.shared.read().unwrap();
+            let rows = &s.tasks[&job(0)].rows;
+            assert_eq!(rows[&ids[0]].state, "done");
+            assert_eq!(rows[&ids[1]].state, "failed");
+            assert_eq!(rows[&ids[1]].error.as_deref(), Some("boom"));
+            assert_eq!(rows[&ids[0]].stats.as_ref().unwrap().bytes_from_store, 7);
+            let seqs: Vec<u64> = s.stream.iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, [1, 2]);
+            assert!(!s.stream[1].ok);
+            let failure = &s.failures[0];
+            assert_eq!((failure.task, failure.key.as_str()), (ids[1], "key-1"));
+            assert_eq!(
+                failure.logs,
+                "s3://bucket/out/key-1/_logs/ (stdout.log, stderr.log)"
+            );
+            assert_eq!(s.jobs[&job(0)].state, JobState::Failed);
+        }
+        let text = l.metrics.encode();
+        assert!(text.contains(&format!("job=\"{}\"", job(0))), "{text}");
+        assert!(
+            text.contains(
+                "quarry_scheduler_task_duration_seconds_count{function=\"quarry.command\"} 2"
+            ),
+            "{text}"
+        );
+
+        // A second finished job pushes the first out (one kept): its table
+        // and its series go.
+        let next = submit(&mut l, 1, 1);
+        l.finish(next[0], 1, None);
+        let dropped = l.refresh();
+        assert_eq!(dropped, [job(0)]);
+        let s = l.shared.read().unwrap();
+        assert!(!s.tasks.contains_key(&job(0)) && !s.jobs.contains_key(&job(0)));
+        assert!(s.tasks.contains_key(&job(1)));
+        let text = l.metrics.encode();
+        assert!(!text.contains(&format!("job=\"{}\"", job(0))), "{text}");
+        assert!(text.contains(&format!("job=\"{}\"", job(1))), "{text}");
+    }
+
+    #[test]
+    fn tables_and_rings_stay_bounded() {
+        let spec =
+            |n: u64| EncodedTask::encode(&TaskSpec::new(TaskId(n), "f", Vec::new())).unwrap();
+        let mut table = JobTasks::default();
+        for n in 0..10 {
+            let state = match n {
+                0 | 1 => "failed",
+                2 => "running",
+                _ => "done",
+            };
+            table.rows.insert(
+                TaskId(n),
+                TaskRow {
+                    spec: spec(n),
+                    state,
+                    worker: "w".into(),
+                    attempt: 1,
+                    started_ms: None,
+                    stats: None,
+                    error: None,
+                },
+            );
+            if state != "running" {
+                table.finished.push_back(TaskId(n));
+            }
+        }
+        table.trim(4);
+        let mut kept: Vec<u64> = table.rows.keys().map(|t| t.0).collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [0, 1, 2, 9],
+            "failed and unfinished rows outlast done ones"
+        );
+        assert_eq!(table.omitted, 6);
+        table.trim(1);
+        assert_eq!(table.rows.keys().collect::<Vec<_>>(), [&TaskId(2)]);
+        assert_eq!(table.omitted, 9);
+
+        let mut snapshot = Snapshot::default();
+        for seq in 0..(STREAM_LEN as u64 + 10) {
+            apply(
+                &mut snapshot,
+                Update::Finished {
+                    entry: StreamEntry {
+                        seq,
+                        task: TaskId(seq),
+                        job: JobId(1),
+                        function: "f".into(),
+                        worker: "w".into(),
+                        start_ms: 0,
+                        end_ms: 1,
+                        ok: true,
+                    },
+                    attempt: 1,
+                    stats: TaskStats::default(),
+                    error: None,
+                },
+            );
+        }
+        assert_eq!(snapshot.stream.len(), STREAM_LEN);
+        assert_eq!(
+            snapshot.stream.front().unwrap().seq,
+            10,
+            "the oldest go first"
+        );
+        for n in 0..(FAILURES_LEN as u64 + 3) {
+            apply(
+                &mut snapshot,
+                Update::Failed(Box::new(Failure {
+                    task: TaskId(n),
+                    job: JobId(1),
+                    key: String::new(),
+                    function: "f".into(),
+                    worker: None,
+                    attempts: 1,
+                    kind: ErrorKind::Failed,
+                    message: String::new(),
+                    logs: String::new(),
+                    at_ms: 0,
+                })),
+            );
+        }
+        assert_eq!(snapshot.failures.len(), FAILURES_LEN);
+        assert_eq!(snapshot.failures.front().unwrap().task, TaskId(3));
+    }
+}
