@@ -332,6 +332,11 @@ impl Observer {
         let workers = core.workers();
         let mut snapshot = self.shared.write().unwrap_or_else(|p| p.into_inner());
         let snapshot = &mut *snapshot;
+        // Rows first: a job that finished is trimmed with its last rows
+        // final.
+        for update in self.pending.drain(..) {
+            apply(snapshot, update);
+        }
         for info in updates.changed {
             self.metrics.job_changed(snapshot.jobs.get(&info.id), &info);
             if info.state != JobState::Running {
@@ -340,9 +345,6 @@ impl Observer {
                 }
             }
             snapshot.jobs.insert(info.id, info);
-        }
-        for update in self.pending.drain(..) {
-            apply(snapshot, update);
         }
         for job in &updates.dropped {
             snapshot.jobs.remove(job);
@@ -719,6 +721,41 @@ mod tests {
         let text = l.metrics.encode();
         assert!(!text.contains(&format!("job=\"{}\"", job(0))), "{text}");
         assert!(text.contains(&format!("job=\"{}\"", job(1))), "{text}");
+    }
+
+    #[test]
+    fn a_finished_job_keeps_its_latest_rows_only() {
+        let mut l = Loop::new(Retention::default());
+        let tasks = ROWS_PER_FINISHED_JOB as u64 + 200;
+        l.send(Event::WorkerJoined {
+            worker: WorkerId(1),
+            name: "w1".into(),
+            slots: tasks as u32,
+            functions: vec!["quarry.command".into()],
+            inventory: Vec::new(),
+            host: String::new(),
+        });
+        let ids = submit(&mut l, 0, tasks);
+        l.refresh();
+        assert_eq!(
+            l.shared.read().unwrap().tasks[&job(0)].rows.len(),
+            ids.len()
+        );
+        // The job ends within one tick: its rows turn final and the table
+        // is cut to the bound at the same refresh.
+        for &id in &ids {
+            l.finish(id, 1, None);
+        }
+        l.refresh();
+        let s = l.shared.read().unwrap();
+        assert_eq!(s.jobs[&job(0)].state, JobState::Succeeded);
+        let table = &s.tasks[&job(0)];
+        assert_eq!(table.rows.len(), ROWS_PER_FINISHED_JOB);
+        assert_eq!(table.omitted, 200);
+        assert!(
+            table.rows.contains_key(ids.last().unwrap()) && !table.rows.contains_key(&ids[0]),
+            "the first to finish went first"
+        );
     }
 
     #[test]
