@@ -187,7 +187,8 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, Scheduler
         manifests,
         commands: Vec::new(),
         outbox: Outbox::default(),
-        observer: Observer::new(shown.snapshot, shown.metrics),
+        // Without a dashboard nothing reads the snapshot or the metrics.
+        observer: dashboard.map(|_| Observer::new(shown.snapshot, shown.metrics)),
         turn_started: None,
         journal: None,
     };
@@ -221,8 +222,8 @@ struct Shell {
     manifests: Manifests,
     commands: Vec<Command>,
     outbox: Outbox,
-    /// Watches for the dashboard and the metrics.
-    observer: Observer,
+    /// Watches for the dashboard and the metrics, when there is one.
+    observer: Option<Observer>,
     /// When this turn of the loop began handling messages or a tick.
     turn_started: Option<Instant>,
     journal: Option<Journaling>,
@@ -330,7 +331,9 @@ impl Shell {
 
     fn apply(&mut self, event: Event) {
         let now = self.now();
-        self.observer.event(&self.core, now, &event);
+        if let Some(observer) = &mut self.observer {
+            observer.event(&self.core, now, &event);
+        }
         self.core.handle(now, event, &mut self.commands);
     }
 
@@ -343,12 +346,15 @@ impl Shell {
         }
         self.apply(Event::Tick);
         let journal = self.journal.as_ref().map(Journaling::stats);
-        let dropped = self.observer.refresh(
-            &mut self.core,
-            self.peers.client_count(),
-            journal.as_ref(),
-            now,
-        );
+        let dropped = match &mut self.observer {
+            Some(observer) => observer.refresh(
+                &mut self.core,
+                self.peers.client_count(),
+                journal.as_ref(),
+                now,
+            ),
+            None => self.core.job_updates(now).dropped,
+        };
         if let Some(journal) = &mut self.journal {
             for job in dropped {
                 journal.job_dropped(job);
@@ -774,8 +780,9 @@ impl Shell {
     /// journal, and sends everything queued. After a tick, compacts the
     /// journal if that is due.
     fn flush(&mut self, ticked: bool) {
-        let now = self.now();
-        self.observer.commands(&self.core, now, &self.commands);
+        if let Some(observer) = &mut self.observer {
+            observer.commands(&self.core, self.clock.now(), &self.commands);
+        }
         carry_out(
             &mut self.commands,
             &self.core,
@@ -792,8 +799,8 @@ impl Shell {
             self.send_held(ready);
         }
         self.server.send_batch(self.outbox.take());
-        if let Some(started) = self.turn_started.take() {
-            self.observer.loop_turn(started.elapsed());
+        if let (Some(started), Some(observer)) = (self.turn_started.take(), &self.observer) {
+            observer.loop_turn(started.elapsed());
         }
     }
 }
