@@ -2,13 +2,16 @@
 //! one `quarry scheduler` process with two workers. The scheduler keeps
 //! finished jobs only for its retention (100 by default), so its resident
 //! memory after the last job is at most 1.2× what it was after the first
-//! 100, and its job list stays at the retention count.
+//! 100, and its job list stays at the retention count. Its dashboard is
+//! on, as by default, so the dashboard's snapshot is held to the same
+//! bound, and `/metrics` keeps per-job series for the kept jobs only.
 //!
 //! `QUARRY_SOAK_JOBS` sets the number of jobs (1,000 by default; at least
 //! 200, so that the comparison means something).
 
 use quarry::{Client, ClientOptions, JobOptions};
 use quarry_integration::{quarry_bin, worker_args, CapturedProcess};
+use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
@@ -26,6 +29,22 @@ fn rss(pid: u32) -> u64 {
         .parse::<u64>()
         .unwrap()
         * 1024
+}
+
+/// The scheduler's `/metrics` text.
+fn scrape(dashboard: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(dashboard).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {dashboard}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
 }
 
 fn quarry_process(name: &str, args: &[String]) -> CapturedProcess {
@@ -49,10 +68,16 @@ async fn scheduler_memory_stays_flat_over_a_thousand_jobs() {
             "--listen".into(),
             "tcp://127.0.0.1:0".into(),
             "--dashboard".into(),
-            "none".into(),
+            "127.0.0.1:0".into(),
         ],
     );
     let address = scheduler.wait_for_scheduler_endpoint();
+    let dashboard = scheduler
+        .wait_for_line("dashboard at http://")
+        .trim()
+        .trim_start_matches("dashboard at http://")
+        .trim_end_matches('/')
+        .to_string();
     let _workers: Vec<CapturedProcess> = ["w1", "w2"]
         .iter()
         .map(|name| quarry_process(name, &worker_args(&address, name, dir.path())))
@@ -103,4 +128,19 @@ async fn scheduler_memory_stays_flat_over_a_thousand_jobs() {
         .count();
     assert!(kept <= 100, "{kept} finished jobs kept, over the retention");
     assert!(listed.dropped as usize >= jobs - 100);
+    let metrics = scrape(&dashboard);
+    let job_series = metrics
+        .lines()
+        .filter(|line| line.starts_with("quarry_job_tasks{"))
+        .count();
+    assert_eq!(
+        job_series,
+        6 * listed.jobs.len(),
+        "one series per state for each kept job, none for dropped ones"
+    );
+    let forgotten = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("quarry_scheduler_jobs_forgotten_total "))
+        .expect("the dropped-jobs counter");
+    assert_eq!(forgotten.parse::<u64>().unwrap(), listed.dropped);
 }
