@@ -54,6 +54,8 @@ pub struct Core {
     ghosts: HashMap<String, u32>,
     functions: Vec<Function>,
     function_index: HashMap<String, u32>,
+    /// Slots of functions nothing names any more, reused first.
+    free_functions: Vec<u32>,
     /// Jobs not finished yet: their info changes all the time.
     running_jobs: BTreeSet<u32>,
     /// Finished jobs in the order they finished, with when: the retention
@@ -111,6 +113,7 @@ impl Core {
             ghosts: HashMap::new(),
             functions: Vec::new(),
             function_index: HashMap::new(),
+            free_functions: Vec::new(),
             running_jobs: BTreeSet::new(),
             finished_jobs: VecDeque::new(),
             finished_since_update: Vec::new(),
@@ -307,6 +310,12 @@ impl Core {
         Some(&self.workers[w as usize].name)
     }
 
+    /// Function names held: those some task names or some live worker
+    /// serves.
+    pub fn function_count(&self) -> usize {
+        self.function_index.len()
+    }
+
     /// Tasks waiting for a worker.
     pub fn queued_tasks(&self) -> usize {
         self.queued
@@ -362,10 +371,32 @@ impl Core {
         if let Some(&f) = self.function_index.get(name) {
             return f;
         }
-        let f = self.functions.len() as u32;
-        self.functions.push(Function::new(&self.config));
+        let function = Function::new(name.to_owned(), &self.config);
+        let f = match self.free_functions.pop() {
+            Some(f) => {
+                self.functions[f as usize] = function;
+                f
+            }
+            None => {
+                self.functions.push(function);
+                self.functions.len() as u32 - 1
+            }
+        };
         self.function_index.insert(name.to_owned(), f);
         f
+    }
+
+    /// Frees function `f`'s slot (its queues and measurements) when no task
+    /// names it and no live worker serves it, so that names a peer made up
+    /// do not stay in memory after it.
+    pub(crate) fn release_function(&mut self, f: u32) {
+        let function = &self.functions[f as usize];
+        if !function.is_unused() || self.function_index.get(&function.name) != Some(&f) {
+            return;
+        }
+        self.function_index.remove(&function.name);
+        self.functions[f as usize] = Function::new(String::new(), &self.config);
+        self.free_functions.push(f);
     }
 
     /// Refreshes a live worker's heartbeat; `None` for unknown workers.
@@ -552,6 +583,7 @@ impl Core {
         let mut added = Vec::with_capacity(tasks.len());
         for (spec, function) in tasks {
             let id = spec.id();
+            self.functions[function as usize].tasks += 1;
             let t = self.tasks.push(Task::new(spec, j, function));
             self.task_index.insert(id, t);
             let job = &mut self.jobs[j as usize];

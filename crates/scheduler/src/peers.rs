@@ -315,6 +315,25 @@ mod tests {
     }
 
     #[test]
+    fn peers_that_go_leave_nothing_behind() {
+        let mut peers = Peers::default();
+        for n in 0..100u8 {
+            let id = peers.add_worker(&peer(n), &format!("origin-{}", n % 7));
+            if n % 2 == 0 {
+                peers.remove_worker(id);
+            } else {
+                assert_eq!(peers.remove(&peer(n)), Some(Peer::Worker { id }));
+            }
+        }
+        assert!(peers.by_peer.is_empty() && peers.workers.is_empty());
+        assert!(peers.origins.is_empty() && peers.connections.is_empty());
+        let session = peers.add_client(&peer(1), "a", 0, 1);
+        peers.take_silent_clients(10, 5);
+        assert_eq!(peers.client_peer(session.id), None);
+        assert!(peers.by_peer.is_empty() && peers.connections.is_empty());
+    }
+
+    #[test]
     fn restored_sessions_wait_for_their_clients_and_keep_ids_apart() {
         let mut peers = Peers::default();
         let old = ClientSession {

@@ -55,6 +55,14 @@ pub struct Args {
     /// Most connections from one peer address (or CURVE key) [default: 64].
     #[arg(long)]
     max_connections_per_peer: Option<usize>,
+    /// Most function names one worker may register; a worker listing more
+    /// is refused [default: 1024].
+    #[arg(long)]
+    max_worker_functions: Option<usize>,
+    /// Longest function, worker or host name a peer may register, in bytes
+    /// [default: 256].
+    #[arg(long)]
+    max_name_bytes: Option<usize>,
     /// Journal file: every job, result and client session is recorded
     /// there, and a scheduler restarted with the same file gets them back
     /// (tasks that were running run again). Without it, a restart starts
@@ -224,6 +232,12 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
     if let Some(n) = settings.max_connections_per_peer {
         config.limits.max_connections_per_peer = n;
     }
+    if let Some(n) = settings.max_worker_functions {
+        config.hello_limits.max_worker_functions = n;
+    }
+    if let Some(n) = settings.max_name_bytes {
+        config.hello_limits.max_name_bytes = n;
+    }
     if let Some(Span(timeout)) = settings.heartbeat_timeout {
         config.core.heartbeat_timeout_ms = timeout.as_millis() as u64;
         config.heartbeat_interval = (timeout / 5).max(Duration::from_millis(50));
@@ -316,6 +330,8 @@ mod tests {
         );
         assert!(settings.job_retention.is_some());
         assert!(settings.journal_flush.is_some());
+        assert_eq!(settings.max_worker_functions, Some(1024));
+        assert_eq!(settings.max_name_bytes, Some(256));
     }
 
     #[test]

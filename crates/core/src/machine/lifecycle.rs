@@ -315,8 +315,14 @@ impl Core {
         });
         self.worker_index.remove(&worker.id);
         self.open_workers.remove(&w);
-        for &f in &worker.functions {
+        // A departed worker serves nothing: the slots of functions it
+        // alone named are freed.
+        let functions = std::mem::take(&mut worker.functions);
+        for &f in &functions {
             self.functions[f as usize].remove_worker(w, worker.slots);
+        }
+        for f in functions {
+            self.release_function(f);
         }
         self.locality.remove_worker(w, &cached);
 
