@@ -309,4 +309,17 @@ pub enum Command {
         /// The worker.
         worker: WorkerId,
     },
+    /// A worker joined under the name of a live worker, which it takes
+    /// over: the old session's tasks were requeued at once (a restarted
+    /// worker need not wait out the heartbeat timeout). The shell tells the
+    /// old connection, if it is still there, that it was replaced, and
+    /// forgets it.
+    WorkerReplaced {
+        /// The worker taken over.
+        worker: WorkerId,
+        /// The worker that took over.
+        by: WorkerId,
+        /// Their name.
+        name: String,
+    },
 }

@@ -48,6 +48,9 @@ pub struct Core {
     vacant_job: Arc<JobSpec>,
     workers: Vec<Worker>,
     worker_index: HashMap<WorkerId, u32>,
+    /// Live workers by name: a worker joining under a live worker's name
+    /// takes it over.
+    live_by_name: HashMap<String, u32>,
     /// Slots of workers that left and that no task names any more.
     free_workers: Vec<u32>,
     /// Records of workers known only by name (restored tasks ran there).
@@ -109,6 +112,7 @@ impl Core {
             vacant_job,
             workers: Vec::new(),
             worker_index: HashMap::new(),
+            live_by_name: HashMap::new(),
             free_workers: Vec::new(),
             ghosts: HashMap::new(),
             functions: Vec::new(),
@@ -420,6 +424,19 @@ impl Core {
             // Rejoined without us noticing it left: its old tasks are gone.
             self.lose_worker(old, now, out);
         }
+        if let Some(&old) = self.live_by_name.get(&name) {
+            // The same worker restarted (a name is one worker, and its
+            // cache directory is locked to one process): what its earlier
+            // session held will never be reported, so requeue it now.
+            let replaced = self.workers[old as usize].id;
+            debug!(worker = %id, %replaced, name = %name, "worker took over its earlier session");
+            out.push(Command::WorkerReplaced {
+                worker: replaced,
+                by: id,
+                name: name.clone(),
+            });
+            self.lose_worker(old, now, out);
+        }
         let w = self.add_worker_record(Worker::ghost(String::new()));
         let mut served: Vec<u32> = functions.iter().map(|f| self.function_id(f)).collect();
         served.sort_unstable();
@@ -443,6 +460,8 @@ impl Core {
         debug!(worker = %id, name = %worker.name, slots = worker.slots, "worker joined");
         self.workers[w as usize] = worker;
         self.worker_index.insert(id, w);
+        self.live_by_name
+            .insert(self.workers[w as usize].name.clone(), w);
         self.refresh_open(w);
         self.dispatch_pending = true;
     }

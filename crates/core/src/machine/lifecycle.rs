@@ -314,6 +314,9 @@ impl Core {
             task.state == TaskState::Queued && task.ticket == e.ticket
         });
         self.worker_index.remove(&worker.id);
+        if self.live_by_name.get(&worker.name) == Some(&w) {
+            self.live_by_name.remove(&worker.name);
+        }
         self.open_workers.remove(&w);
         // A departed worker serves nothing: the slots of functions it
         // alone named are freed.
