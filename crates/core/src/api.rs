@@ -47,6 +47,14 @@ pub struct CoreConfig {
     /// How many times a task may be requeued because its worker was lost
     /// before it fails with `WorkerLost` (separate from `TaskSpec::retries`).
     pub max_worker_losses: u32,
+    /// How long a failed attempt waits before its retry is queued, for the
+    /// first retry; each further retry of the task waits twice as long (up
+    /// to `retry_backoff_max_ms`), and each wait is jittered to between
+    /// half and one and a half times its length, so that tasks failing
+    /// together do not retry together. 0 retries at once.
+    pub retry_backoff_ms: u64,
+    /// The longest wait before a retry (before jitter).
+    pub retry_backoff_max_ms: u64,
     /// How long, and how many, finished jobs are kept before they are
     /// dropped from the tables (see [`Retention`]).
     pub retention: Retention,
@@ -91,6 +99,8 @@ impl Default for CoreConfig {
             fetch_bytes_per_second: 200_000_000,
             owner_load_cap: 1.05,
             max_worker_losses: 3,
+            retry_backoff_ms: 1_000,
+            retry_backoff_max_ms: 60_000,
             retention: Retention::default(),
             record_changes: false,
         }

@@ -84,6 +84,11 @@ pub struct Core {
     open_workers: BTreeSet<u32>,
     /// Unfinished jobs with watchers, for periodic progress.
     watched_jobs: BTreeSet<u32>,
+    /// Tasks waiting out their retry backoff, by when they may be queued
+    /// again: (not before, task, its ticket when it began to wait). An
+    /// entry whose task moved on (cancelled, or its slot reused) has a
+    /// stale ticket and is skipped.
+    backoff: BTreeSet<(Millis, u32, u32)>,
     /// Tasks in the queued state.
     queued: usize,
     /// Work was queued or capacity freed: offer queued tasks to open
@@ -129,6 +134,7 @@ impl Core {
             workers_by_host: HashMap::new(),
             open_workers: BTreeSet::new(),
             watched_jobs: BTreeSet::new(),
+            backoff: BTreeSet::new(),
             queued: 0,
             dispatch_pending: false,
         }
@@ -807,6 +813,7 @@ impl Core {
         // First, so that a job finishing during this tick has its
         // `JobFinished` carried out before it can be dropped.
         self.apply_retention(now, out);
+        self.end_backoffs(now);
         let timeout = self.config.heartbeat_timeout_ms;
         let silent: Vec<u32> = (0..self.workers.len() as u32)
             .filter(|&w| {

@@ -43,6 +43,13 @@ pub struct Args {
     /// requeued [default: 15s].
     #[arg(long)]
     heartbeat_timeout: Option<Span>,
+    /// How long a failed task waits before its first retry; each further
+    /// retry waits twice as long, jittered by ±50% [default: 1s].
+    #[arg(long)]
+    retry_backoff: Option<Span>,
+    /// The longest wait before a retry (before jitter) [default: 1m].
+    #[arg(long)]
+    retry_backoff_max: Option<Span>,
     /// Largest frame accepted, in bytes [default: 1MiB].
     #[arg(long)]
     max_frame_bytes: Option<ByteSize>,
@@ -242,6 +249,12 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
         config.core.heartbeat_timeout_ms = timeout.as_millis() as u64;
         config.heartbeat_interval = (timeout / 5).max(Duration::from_millis(50));
     }
+    if let Some(Span(backoff)) = settings.retry_backoff {
+        config.core.retry_backoff_ms = backoff.as_millis() as u64;
+    }
+    if let Some(Span(max)) = settings.retry_backoff_max {
+        config.core.retry_backoff_max_ms = max.as_millis() as u64;
+    }
     if let Some(path) = settings.journal {
         let mut journal = JournalConfig::new(path);
         if let Some(Span(flush)) = settings.journal_flush {
@@ -332,6 +345,11 @@ mod tests {
         assert!(settings.journal_flush.is_some());
         assert_eq!(settings.max_worker_functions, Some(1024));
         assert_eq!(settings.max_name_bytes, Some(256));
+        assert_eq!(settings.retry_backoff, Some(Span(Duration::from_secs(1))));
+        assert_eq!(
+            settings.retry_backoff_max,
+            Some(Span(Duration::from_secs(60)))
+        );
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl Core {
                         error = %error.message,
                         "attempt failed, retrying"
                     );
-                    self.requeue(t, now);
+                    self.retry_later(t, now);
                 } else {
                     self.finalize(t, TaskState::Failed, TaskOutcome::Err(error), now, out);
                 }
@@ -159,6 +159,53 @@ impl Core {
     fn requeue(&mut self, t: u32, now: Millis) {
         self.set_state(t, TaskState::Queued);
         self.place(t, true, now);
+    }
+
+    /// Queues the retry of a task whose attempt failed once its backoff
+    /// (see [`crate::CoreConfig::retry_backoff_ms`]) has passed; until then
+    /// it is queued but offered to no worker.
+    fn retry_later(&mut self, t: u32, now: Millis) {
+        let delay = self.retry_delay(t);
+        if delay == 0 {
+            return self.requeue(t, now);
+        }
+        self.set_state(t, TaskState::Queued);
+        let task = &mut self.tasks[t as usize];
+        task.ticket = task.ticket.wrapping_add(1);
+        self.backoff
+            .insert((now.saturating_add(delay), t, task.ticket));
+    }
+
+    /// How long task `t`, which just failed for the `errors`-th time, waits
+    /// before its retry: the backoff doubled per earlier failure, capped,
+    /// then jittered by a hash of the task and attempt (the core has no
+    /// randomness of its own, and replays stay reproducible).
+    fn retry_delay(&self, t: u32) -> u64 {
+        let base = self.config.retry_backoff_ms;
+        if base == 0 {
+            return 0;
+        }
+        let task = &self.tasks[t as usize];
+        let doublings = task.errors.saturating_sub(1).min(32);
+        let delay = base
+            .saturating_mul(1 << doublings)
+            .min(self.config.retry_backoff_max_ms.max(base));
+        let seed = task.spec.id().0 ^ (u64::from(task.attempt) << 48);
+        delay / 2 + mix(seed) % (delay + 1)
+    }
+
+    /// Queues the tasks whose retry backoff has passed by `now`.
+    pub(super) fn end_backoffs(&mut self, now: Millis) {
+        while let Some(&(not_before, t, ticket)) = self.backoff.first() {
+            if not_before > now {
+                break;
+            }
+            self.backoff.pop_first();
+            let task = &self.tasks[t as usize];
+            if task.state == TaskState::Queued && task.ticket == ticket {
+                self.place(t, true, now);
+            }
+        }
     }
 
     /// Ends a task for good and tells its owner and the job's watchers.
@@ -367,6 +414,14 @@ impl Core {
             self.reclaim_worker(w);
         }
     }
+}
+
+/// A 64-bit mix of `x` (splitmix64's finalizer): well-spread jitter from
+/// consecutive task ids.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// Whether a failed attempt may be retried (within the task's retries):
