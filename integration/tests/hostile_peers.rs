@@ -628,3 +628,74 @@ async fn oversized_hellos_are_refused_naming_the_cap_and_leave_memory_flat() {
     steady.stop();
     scheduler.stop();
 }
+
+/// What a fake worker that never starts its tasks was sent.
+#[derive(Debug, Default)]
+struct Stuck {
+    runs: usize,
+    cancels: usize,
+}
+
+/// A raw worker serving `echo` that heartbeats every 200 ms but never
+/// starts what it is sent, until `stop` is set. `ready` gets its Welcome.
+fn stuck_worker(endpoint: &str, ready: std::sync::mpsc::Sender<()>, stop: &AtomicBool) -> Stuck {
+    let context = zmq::Context::new();
+    let raw = RawPeer::connect(&context, endpoint);
+    raw.send(vec![Message::Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Worker,
+        name: "stuck".into(),
+        slots: 4,
+        functions: vec!["echo".into()],
+        inventory: Vec::new(),
+        host: String::new(),
+        resume: None,
+    }]);
+    raw.wait_for("Welcome", |m| matches!(m, Message::Welcome { .. }));
+    ready.send(()).unwrap();
+    let mut seen = Stuck::default();
+    while !stop.load(Ordering::Relaxed) {
+        raw.send(vec![Message::Heartbeat]);
+        for message in raw.drain(Duration::from_millis(200)) {
+            match message {
+                Message::Run(_) => seen.runs += 1,
+                Message::CancelTask { .. } => seen.cancels += 1,
+                _ => {}
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_a_heartbeating_worker_never_starts_go_back_after_the_start_deadline() {
+    let cache = tempfile::tempdir().unwrap();
+    // Only the start deadline can take the tasks back: the stuck worker
+    // heartbeats, and silence would take ten minutes to notice anyway.
+    let (mut scheduler, endpoint) =
+        scheduler(&["--start-deadline", "2s", "--heartbeat-timeout", "10m"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let stuck = {
+        let (endpoint, stop) = (endpoint.clone(), stop.clone());
+        std::thread::spawn(move || stuck_worker(&endpoint, ready_tx, &stop))
+    };
+    ready.recv_timeout(LIMIT).unwrap();
+    let client = connect(&endpoint).await;
+    wait_for_workers(&client, 1).await;
+    // Every task goes to the only worker, the stuck one.
+    let futures = client.map::<i64, i64, _>("echo", 0..20).unwrap();
+    let steady = worker(&endpoint, "steady", cache.path());
+    let results = tokio::time::timeout(LIMIT, client.gather(futures))
+        .await
+        .expect("the stuck worker held the job")
+        .unwrap();
+    assert_eq!(results, (0..20).collect::<Vec<i64>>());
+    stop.store(true, Ordering::Relaxed);
+    let seen = stuck.join().expect("the stuck worker's thread panicked");
+    assert!(seen.runs > 0, "the stuck worker was sent nothing: {seen:?}");
+    assert_eq!(seen.cancels, seen.runs, "told to drop each: {seen:?}");
+    scheduler.assert_running();
+    steady.stop();
+    scheduler.stop();
+}

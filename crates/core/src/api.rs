@@ -47,6 +47,12 @@ pub struct CoreConfig {
     /// How many times a task may be requeued because its worker was lost
     /// before it fails with `WorkerLost` (separate from `TaskSpec::retries`).
     pub max_worker_losses: u32,
+    /// A worker that holds tasks it was sent, runs none of them, and has
+    /// neither started nor finished a task for this long is stalled: its
+    /// unstarted tasks go back to the queue (the worker is told to drop
+    /// them) and it gets no work until it starts or finishes one. Liveness
+    /// means progress, not only heartbeats. 0 turns the check off.
+    pub start_deadline_ms: u64,
     /// How long a failed attempt waits before its retry is queued, for the
     /// first retry; each further retry of the task waits twice as long (up
     /// to `retry_backoff_max_ms`), and each wait is jittered to between
@@ -99,6 +105,7 @@ impl Default for CoreConfig {
             fetch_bytes_per_second: 200_000_000,
             owner_load_cap: 1.05,
             max_worker_losses: 3,
+            start_deadline_ms: 120_000,
             retry_backoff_ms: 1_000,
             retry_backoff_max_ms: 60_000,
             retention: Retention::default(),

@@ -814,6 +814,7 @@ impl Core {
         // `JobFinished` carried out before it can be dropped.
         self.apply_retention(now, out);
         self.end_backoffs(now);
+        self.check_start_deadlines(now, out);
         let timeout = self.config.heartbeat_timeout_ms;
         let silent: Vec<u32> = (0..self.workers.len() as u32)
             .filter(|&w| {

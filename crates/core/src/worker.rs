@@ -68,6 +68,12 @@ pub(crate) struct Worker {
     pub host: String,
     /// Tasks whose current or last attempt was on it.
     pub refs: u32,
+    /// When it last started or finished a task, or was given work while it
+    /// held none: the clock of [`crate::CoreConfig::start_deadline_ms`].
+    pub progress_at: Millis,
+    /// It sat on tasks without starting any past the start deadline: it
+    /// gets no work, and serves no function, until it shows progress.
+    pub stalled: bool,
 }
 
 impl Worker {
@@ -88,6 +94,8 @@ impl Worker {
             cached: HashSet::new(),
             host: String::new(),
             refs: 0,
+            progress_at: now,
+            stalled: false,
         }
     }
 

@@ -43,6 +43,11 @@ pub struct Args {
     /// requeued [default: 15s].
     #[arg(long)]
     heartbeat_timeout: Option<Span>,
+    /// A worker that holds tasks it was sent but has started none of them,
+    /// and finished none, for this long loses them to the queue and gets no
+    /// work until it makes progress; `0s` turns this off [default: 2m].
+    #[arg(long)]
+    start_deadline: Option<Span>,
     /// How long a failed task waits before its first retry; each further
     /// retry waits twice as long, jittered by ±50% [default: 1s].
     #[arg(long)]
@@ -249,6 +254,9 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
         config.core.heartbeat_timeout_ms = timeout.as_millis() as u64;
         config.heartbeat_interval = (timeout / 5).max(Duration::from_millis(50));
     }
+    if let Some(Span(deadline)) = settings.start_deadline {
+        config.core.start_deadline_ms = deadline.as_millis() as u64;
+    }
     if let Some(Span(backoff)) = settings.retry_backoff {
         config.core.retry_backoff_ms = backoff.as_millis() as u64;
     }
@@ -346,6 +354,10 @@ mod tests {
         assert_eq!(settings.max_worker_functions, Some(1024));
         assert_eq!(settings.max_name_bytes, Some(256));
         assert_eq!(settings.retry_backoff, Some(Span(Duration::from_secs(1))));
+        assert_eq!(
+            settings.start_deadline,
+            Some(Span(Duration::from_secs(120)))
+        );
         assert_eq!(
             settings.retry_backoff_max,
             Some(Span(Duration::from_secs(60)))

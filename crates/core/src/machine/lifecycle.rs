@@ -49,10 +49,87 @@ impl Core {
         let Some(t) = self.current_attempt(w, id, attempt) else {
             return;
         };
+        self.made_progress(w, now);
         if self.tasks[t as usize].state == TaskState::Assigned {
             self.set_state(t, TaskState::Running);
             self.tasks[t as usize].timer = now;
         }
+    }
+
+    /// Worker `w` started or finished a task: the start deadline counts
+    /// from now, and a stalled worker serves its functions again.
+    fn made_progress(&mut self, w: u32, now: Millis) {
+        let worker = &mut self.workers[w as usize];
+        worker.progress_at = now;
+        if !std::mem::take(&mut worker.stalled) {
+            return;
+        }
+        debug!(worker = %worker.id, name = %worker.name, "stalled worker made progress");
+        let slots = worker.slots;
+        for i in 0..self.workers[w as usize].functions.len() {
+            let f = self.workers[w as usize].functions[i];
+            self.functions[f as usize].add_worker(w, slots);
+        }
+        self.refresh_open(w);
+        self.dispatch_pending = true;
+    }
+
+    /// Takes back the unstarted tasks of live workers that hold some, run
+    /// none, and made no progress within the start deadline; those
+    /// workers are stalled until they make progress.
+    pub(super) fn check_start_deadlines(&mut self, now: Millis, out: &mut Vec<Command>) {
+        let deadline = self.config.start_deadline_ms;
+        if deadline == 0 {
+            return;
+        }
+        let stalled: Vec<u32> = (0..self.workers.len() as u32)
+            .filter(|&w| {
+                let worker = &self.workers[w as usize];
+                worker.live
+                    && !worker.tasks.is_empty()
+                    && now.saturating_sub(worker.progress_at) >= deadline
+                    && worker
+                        .tasks
+                        .iter()
+                        .all(|&t| self.tasks[t as usize].state == TaskState::Assigned)
+            })
+            .collect();
+        for w in stalled {
+            self.stall_worker(w, now, out);
+        }
+    }
+
+    /// Requeues what stalled worker `w` was sent (telling it to drop it) and
+    /// takes it out of placement until it makes progress.
+    fn stall_worker(&mut self, w: u32, now: Millis, out: &mut Vec<Command>) {
+        let worker = &mut self.workers[w as usize];
+        debug!(worker = %worker.id, name = %worker.name, tasks = worker.tasks.len(), "worker stalled: none of its tasks started within the start deadline");
+        worker.stalled = true;
+        let id = worker.id;
+        let slots = worker.slots;
+        let held: Vec<u32> = worker.tasks.iter().copied().collect();
+        let tasks = &self.tasks;
+        let waiting_for_it = worker.local.drain_live(|e| {
+            let task = &tasks[e.task as usize];
+            task.state == TaskState::Queued && task.ticket == e.ticket
+        });
+        for i in 0..self.workers[w as usize].functions.len() {
+            let f = self.workers[w as usize].functions[i];
+            self.functions[f as usize].remove_worker(w, slots);
+        }
+        self.refresh_open(w);
+        for entry in waiting_for_it.iter().rev() {
+            self.place(entry.task, true, now);
+        }
+        for &t in held.iter().rev() {
+            self.take_off_worker(t);
+            out.push(Command::CancelOnWorker {
+                worker: id,
+                task: self.tasks[t as usize].spec.id(),
+            });
+            self.requeue(t, now);
+        }
+        self.dispatch_pending = true;
     }
 
     pub(super) fn task_finished(
@@ -68,6 +145,7 @@ impl Core {
         let Some(t) = self.current_attempt(w, report.task, report.attempt) else {
             return;
         };
+        self.made_progress(w, now);
         let task = &self.tasks[t as usize];
         let duration = if task.state == TaskState::Running {
             now.saturating_sub(task.timer)
