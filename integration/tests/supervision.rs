@@ -309,6 +309,60 @@ env:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_over_the_connection_cap_join_and_cli_calls_in_a_row_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every peer here comes from one address, so one origin; clients hold
+    // their sessions for the default 15 s heartbeat timeout after they go.
+    let scheduler = quarry(
+        "scheduler",
+        &[
+            "scheduler",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--dashboard",
+            "none",
+            "--max-connections-per-peer",
+            "4",
+        ],
+        &[],
+    );
+    let endpoint = scheduler.wait_for_scheduler_endpoint();
+    let cache = dir.path().display().to_string();
+    let pool = quarry(
+        "pool",
+        &[
+            "worker",
+            &endpoint,
+            "--nprocs",
+            "6",
+            "--nthreads",
+            "1",
+            "--name",
+            "pool",
+            "--cache-dir",
+            &cache,
+        ],
+        &[],
+    );
+    let client = connect(&endpoint).await;
+    wait_for_names(&client, &names("pool", 6)).await;
+    drop(client);
+    pool.stop();
+    scheduler.stop();
+
+    // With the default cap, 200 short-lived CLI calls in a row.
+    let (_scheduler, endpoint) = scheduler_with_heartbeat_timeout("15s");
+    for call in 0..200 {
+        let output = quarry_output(&["jobs", "--scheduler", &endpoint], &[]);
+        assert!(
+            output.status.success(),
+            "call {call} of `quarry jobs` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_supervisor_takes_its_worker_processes_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let (_scheduler, endpoint) = scheduler();

@@ -17,6 +17,10 @@ pub struct HelloLimits {
     pub max_worker_functions: usize,
     /// Longest function, worker or host name, in bytes.
     pub max_name_bytes: usize,
+    /// New sessions (Hellos that do not resume one) one origin may open
+    /// per second, and at once; 0 is no limit. This, not a low cap on
+    /// connections, protects against floods.
+    pub new_sessions_per_second: u32,
 }
 
 impl Default for HelloLimits {
@@ -24,6 +28,7 @@ impl Default for HelloLimits {
         HelloLimits {
             max_worker_functions: 1024,
             max_name_bytes: 256,
+            new_sessions_per_second: 200,
         }
     }
 }
@@ -46,8 +51,8 @@ pub(crate) struct Refusal {
 
 /// Checks a Hello: the sender's protocol version, whether its key may
 /// connect as its role (`allowed` is `None` without CURVE), whether its
-/// names are within `hello`, and whether its origin is under the connection
-/// cap with `open` connections.
+/// names are within `hello`, and whether a client's origin is under the
+/// connection cap with `open` client connections.
 pub(crate) fn check_hello(
     limits: &Limits,
     hello_limits: &HelloLimits,
@@ -89,11 +94,11 @@ pub(crate) fn check_hello(
         }
     })?;
     let cap = limits.max_connections_per_peer;
-    if open >= cap {
+    if role == Role::Client && open >= cap {
         warn!(origin = %origin, open, "refused a connection over the per-peer cap");
         return Err(Refusal {
             reason: format!(
-                "this peer already has {open} connections, the cap \
+                "this peer already has {open} client connections, the cap \
                  (limits.max_connections_per_peer = {cap}); close some first"
             ),
             fatal: true,

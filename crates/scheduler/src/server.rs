@@ -497,6 +497,22 @@ impl Shell {
             self.outbox.send(peer, &Message::Rejected { reason, fatal });
             return;
         }
+        let rate = self.hello_limits.new_sessions_per_second;
+        if resuming.is_none() && !self.peers.take_session_token(origin, self.now(), rate) {
+            warn!(origin = %origin, "refused a new session over the session rate");
+            let reason = format!(
+                "this peer opened more than {rate} sessions in the last second \
+                 (new_sessions_per_second); say Hello again shortly"
+            );
+            self.outbox.send(
+                peer,
+                &Message::Rejected {
+                    reason,
+                    fatal: false,
+                },
+            );
+            return;
+        }
         let welcome =
             |client, resumed, worker, limits: &Limits, heartbeat: Duration| Message::Welcome {
                 version: PROTOCOL_VERSION,

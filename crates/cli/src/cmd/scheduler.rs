@@ -64,7 +64,8 @@ pub struct Args {
     /// Most tasks in one submission message [default: 10000].
     #[arg(long)]
     max_tasks_per_submit: Option<usize>,
-    /// Most connections from one peer address (or CURVE key) [default: 64].
+    /// Most client connections from one peer address (or CURVE key);
+    /// workers do not count [default: 1024].
     #[arg(long)]
     max_connections_per_peer: Option<usize>,
     /// Most function names one worker may register; a worker listing more
@@ -75,6 +76,11 @@ pub struct Args {
     /// [default: 256].
     #[arg(long)]
     max_name_bytes: Option<usize>,
+    /// New sessions one peer address (or CURVE key) may open per second,
+    /// and at once; more are refused until the rate allows them, so a
+    /// flood cannot fill the scheduler. 0 is no limit [default: 200].
+    #[arg(long)]
+    new_sessions_per_second: Option<u32>,
     /// Journal file: every job, result and client session is recorded
     /// there, and a scheduler restarted with the same file gets them back
     /// (tasks that were running run again). Without it, a restart starts
@@ -250,6 +256,9 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
     if let Some(n) = settings.max_name_bytes {
         config.hello_limits.max_name_bytes = n;
     }
+    if let Some(n) = settings.new_sessions_per_second {
+        config.hello_limits.new_sessions_per_second = n;
+    }
     if let Some(Span(timeout)) = settings.heartbeat_timeout {
         config.core.heartbeat_timeout_ms = timeout.as_millis() as u64;
         config.heartbeat_interval = (timeout / 5).max(Duration::from_millis(50));
@@ -353,6 +362,7 @@ mod tests {
         assert!(settings.journal_flush.is_some());
         assert_eq!(settings.max_worker_functions, Some(1024));
         assert_eq!(settings.max_name_bytes, Some(256));
+        assert_eq!(settings.new_sessions_per_second, Some(200));
         assert_eq!(settings.retry_backoff, Some(Span(Duration::from_secs(1))));
         assert_eq!(
             settings.start_deadline,
