@@ -218,9 +218,9 @@ async fn an_sbatch_script_runs_workers_that_run_a_quarry_job() {
     );
     let output = std::fs::read_to_string(dir.path().join(format!("slurm-{job}.out"))).unwrap();
     assert_eq!(
-        output.matches("worker shutting down").count(),
+        output.matches("drained; leaving").count(),
         2,
-        "both workers left on the signal; the job's output:\n{output}"
+        "both workers drained on the signal; the job's output:\n{output}"
     );
     assert!(!output.contains("panicked"), "the job's output:\n{output}");
     cluster.stop();

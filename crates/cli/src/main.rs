@@ -61,6 +61,10 @@ enum Command {
     /// Cancel every unfinished task of a job.
     #[command(after_help = config::CLIENT_SOURCES_HELP)]
     Cancel(cmd::jobs::CancelArgs),
+    /// Drain a worker: it finishes its running tasks, gives back the
+    /// queued ones and exits 0.
+    #[command(after_help = config::CLIENT_SOURCES_HELP)]
+    Drain(cmd::jobs::DrainArgs),
     /// Show one row per task of a job: state, result, outputs, metrics.
     #[command(after_help = config::CLIENT_SOURCES_HELP)]
     Results(cmd::results::Args),
@@ -127,6 +131,7 @@ fn main() -> std::process::ExitCode {
             Command::Jobs(args) => cmd::jobs::jobs(args).await,
             Command::Status(args) => cmd::jobs::status(args).await,
             Command::Cancel(args) => cmd::jobs::cancel(args).await,
+            Command::Drain(args) => cmd::jobs::drain(args).await,
             Command::Results(args) => cmd::results::run(args).await,
             Command::Slurm(slurm) => cmd::slurm::run(slurm),
             Command::Journal(command) => cmd::journal::run(command),

@@ -493,6 +493,16 @@ impl Client {
             .change(|request| Message::CancelJob { request, job })
     }
 
+    /// Asks a connected worker (by name or id) to drain: it finishes what
+    /// it runs, gives back what it has queued, and exits. The [`Answer`]
+    /// says when the worker was told, or that no such worker is connected.
+    pub fn drain_worker(&self, worker: &str) -> Result<Answer, ClientError> {
+        let worker = worker.to_owned();
+        self.inner
+            .session
+            .change(move |request| Message::DrainWorker { request, worker })
+    }
+
     /// Decodes a task's value (fetching it from the store when it is a
     /// reference).
     pub async fn value<R: DeserializeOwned>(

@@ -138,6 +138,20 @@ pub enum Event {
         /// The worker.
         worker: WorkerId,
     },
+    /// A worker is draining: it runs what it started but takes nothing
+    /// new, so no task is placed on it any more and tasks waiting for it
+    /// are placed elsewhere.
+    WorkerDraining {
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// A draining worker finished what it ran and left: the tasks it was
+    /// sent but never started go back to the queue, without counting as a
+    /// lost worker against them.
+    WorkerDrained {
+        /// The worker.
+        worker: WorkerId,
+    },
     /// Any message from a worker counts as a heartbeat; the shell sends
     /// this for explicit heartbeats.
     Heartbeat {

@@ -164,6 +164,17 @@ impl Core {
                     self.lose_worker(w, now, out);
                 }
             }
+            Event::WorkerDraining { worker } => {
+                if let Some(w) = self.touch(worker, now) {
+                    self.drain_worker(w, now);
+                }
+            }
+            Event::WorkerDrained { worker } => {
+                if let Some(&w) = self.worker_index.get(&worker) {
+                    self.workers[w as usize].drained = true;
+                    self.lose_worker(w, now, out);
+                }
+            }
             Event::Heartbeat { worker } => {
                 self.touch(worker, now);
             }

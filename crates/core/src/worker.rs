@@ -74,6 +74,11 @@ pub(crate) struct Worker {
     /// It sat on tasks without starting any past the start deadline: it
     /// gets no work, and serves no function, until it shows progress.
     pub stalled: bool,
+    /// Draining: it finishes what it runs and is given nothing new (it no
+    /// longer counts among its functions' workers).
+    pub draining: bool,
+    /// It left after draining: what it still held was never started.
+    pub drained: bool,
 }
 
 impl Worker {
@@ -96,6 +101,8 @@ impl Worker {
             refs: 0,
             progress_at: now,
             stalled: false,
+            draining: false,
+            drained: false,
         }
     }
 

@@ -103,6 +103,15 @@ pub enum Message {
         /// Object keys ([`DataRef::object_key`]) no longer cached.
         evicted: Vec<String>,
     },
+    /// Worker → scheduler: it is draining (asked to, told by SIGTERM, or
+    /// at the end of its `--lifetime`): it finishes what it runs, starts
+    /// nothing new, and is to be sent nothing more.
+    Draining,
+    /// Worker → scheduler: it drained and is leaving; the tasks it was sent
+    /// and has not reported were never started, and go back to the queue.
+    /// Scheduler → worker: the same word as the acknowledgment, after which
+    /// the worker exits.
+    Drained,
 
     // ----- scheduler → worker -----
     /// Scheduler → worker: the job context, sent once before the first task
@@ -115,6 +124,9 @@ pub enum Message {
         /// The task.
         task: TaskId,
     },
+    /// Scheduler → worker: drain (finish what runs, then leave), as
+    /// `quarry drain` asked.
+    Drain,
 
     // ----- client → scheduler -----
     // Every request carries an id and gets exactly one answer carrying it:
@@ -196,6 +208,16 @@ pub enum Message {
     ListWorkers {
         /// The request.
         request: RequestId,
+    },
+    /// Client → scheduler: drain a worker (by name or id): it finishes
+    /// what it runs, gives back what it has queued, and exits. Answered by
+    /// `Accepted` once the worker was told, or `Refused` if no such worker
+    /// is connected.
+    DrainWorker {
+        /// The request.
+        request: RequestId,
+        /// The worker's name or id (`w3`).
+        worker: String,
     },
     /// Client → scheduler: one page of per-task rows; answered by
     /// [`Message::Results`].
@@ -284,6 +306,10 @@ impl Message {
             Message::TaskStarted { .. } => "TaskStarted",
             Message::TaskFinished(_) => "TaskFinished",
             Message::CacheDelta { .. } => "CacheDelta",
+            Message::Draining => "Draining",
+            Message::Drained => "Drained",
+            Message::Drain => "Drain",
+            Message::DrainWorker { .. } => "DrainWorker",
             Message::Job(_) => "Job",
             Message::Run(_) => "Run",
             Message::CancelTask { .. } => "CancelTask",
@@ -323,6 +349,7 @@ impl Message {
             | Message::ListJobs { request }
             | Message::ListWorkers { request }
             | Message::GetResults { request, .. }
+            | Message::DrainWorker { request, .. }
             | Message::Accepted { request }
             | Message::Refused { request, .. }
             | Message::Jobs { request, .. }
@@ -337,9 +364,11 @@ impl Message {
     /// the scheduler sends.
     pub fn sender_role(&self) -> Option<Role> {
         match self {
-            Message::TaskStarted { .. } | Message::TaskFinished(_) | Message::CacheDelta { .. } => {
-                Some(Role::Worker)
-            }
+            Message::TaskStarted { .. }
+            | Message::TaskFinished(_)
+            | Message::CacheDelta { .. }
+            | Message::Draining
+            | Message::Drained => Some(Role::Worker),
             Message::OpenJob { .. }
             | Message::Submit { .. }
             | Message::SealJob { .. }
@@ -350,7 +379,8 @@ impl Message {
             | Message::Resume { .. }
             | Message::ListJobs { .. }
             | Message::ListWorkers { .. }
-            | Message::GetResults { .. } => Some(Role::Client),
+            | Message::GetResults { .. }
+            | Message::DrainWorker { .. } => Some(Role::Client),
             _ => None,
         }
     }

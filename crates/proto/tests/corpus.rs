@@ -180,6 +180,8 @@ fn seeds() -> Vec<Message> {
             added: vec![entry],
             evicted: vec!["s3://corpus/books/b.txt#etag=\"1\"".into()],
         },
+        Message::Draining,
+        Message::Drained,
         Message::Job(job_spec()),
         Message::Run(RunTask {
             job: JobId(1 << 40 | 1),
@@ -187,6 +189,11 @@ fn seeds() -> Vec<Message> {
             attempt: 1,
         }),
         Message::CancelTask { task: TaskId(7) },
+        Message::Drain,
+        Message::DrainWorker {
+            request: RequestId(9),
+            worker: "host-3".into(),
+        },
         Message::OpenJob {
             request: RequestId(1),
             spec: job_spec(),

@@ -469,6 +469,26 @@ impl Shell {
         else {
             return;
         };
+        // A worker's Hello repeated on the same connection (its retry
+        // crossed our Welcome) is answered again, not registered twice: a
+        // second registration would requeue what the first was sent, and
+        // the worker, which keeps its queue, would run it twice.
+        let welcome =
+            |client, resumed, worker, limits: &Limits, heartbeat: Duration| Message::Welcome {
+                version: PROTOCOL_VERSION,
+                client,
+                resumed,
+                worker,
+                limits: limits.clone(),
+                heartbeat_ms: heartbeat.as_millis() as u64,
+            };
+        if let Some(Peer::Worker { id }) = self.peers.get(peer) {
+            if role == Role::Worker && self.core.worker_name(id) == Some(name.as_str()) {
+                debug!(worker = %id, "repeated Hello answered again");
+                let again = welcome(None, false, Some(id), &self.limits, self.heartbeat_interval);
+                return self.outbox.send(peer, &again);
+            }
+        }
         let resuming = resume
             .filter(|session| role == Role::Client && self.peers.can_resume(session))
             .map(|session| session.id);
@@ -513,15 +533,6 @@ impl Shell {
             );
             return;
         }
-        let welcome =
-            |client, resumed, worker, limits: &Limits, heartbeat: Duration| Message::Welcome {
-                version: PROTOCOL_VERSION,
-                client,
-                resumed,
-                worker,
-                limits: limits.clone(),
-                heartbeat_ms: heartbeat.as_millis() as u64,
-            };
         let now = self.now();
         match role {
             Role::Worker => {
@@ -607,12 +618,33 @@ impl Shell {
                 added,
                 evicted,
             },
+            Message::Draining => {
+                info!(worker = %worker, "worker draining");
+                Event::WorkerDraining { worker }
+            }
+            Message::Drained => {
+                info!(worker = %worker, "worker drained and left");
+                // The acknowledgment lets it exit knowing this arrived.
+                self.outbox
+                    .to_worker(&self.peers, worker, &Message::Drained);
+                self.apply(Event::WorkerDrained { worker });
+                // Gone: no longer listed, nor counted against its address.
+                self.peers.remove_worker(worker);
+                return;
+            }
             other => {
                 debug!("ignoring {} from a worker", other.kind());
                 return;
             }
         };
         self.apply(event);
+    }
+
+    /// The connected worker a user names: by id (`w3`) or by name.
+    fn worker_named(&self, name_or_id: &str) -> Option<WorkerId> {
+        self.peers.worker_ids().find(|&id| {
+            id.to_string() == name_or_id || self.core.worker_name(id) == Some(name_or_id)
+        })
     }
 
     fn on_client_message(&mut self, peer: &PeerId, client: ClientId, message: Message) {
@@ -691,6 +723,22 @@ impl Shell {
                 return self
                     .outbox
                     .send(peer, &Message::Workers { request, workers });
+            }
+            Message::DrainWorker { request, worker } => {
+                let reply = match self.worker_named(&worker) {
+                    Some(id) => {
+                        info!(worker = %id, "drain requested");
+                        self.outbox.to_worker(&self.peers, id, &Message::Drain);
+                        Message::Accepted { request }
+                    }
+                    None => Message::Refused {
+                        request,
+                        reason: format!(
+                            "no worker `{worker}` is connected (give its name or id, as                              `quarry status` lists them)"
+                        ),
+                    },
+                };
+                return self.outbox.send(peer, &reply);
             }
             Message::GetResults {
                 request,

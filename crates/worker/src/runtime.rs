@@ -38,6 +38,15 @@ pub struct WorkerOptions {
     pub parallel_get_threshold: u64,
     /// Scratch space for attempts (command working directories).
     pub scratch_dir: PathBuf,
+    /// Drain after this long (plus up to `lifetime_stagger`), as
+    /// dask-worker's `--lifetime` does: for walltime-limited allocations.
+    pub lifetime: Option<Duration>,
+    /// A random extra up to this much on `lifetime`, so that workers
+    /// started together do not all leave at once.
+    pub lifetime_stagger: Duration,
+    /// How long a draining worker waits for its running tasks before it
+    /// gives them back unfinished.
+    pub drain_grace: Duration,
 }
 
 impl WorkerOptions {
@@ -56,9 +65,21 @@ impl WorkerOptions {
             cache_size: 10 << 30,
             parallel_get_threshold: CacheConfig::new(0).parallel_threshold,
             scratch_dir: base.join("scratch"),
+            lifetime: None,
+            lifetime_stagger: Duration::ZERO,
+            drain_grace: DEFAULT_DRAIN_GRACE,
         }
     }
 }
+
+/// How long a drained worker waits for the scheduler to acknowledge it.
+const FAREWELL_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a drain waits for the threads of abandoned attempts to return.
+const ABANDON_WAIT: Duration = Duration::from_secs(2);
+
+/// The default [`WorkerOptions::drain_grace`].
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(30);
 
 /// The kernel's host name, if it has one.
 pub fn machine_host_name() -> Option<String> {
@@ -106,9 +127,11 @@ const MAX_HELLO_RETRY: Duration = Duration::from_secs(5);
 /// announcing tasks that have been running for a while.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Runs a worker until `shutdown` completes or the scheduler refuses it for
-/// good. Reconnects (and says Hello again) by itself after the scheduler
-/// restarts.
+/// Runs a worker until it has drained or the scheduler refuses it for
+/// good. It drains (finishes what runs, gives back what is queued, then
+/// returns) when `shutdown` completes, when the scheduler asks (`quarry
+/// drain`), or at the end of its lifetime. Reconnects (and says Hello
+/// again) by itself after the scheduler restarts.
 pub async fn run_worker(
     options: WorkerOptions,
     registry: Registry,
@@ -129,6 +152,10 @@ pub async fn run_worker(
         },
     )
     .map_err(|e| WorkerError::Slots(e.to_string()))?;
+    let lifetime_end = options.lifetime.map(|lifetime| {
+        let stagger = options.lifetime_stagger.mul_f64(rand::random::<f64>());
+        Instant::now() + lifetime + stagger
+    });
     let mut worker = Worker {
         conn,
         options,
@@ -144,10 +171,14 @@ pub async fn run_worker(
         heartbeat: Duration::from_secs(1),
         last_heartbeat: Instant::now(),
         outbox: Vec::new(),
+        drain_deadline: None,
+        farewell: None,
+        farewell_acknowledged: false,
     };
     worker.hello();
     let mut tick = tokio::time::interval(TICK);
     tokio::pin!(shutdown);
+    let mut shutdown_seen = false;
     loop {
         let report_deadline = worker.slots.report_deadline();
         tokio::select! {
@@ -157,12 +188,19 @@ pub async fn run_worker(
             },
             _ = worker.slots.reports_waiting() => {}
             _ = sleep_until_some(report_deadline), if report_deadline.is_some() => {}
-            _ = tick.tick() => worker.on_tick(),
-            _ = &mut shutdown => {
-                info!("worker shutting down");
-                worker.flush(true);
-                return Ok(());
+            _ = tick.tick() => {
+                if lifetime_end.is_some_and(|end| Instant::now() >= end) {
+                    worker.start_drain("its --lifetime is over");
+                }
+                worker.on_tick();
             }
+            _ = &mut shutdown, if !shutdown_seen => {
+                shutdown_seen = true;
+                worker.start_drain("asked to stop");
+            }
+        }
+        if worker.drained() {
+            return Ok(());
         }
         worker.flush(false);
     }
@@ -190,6 +228,14 @@ struct Worker {
     heartbeat: Duration,
     last_heartbeat: Instant,
     outbox: Vec<Vec<u8>>,
+    /// While draining: when running tasks are given back unfinished.
+    drain_deadline: Option<Instant>,
+    /// When `Drained` was sent; the worker leaves once the scheduler
+    /// acknowledges it (so that it is not lost with the socket) or after
+    /// [`FAREWELL_WAIT`].
+    farewell: Option<Instant>,
+    /// The scheduler acknowledged `Drained`.
+    farewell_acknowledged: bool,
 }
 
 /// Tasks running longer than this are announced to the scheduler (so that
@@ -282,6 +328,11 @@ impl Worker {
                     info!(worker = ?worker, name = %self.options.name, "registered with the scheduler");
                 }
                 self.registered = true;
+                if self.drain_deadline.is_some() {
+                    // A scheduler met after the drain began (it restarted)
+                    // must not send work either.
+                    self.send(&Message::Draining);
+                }
                 self.hello_retry = FIRST_HELLO_RETRY;
                 self.limits = limits;
                 self.heartbeat = Duration::from_millis(heartbeat_ms.max(50));
@@ -305,10 +356,68 @@ impl Worker {
                 self.jobs.insert(spec.id, spec);
             }
             Message::CancelTask { task } => self.slots.cancel(task),
+            Message::Drain => self.start_drain("the scheduler asked (quarry drain)"),
+            Message::Drained => self.farewell_acknowledged = true,
             Message::Error { message } => warn!("scheduler: {message}"),
             other => debug!("ignoring {} from the scheduler", other.kind()),
         }
         Ok(())
+    }
+
+    /// Starts draining (once): nothing new is started, queued tasks are
+    /// dropped, and the scheduler is told to send nothing more.
+    fn start_drain(&mut self, why: &str) {
+        if self.drain_deadline.is_some() {
+            return;
+        }
+        let grace = self.options.drain_grace;
+        info!(
+            running = self.slots.running(),
+            grace = ?grace,
+            "draining: {why}; finishing the running tasks, then leaving"
+        );
+        self.drain_deadline = Some(Instant::now() + grace);
+        self.slots.drain();
+        self.send(&Message::Draining);
+    }
+
+    /// Whether a drain is over: the last reports and `Drained` were sent,
+    /// and the scheduler acknowledged them (or is not there to). Tasks
+    /// still running at the deadline are given back: stopped, their
+    /// reports dropped, and requeued by the scheduler.
+    fn drained(&mut self) -> bool {
+        let Some(deadline) = self.drain_deadline else {
+            return false;
+        };
+        if let Some(sent) = self.farewell {
+            return self.farewell_acknowledged
+                || !self.registered
+                || sent.elapsed() >= FAREWELL_WAIT;
+        }
+        if self.slots.running() > 0 {
+            let now = Instant::now();
+            if now < deadline {
+                return false;
+            }
+            let abandoned = self.slots.abandon_running();
+            if abandoned > 0 {
+                warn!(
+                    abandoned,
+                    "drain grace over: giving back the tasks still running"
+                );
+            }
+            // A killed command's thread returns at once; waiting for it
+            // keeps a requeued task from running beside its predecessor.
+            if now < deadline + ABANDON_WAIT {
+                return false;
+            }
+        }
+        self.flush(true);
+        self.send(&Message::Drained);
+        self.flush(true);
+        info!("drained; leaving");
+        self.farewell = Some(Instant::now());
+        !self.registered
     }
 
     fn reset(&mut self) {

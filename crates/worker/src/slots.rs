@@ -76,6 +76,8 @@ struct State {
     /// When the oldest waiting report was made.
     oldest_report: Option<Instant>,
     closed: bool,
+    /// Draining: nothing new is queued or started.
+    draining: bool,
 }
 
 impl State {
@@ -173,6 +175,11 @@ impl Slots {
         limits: &Limits,
     ) {
         let mut state = self.shared.lock();
+        if state.draining {
+            // Never started: the scheduler requeues them when the worker
+            // says it drained.
+            return;
+        }
         let before = state.queue.len();
         for (assignment, job) in tasks {
             let cpus = assignment.task.cpus.clamp(1, self.nthreads);
@@ -214,6 +221,36 @@ impl Slots {
             running.cancelled = true;
             let _ = running.cancel.send(true);
         }
+    }
+
+    /// Starts draining: the queued tasks are dropped unstarted, and tasks
+    /// pushed from now on are too; running ones go on.
+    pub(crate) fn drain(&self) {
+        let mut state = self.shared.lock();
+        state.draining = true;
+        state.queue.clear();
+    }
+
+    /// Attempts still on the slot threads (cancelled ones included, until
+    /// their thread returns).
+    pub(crate) fn running(&self) -> usize {
+        self.shared.lock().running.len()
+    }
+
+    /// Cancels every running attempt and drops its report: the scheduler
+    /// requeues them once told the worker left (commands are killed; a
+    /// Rust function runs to its end and its result is dropped).
+    pub(crate) fn abandon_running(&self) -> usize {
+        let mut state = self.shared.lock();
+        let mut abandoned = 0;
+        for running in state.running.values_mut() {
+            if !running.cancelled {
+                running.cancelled = true;
+                let _ = running.cancel.send(true);
+                abandoned += 1;
+            }
+        }
+        abandoned
     }
 
     /// Running attempts older than `after` that were not announced yet;

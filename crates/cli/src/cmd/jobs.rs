@@ -42,6 +42,15 @@ pub struct CancelArgs {
     scheduler: SchedulerArgs,
 }
 
+/// Options of `quarry drain`.
+#[derive(clap::Args)]
+pub struct DrainArgs {
+    /// The worker's name or id, as `quarry status` lists them.
+    worker: String,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+}
+
 /// The jobs worth listing: every named job, and library clients' default
 /// jobs only when they hold tasks.
 fn listed(jobs: Vec<JobInfo>) -> Vec<JobInfo> {
@@ -240,6 +249,18 @@ pub async fn cancel(args: CancelArgs) -> Result<ExitCode> {
         after.counts.failed,
         after.counts.cancelled,
         after.counts.total
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn drain(args: DrainArgs) -> Result<ExitCode> {
+    let scheduler = args.scheduler.resolve()?;
+    let client = scheduler.connect().await?;
+    client.drain_worker(&args.worker)?.await?;
+    println!(
+        "worker {} is draining: it finishes its running tasks, gives back the queued ones, \
+         then exits",
+        args.worker
     );
     Ok(ExitCode::SUCCESS)
 }

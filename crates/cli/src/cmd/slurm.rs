@@ -5,10 +5,10 @@
 //! worker` per task with `srun`. Each caches on its node's local disk, in a
 //! directory named after the job and the task, and is named
 //! `HOST-slurm-JOB-TASK`. Workers are told to leave a little before the
-//! walltime (`quarry worker --lifetime`, when this quarry has it), and
-//! Slurm sends them SIGTERM shortly before it kills the job, so that their
-//! tasks go back to the scheduler at once rather than after its heartbeat
-//! timeout.
+//! walltime (`quarry worker --lifetime`: they drain, finishing what runs
+//! and giving back what is queued), and Slurm sends them SIGTERM shortly
+//! before it kills the job (which drains them too), so that their tasks go
+//! back to the scheduler at once rather than after its heartbeat timeout.
 
 use crate::config::{ByteSize, Span};
 use crate::jobs::connect::SchedulerArgs;
@@ -83,25 +83,10 @@ pub fn run(slurm: Slurm) -> Result<ExitCode> {
                 Some(path) => path.clone(),
                 None => std::env::current_exe().context("cannot find the quarry executable")?,
             };
-            let lifetime = worker_has_lifetime();
-            if !lifetime {
-                eprintln!(
-                    "note: this quarry's workers have no --lifetime yet; the script relies on \
-                     Slurm's SIGTERM before the walltime instead"
-                );
-            }
-            print!("{}", script(&args, &scheduler, &quarry, lifetime)?);
+            print!("{}", script(&args, &scheduler, &quarry)?);
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Whether `quarry worker` takes `--lifetime` (another part of the work
-/// adds it; until then the script leaves it out).
-fn worker_has_lifetime() -> bool {
-    crate::config::keys::<super::worker::Args>()
-        .iter()
-        .any(|key| key == "lifetime")
 }
 
 /// How long before the walltime workers are asked to leave: a tenth of it,
@@ -133,12 +118,7 @@ fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-fn script(
-    args: &ScriptArgs,
-    scheduler: &str,
-    quarry: &std::path::Path,
-    lifetime: bool,
-) -> Result<String> {
+fn script(args: &ScriptArgs, scheduler: &str, quarry: &std::path::Path) -> Result<String> {
     let walltime = args.time.0;
     if walltime < Duration::from_secs(60) {
         bail!(
@@ -207,29 +187,16 @@ fn script(
         key_flags.push_str(" --key-file \"$KEY_FILE\"");
     }
     let _ = writeln!(s, "export {}", exported.join(" "));
-    let lifetime_flag = if lifetime {
-        let leave_after = walltime - margin;
-        format!(
-            " \\\n        --lifetime {}",
-            humantime::format_duration(Duration::from_secs(leave_after.as_secs()))
-        )
-    } else {
-        String::new()
-    };
+    let lifetime_flag = format!(
+        " \\\n        --lifetime {}",
+        humantime::format_duration(Duration::from_secs((walltime - margin).as_secs()))
+    );
     let _ = writeln!(s);
-    if lifetime {
-        let _ = writeln!(
-            s,
-            "# One worker per Slurm task; each leaves {} before the walltime (--lifetime).",
-            humantime::format_duration(margin)
-        );
-    } else {
-        let _ = writeln!(
-            s,
-            "# One worker per Slurm task. This quarry's workers have no --lifetime: they \
-             run\n# until the SIGTERM above."
-        );
-    }
+    let _ = writeln!(
+        s,
+        "# One worker per Slurm task; each drains {} before the walltime (--lifetime).",
+        humantime::format_duration(margin)
+    );
     let _ = writeln!(
         s,
         "status=0\nsrun --kill-on-bad-exit=0 sh -c '\n    \
@@ -307,7 +274,6 @@ mod tests {
             &args,
             "tcp://10.0.0.5:8786",
             std::path::Path::new("/opt/it's/quarry"),
-            true,
         )
         .unwrap();
         for line in [
@@ -341,23 +307,9 @@ mod tests {
     }
 
     #[test]
-    fn without_lifetime_the_script_says_so_and_passes_none() {
-        let text = script(
-            &args(&["--workers", "1", "--time", "30m"]),
-            "tcp://h:8786",
-            std::path::Path::new("/q"),
-            false,
-        )
-        .unwrap();
-        assert!(!text.contains("--lifetime "), "{text}");
-        assert!(text.contains("have no --lifetime"), "{text}");
-    }
-
-    #[test]
     fn nonsense_is_refused() {
-        let refused = |line: &[&str]| {
-            script(&args(line), "tcp://h:1", std::path::Path::new("/q"), true).is_err()
-        };
+        let refused =
+            |line: &[&str]| script(&args(line), "tcp://h:1", std::path::Path::new("/q")).is_err();
         assert!(refused(&["--workers", "1", "--time", "30s"]));
         assert!(refused(&["--workers", "0", "--time", "1h"]));
         assert!(refused(&[

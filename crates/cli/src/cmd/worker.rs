@@ -1,12 +1,12 @@
 //! `quarry worker`, including the `--nprocs` supervisor.
 
-use crate::config::{self, ByteSize, Settings};
+use crate::config::{self, ByteSize, Settings, Span};
 use crate::keys;
 use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use quarry_net::ConnectOptions;
-use quarry_worker::{machine_host_name, run_worker, Registry, WorkerOptions};
+use quarry_worker::{machine_host_name, run_worker, Registry, WorkerOptions, DEFAULT_DRAIN_GRACE};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io;
@@ -55,6 +55,19 @@ pub struct Args {
     /// (8 MiB each), smaller ones with one GET [default: 16MiB].
     #[arg(long)]
     pub parallel_get_threshold: Option<ByteSize>,
+    /// Drain after this long, such as 1h (like dask-worker's --lifetime):
+    /// finish the running tasks, give back the queued ones, exit 0.
+    #[arg(long)]
+    pub lifetime: Option<Span>,
+    /// A random extra of up to this much on --lifetime, so that workers
+    /// started together leave at different times [default: 0s].
+    #[arg(long)]
+    pub lifetime_stagger: Option<Span>,
+    /// How long a draining worker (SIGTERM, `quarry drain`, --lifetime)
+    /// waits for its running tasks before giving them back unfinished
+    /// [default: 30s].
+    #[arg(long)]
+    pub drain_grace: Option<Span>,
     /// The scheduler's public key (Z85 text or path to scheduler.pub).
     #[arg(long)]
     pub server_key: Option<String>,
@@ -137,6 +150,13 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
     if let Some(threshold) = settings.parallel_get_threshold {
         options.parallel_get_threshold = threshold.0;
     }
+    options.lifetime = settings.lifetime.map(|span| span.0);
+    if let Some(Span(stagger)) = settings.lifetime_stagger {
+        options.lifetime_stagger = stagger;
+    }
+    if let Some(Span(grace)) = settings.drain_grace {
+        options.drain_grace = grace;
+    }
     info!(name = %name, nthreads, cache = %options.cache_dir.display(), "starting worker");
     run_worker(
         options,
@@ -212,9 +232,13 @@ struct Supervised {
     settings: Args,
     child: Child,
     started: Instant,
+    /// It drained and exited 0 (`quarry drain`, --lifetime): not restarted.
+    done: bool,
 }
 
-/// Runs `nprocs` worker processes and restarts any that dies, until asked
+/// Runs `nprocs` worker processes and restarts any that dies (a process
+/// that drained and exited 0 is not restarted; once all have, this
+/// returns), until asked
 /// to stop. Each is given its whole settings on its command line, with a
 /// name and a cache directory of its own, whatever source set them here.
 async fn supervise(settings: Args, nprocs: u32, nthreads: u32) -> Result<ExitCode> {
@@ -249,6 +273,7 @@ async fn supervise(settings: Args, nprocs: u32, nthreads: u32) -> Result<ExitCod
             settings: child_settings,
             child,
             started: Instant::now(),
+            done: false,
         });
     }
     info!(nprocs, "supervising worker processes");
@@ -260,7 +285,15 @@ async fn supervise(settings: Args, nprocs: u32, nthreads: u32) -> Result<ExitCod
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
         for (index, worker) in workers.iter_mut().enumerate() {
+            if worker.done {
+                continue;
+            }
             if let Ok(Some(status)) = worker.child.try_wait() {
+                if status.success() {
+                    info!(index, "worker process drained and left");
+                    worker.done = true;
+                    continue;
+                }
                 warn!(index, %status, "worker process exited; restarting it");
                 // A process that keeps dying at once should not spin.
                 if worker.started.elapsed() < Duration::from_secs(2) {
@@ -271,6 +304,10 @@ async fn supervise(settings: Args, nprocs: u32, nthreads: u32) -> Result<ExitCod
                 worker.started = Instant::now();
             }
         }
+        if workers.iter().all(|w| w.done) {
+            info!("every worker process drained; leaving");
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     info!("stopping worker processes");
     for worker in &workers {
@@ -279,8 +316,13 @@ async fn supervise(settings: Args, nprocs: u32, nthreads: u32) -> Result<ExitCod
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
     }
+    // Each drains first: give it its grace, and a little more to leave.
+    let grace = settings
+        .drain_grace
+        .map_or(DEFAULT_DRAIN_GRACE, |span| span.0)
+        + Duration::from_secs(5);
     for worker in &mut workers {
-        if tokio::time::timeout(Duration::from_secs(5), worker.child.wait())
+        if tokio::time::timeout(grace, worker.child.wait())
             .await
             .is_err()
         {
@@ -367,6 +409,9 @@ mod tests {
             cache_dir: Some("/data/quarry/host-3".into()),
             cache_size: Some(ByteSize(50 << 30)),
             parallel_get_threshold: None,
+            lifetime: Some(Span(Duration::from_secs(3600))),
+            lifetime_stagger: None,
+            drain_grace: Some(Span(Duration::from_secs(90))),
             server_key: Some("/keys/scheduler.pub".into()),
             key_file: Some("/keys/worker.key".into()),
             config: None,
@@ -380,6 +425,8 @@ mod tests {
             "--host=dn3.example.com",
             "--cache-dir=/data/quarry/host-3",
             "--cache-size=53687091200",
+            "--lifetime=1h",
+            "--drain-grace=1m 30s",
             "--server-key=/keys/scheduler.pub",
             "--key-file=/keys/worker.key",
         ]

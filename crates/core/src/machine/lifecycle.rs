@@ -61,7 +61,7 @@ impl Core {
     fn made_progress(&mut self, w: u32, now: Millis) {
         let worker = &mut self.workers[w as usize];
         worker.progress_at = now;
-        if !std::mem::take(&mut worker.stalled) {
+        if !std::mem::take(&mut worker.stalled) || worker.draining {
             return;
         }
         debug!(worker = %worker.id, name = %worker.name, "stalled worker made progress");
@@ -86,6 +86,8 @@ impl Core {
             .filter(|&w| {
                 let worker = &self.workers[w as usize];
                 worker.live
+                    && !worker.draining
+                    && !worker.stalled
                     && !worker.tasks.is_empty()
                     && now.saturating_sub(worker.progress_at) >= deadline
                     && worker
@@ -424,11 +426,39 @@ impl Core {
         self.watched_jobs.remove(&j);
     }
 
+    /// Starts draining worker `w`: it leaves its functions' worker lists, so
+    /// that nothing new is placed on it, and the tasks queued for it are
+    /// placed again. What it holds stays with it until it reports or
+    /// leaves.
+    pub(super) fn drain_worker(&mut self, w: u32, now: Millis) {
+        let worker = &mut self.workers[w as usize];
+        if worker.draining {
+            return;
+        }
+        worker.draining = true;
+        let tasks = &self.tasks;
+        let waiting_for_it = worker.local.drain_live(|e| {
+            let task = &tasks[e.task as usize];
+            task.state == TaskState::Queued && task.ticket == e.ticket
+        });
+        self.open_workers.remove(&w);
+        for &f in &worker.functions {
+            self.functions[f as usize].remove_worker(w, worker.slots);
+        }
+        debug!(worker = %worker.id, name = %worker.name, "worker draining");
+        for entry in waiting_for_it.iter().rev() {
+            self.place(entry.task, true, now);
+        }
+        self.dispatch_pending = true;
+    }
+
     /// Forgets a worker (left, or silent too long): its tasks go back to the
-    /// front of the queue, or fail once they lost too many workers; tasks
-    /// waiting for it are placed again.
+    /// front of the queue, or fail once they lost too many workers (unless
+    /// it drained: then it never started them); tasks waiting for it are
+    /// placed again.
     pub(super) fn lose_worker(&mut self, w: u32, now: Millis, out: &mut Vec<Command>) {
         let worker = &mut self.workers[w as usize];
+        let drained = worker.drained;
         worker.live = false;
         worker.load = 0;
         let held = std::mem::take(&mut worker.tasks);
@@ -444,10 +474,12 @@ impl Core {
         }
         self.open_workers.remove(&w);
         // A departed worker serves nothing: the slots of functions it
-        // alone named are freed.
+        // alone named are freed. (A draining one left its functions already.)
         let functions = std::mem::take(&mut worker.functions);
-        for &f in &functions {
-            self.functions[f as usize].remove_worker(w, worker.slots);
+        if !worker.draining {
+            for &f in &functions {
+                self.functions[f as usize].remove_worker(w, worker.slots);
+            }
         }
         for f in functions {
             self.release_function(f);
@@ -466,7 +498,9 @@ impl Core {
                 continue;
             }
             let task = &mut self.tasks[t as usize];
-            task.worker_losses += 1;
+            if !drained {
+                task.worker_losses += 1;
+            }
             if task.worker_losses > max_losses {
                 let message = format!(
                     "task {} lost its worker {} times (most recently {}); max_worker_losses is {max_losses}",

@@ -263,6 +263,7 @@ impl Core {
         let worker = &self.workers[w as usize];
         let has_room = worker.live
             && !worker.stalled
+            && !worker.draining
             && worker
                 .functions
                 .iter()
