@@ -15,12 +15,17 @@ const TASKS_PER_INPUT: usize = 64;
 /// valid spec: summarise it, expand its first tasks, build function
 /// arguments and command templates. Returns the spec when it parsed.
 ///
-/// Panics when a property breaks: parsing or expanding panicked, a parsed
+/// Panics when a property breaks: parsing or expanding panicked, an error
+/// has no position in the file, a parsed
 /// command job has an invalid template, or a task key is refused by the
 /// output-key rule (so a task could write outside its own directory).
 pub fn check_job_spec(bytes: &[u8]) -> Option<JobSpec> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let spec = JobSpec::from_yaml(text, "fuzz.yaml", Path::new("/fuzz/jobs")).ok()?;
+    let spec = match JobSpec::from_yaml(text, "fuzz.yaml", Path::new("/fuzz/jobs")) {
+        Ok(spec) => spec,
+        Err(e) if e.position.is_none() => panic!("a parse error has no position: {e}"),
+        Err(_) => return None,
+    };
     let _ = spec.task_count();
     let _ = spec.summary(4);
     if let Some(template) = spec.command_template() {

@@ -106,6 +106,7 @@ fn kind(command: &Command) -> &'static str {
         Command::Refused { .. } => "Refused",
         Command::Record(_) => "Record",
         Command::DropWorker { .. } => "DropWorker",
+        Command::WorkerReplaced { .. } => "WorkerReplaced",
     }
 }
 
@@ -238,6 +239,9 @@ impl Sim {
                 assert!(self.silent[w], "only the silent worker times out");
                 self.alive[w] = false;
                 self.holding[w] = 0;
+            }
+            Command::WorkerReplaced { name, .. } => {
+                panic!("worker names are unique here: {name} was replaced")
             }
         }
     }

@@ -236,10 +236,12 @@ impl JobSpec {
             kind: Box::new(JobErrorKind::Read { reason }),
             line_text: None,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| read_error(e.to_string()))?;
+        let bytes = std::fs::read(path).map_err(|e| read_error(e.to_string()))?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|e| crate::parse::not_utf8(&bytes, &e, &file))?;
         let absolute = std::path::absolute(path).map_err(|e| read_error(e.to_string()))?;
         let base_dir = absolute.parent().unwrap_or(Path::new("/"));
-        JobSpec::from_yaml(&text, &file, base_dir)
+        JobSpec::from_yaml(text, &file, base_dir)
     }
 
     /// Validates job YAML. `file` names it in errors; relative local paths

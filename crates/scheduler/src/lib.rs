@@ -23,5 +23,6 @@ mod peers;
 mod routing;
 mod server;
 
+pub use admission::HelloLimits;
 pub use journaling::JournalConfig;
 pub use server::{start, SchedulerConfig, SchedulerError, SchedulerHandle};

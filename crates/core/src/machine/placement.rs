@@ -262,6 +262,7 @@ impl Core {
     pub(super) fn refresh_open(&mut self, w: u32) {
         let worker = &self.workers[w as usize];
         let has_room = worker.live
+            && !worker.stalled
             && !worker.draining
             && worker
                 .functions
@@ -446,6 +447,9 @@ impl Core {
     /// context, the first time the worker sees the job).
     fn assign(&mut self, w: u32, t: u32, now: Millis, out: &mut Vec<Command>) {
         let is_local = self.attempt_is_local(w, t);
+        if self.workers[w as usize].tasks.is_empty() {
+            self.workers[w as usize].progress_at = now;
+        }
         self.set_state(t, TaskState::Assigned);
         self.set_worker(t, w);
         let task = &mut self.tasks[t as usize];

@@ -254,11 +254,13 @@ pub fn error_of(outcome: &TaskOutcome) -> (ErrorKind, String) {
 }
 
 /// A config without prefetch and with a short locality wait, so tests see
-/// exactly `slots` tasks per worker.
+/// exactly `slots` tasks per worker. Retries are queued at once (tests of
+/// the backoff set it).
 pub fn no_prefetch() -> CoreConfig {
     CoreConfig {
         prefetch_per_slot: 0,
         prefetch_unmeasured_per_slot: 0,
+        retry_backoff_ms: 0,
         ..CoreConfig::default()
     }
 }
