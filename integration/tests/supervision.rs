@@ -86,7 +86,9 @@ async fn wait_for_names(client: &Client, expected: &[String]) {
             .map(|w| w.name)
             .collect();
         names.sort();
-        if names == expected {
+        let mut wanted = expected.to_vec();
+        wanted.sort();
+        if names == wanted {
             return;
         }
         assert!(
@@ -301,8 +303,9 @@ env:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_over_the_connection_cap_join_and_cli_calls_in_a_row_succeed() {
     let dir = tempfile::tempdir().unwrap();
-    // Every peer here comes from one address, so one origin; clients hold
-    // their sessions for the default 15 s heartbeat timeout after they go.
+    // Every peer here comes from one address, so one origin, with a cap of
+    // 4 client connections; clients that go without a goodbye would hold
+    // their sessions for the 15 s client timeout.
     let scheduler = quarry(
         "scheduler",
         &[
@@ -313,6 +316,8 @@ async fn workers_over_the_connection_cap_join_and_cli_calls_in_a_row_succeed() {
             "none",
             "--max-connections-per-peer",
             "4",
+            "--heartbeat-timeout",
+            "15s",
         ],
         &[],
     );
@@ -324,7 +329,7 @@ async fn workers_over_the_connection_cap_join_and_cli_calls_in_a_row_succeed() {
             "worker",
             &endpoint,
             "--nprocs",
-            "6",
+            "100",
             "--nthreads",
             "1",
             "--name",
@@ -335,13 +340,10 @@ async fn workers_over_the_connection_cap_join_and_cli_calls_in_a_row_succeed() {
         &[],
     );
     let client = connect(&endpoint).await;
-    wait_for_names(&client, &names("pool", 6)).await;
+    wait_for_names(&client, &names("pool", 100)).await;
     drop(client);
-    pool.stop();
-    scheduler.stop();
 
-    // With the default cap, 200 short-lived CLI calls in a row.
-    let (_scheduler, endpoint) = scheduler_with_heartbeat_timeout("15s");
+    // Each CLI call says goodbye, so 200 in a row fit under a cap of 4.
     for call in 0..200 {
         let output = quarry_output(&["jobs", "--scheduler", &endpoint], &[]);
         assert!(
@@ -350,6 +352,19 @@ async fn workers_over_the_connection_cap_join_and_cli_calls_in_a_row_succeed() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    // So does a library client dropped without closing it.
+    for round in 0..20 {
+        let client = tokio::time::timeout(Duration::from_secs(10), Client::connect(&endpoint))
+            .await
+            .expect("connect within 10 s")
+            .unwrap_or_else(|e| panic!("connection {round} refused: {e}"));
+        client.list_jobs().await.unwrap();
+        drop(client);
+        // The goodbye goes out on the connection's own thread.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pool.stop();
+    scheduler.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

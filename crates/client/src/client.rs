@@ -82,6 +82,9 @@ impl Inner {
     }
 }
 
+/// How long [`Client::close`] waits for the scheduler to answer.
+pub const GOODBYE_WAIT: Duration = Duration::from_secs(2);
+
 /// A connection to a quarry scheduler. Cheap to clone; the connection
 /// closes when the last clone (and every future) is dropped.
 #[derive(Clone)]
@@ -165,6 +168,22 @@ impl Client {
             staging: options.staging,
         });
         Ok(Client { inner })
+    }
+
+    /// Ends the session for this handle, its clones and its futures
+    /// (those still waiting fail as closed): the scheduler forgets it at
+    /// once and gives its connection slot back. Waits for the scheduler's
+    /// answer at most [`GOODBYE_WAIT`]; a scheduler that does not answer
+    /// forgets the session after its client timeout instead. Dropping the
+    /// last handle and future says goodbye too, without waiting.
+    pub async fn close(self) {
+        if let Some(answer) = self.inner.session.goodbye() {
+            match tokio::time::timeout(GOODBYE_WAIT, answer).await {
+                Ok(Ok(())) => debug!("the scheduler ended this session"),
+                Ok(Err(e)) => debug!("goodbye not answered: {e}"),
+                Err(_) => debug!("goodbye not answered within {GOODBYE_WAIT:?}"),
+            }
+        }
     }
 
     /// The id of this client's session. It stays the same across

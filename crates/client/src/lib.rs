@@ -38,7 +38,7 @@ mod prefix;
 mod session;
 mod window;
 
-pub use client::{Client, ClientOptions, JobList, DEFAULT_RECONNECT_TIMEOUT};
+pub use client::{Client, ClientOptions, JobList, DEFAULT_RECONNECT_TIMEOUT, GOODBYE_WAIT};
 pub use error::ClientError;
 pub use future::{as_completed, for_each_completed, TaskFuture};
 pub use job::{Job, JobOptions};

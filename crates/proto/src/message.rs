@@ -292,6 +292,15 @@ pub enum Message {
         /// Human-readable reason.
         message: String,
     },
+    /// Client → scheduler: this session is over. The scheduler answers
+    /// `Accepted`, then forgets the session and gives back its connection
+    /// slot at once, instead of after the client timeout (a short-lived
+    /// CLI call would otherwise hold a slot for that long). Jobs the client
+    /// left unsealed end as they do when a client goes silent.
+    Goodbye {
+        /// The request.
+        request: RequestId,
+    },
 }
 
 impl Message {
@@ -332,6 +341,7 @@ impl Message {
             Message::Workers { .. } => "Workers",
             Message::Results { .. } => "Results",
             Message::Error { .. } => "Error",
+            Message::Goodbye { .. } => "Goodbye",
         }
     }
 
@@ -350,6 +360,7 @@ impl Message {
             | Message::ListWorkers { request }
             | Message::GetResults { request, .. }
             | Message::DrainWorker { request, .. }
+            | Message::Goodbye { request }
             | Message::Accepted { request }
             | Message::Refused { request, .. }
             | Message::Jobs { request, .. }
@@ -380,7 +391,8 @@ impl Message {
             | Message::ListJobs { .. }
             | Message::ListWorkers { .. }
             | Message::GetResults { .. }
-            | Message::DrainWorker { .. } => Some(Role::Client),
+            | Message::DrainWorker { .. }
+            | Message::Goodbye { .. } => Some(Role::Client),
             _ => None,
         }
     }

@@ -194,6 +194,9 @@ fn seeds() -> Vec<Message> {
             request: RequestId(9),
             worker: "host-3".into(),
         },
+        Message::Goodbye {
+            request: RequestId(10),
+        },
         Message::OpenJob {
             request: RequestId(1),
             spec: job_spec(),

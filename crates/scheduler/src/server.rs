@@ -734,7 +734,8 @@ impl Shell {
                     None => Message::Refused {
                         request,
                         reason: format!(
-                            "no worker `{worker}` is connected (give its name or id, as                              `quarry status` lists them)"
+                            "no worker `{worker}` is connected (give its name or id, as \
+                             `quarry status` lists them)"
                         ),
                     },
                 };
@@ -765,6 +766,11 @@ impl Shell {
                     },
                 };
                 return self.outbox.send(peer, &reply);
+            }
+            Message::Goodbye { request } => {
+                self.outbox.send(peer, &Message::Accepted { request });
+                debug!(client = %client, "client said goodbye");
+                return self.forget_peer(peer);
             }
             other => {
                 debug!("ignoring {} from a client", other.kind());

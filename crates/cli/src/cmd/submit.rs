@@ -28,21 +28,24 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let scheduler = args.scheduler.resolve()?;
-    let client = scheduler.connect().await?;
-    let store = scheduler.stores();
-    let submitted = submit_job(&client, &store, &spec, |_| {}).await?;
-    eprintln!(
-        "submitted job {} ({}): {} tasks to {}",
-        submitted.id, submitted.name, submitted.tasks, scheduler.address
-    );
-    if !args.watch {
-        // The id alone on stdout, for scripts: JOB=$(quarry submit job.yaml)
-        println!("{}", submitted.id);
-        submitted.leave_results_on_scheduler();
-        return Ok(ExitCode::SUCCESS);
-    }
-    let info = follow(&client, submitted.id, submitted.tasks).await?;
-    summarize(&client, &info, submitted.output.as_deref()).await?;
-    submitted.leave_results_on_scheduler();
-    Ok(exit_code(&info))
+    scheduler
+        .with_client(async |client| {
+            let store = scheduler.stores();
+            let submitted = submit_job(client, &store, &spec, |_| {}).await?;
+            eprintln!(
+                "submitted job {} ({}): {} tasks to {}",
+                submitted.id, submitted.name, submitted.tasks, scheduler.address
+            );
+            if !args.watch {
+                // The id alone on stdout, for scripts: JOB=$(quarry submit job.yaml)
+                println!("{}", submitted.id);
+                submitted.leave_results_on_scheduler();
+                return Ok(ExitCode::SUCCESS);
+            }
+            let info = follow(client, submitted.id, submitted.tasks).await?;
+            summarize(client, &info, submitted.output.as_deref()).await?;
+            submitted.leave_results_on_scheduler();
+            Ok(exit_code(&info))
+        })
+        .await
 }
