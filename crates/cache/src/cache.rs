@@ -4,9 +4,10 @@ use crate::disk::{
 };
 use crate::error::CacheError;
 use crate::fetch::{fetch, Fetched};
+use crate::table::{CacheTable, Removal};
 use quarry_proto::{ByteRange, CacheEntry, DataRef};
 use quarry_store::StoreResolver;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,17 +98,12 @@ impl fmt::Debug for ShardGuard {
 
 impl Drop for ShardGuard {
     fn drop(&mut self) {
-        let mut state = self.inner.lock();
-        let Some(entry) = state.entries.get_mut(&self.object_key) else {
-            return;
-        };
-        if entry.id != self.id {
-            return;
-        }
-        entry.pins -= 1;
-        if entry.pins == 0 {
-            state.evict_to_fit(&self.inner.dir, self.inner.config.max_bytes);
-        }
+        let removals =
+            self.inner
+                .lock()
+                .table
+                .unpin(&self.object_key, self.id, self.inner.config.max_bytes);
+        self.inner.remove_files(removals);
     }
 }
 
@@ -151,109 +147,19 @@ struct Inner {
     config: CacheConfig,
     resolver: StoreResolver,
     state: Mutex<State>,
+    /// Bumped each time a removal's files are gone, for callers waiting to
+    /// download a key that was being removed.
+    removals_done: watch::Sender<u64>,
     temp_serial: AtomicU64,
     /// Held (locked) for as long as the cache is open.
     _dir_lock: std::fs::File,
 }
 
+/// The table plus the downloads in flight, under one lock.
 #[derive(Default)]
 struct State {
-    entries: HashMap<String, Entry>,
-    /// Entries by last use (oldest first): `Entry::last_used` → key.
-    lru: BTreeMap<u64, String>,
-    clock: u64,
-    next_id: u64,
-    stored_bytes: u64,
-    /// Space promised to downloads in flight.
-    reserved_bytes: u64,
+    table: CacheTable,
     inflight: HashMap<String, watch::Receiver<FlightOutcome>>,
-    added: HashMap<String, u64>,
-    evicted: HashSet<String>,
-}
-
-struct Entry {
-    /// Distinguishes this entry from a later one with the same key, so a
-    /// stale guard cannot unpin the new one.
-    id: u64,
-    size: u64,
-    sha256: String,
-    pins: usize,
-    last_used: u64,
-    /// Whether the data was hashed since this cache was opened.
-    verified: bool,
-}
-
-impl State {
-    fn tick(&mut self) -> u64 {
-        self.clock += 1;
-        self.clock
-    }
-
-    fn touch(&mut self, key: &str) {
-        let now = self.tick();
-        if let Some(entry) = self.entries.get_mut(key) {
-            self.lru.remove(&entry.last_used);
-            entry.last_used = now;
-            self.lru.insert(now, key.to_string());
-        }
-    }
-
-    fn insert(&mut self, key: &str, size: u64, sha256: String, verified: bool, pins: usize) -> u64 {
-        let now = self.tick();
-        self.next_id += 1;
-        let id = self.next_id;
-        self.entries.insert(
-            key.to_string(),
-            Entry {
-                id,
-                size,
-                sha256,
-                pins,
-                last_used: now,
-                verified,
-            },
-        );
-        self.lru.insert(now, key.to_string());
-        self.stored_bytes += size;
-        self.evicted.remove(key);
-        self.added.insert(key.to_string(), size);
-        id
-    }
-
-    /// Drops an entry and deletes its files (under the state lock, so that a
-    /// new download of the same key cannot be renamed in meanwhile).
-    fn remove(&mut self, dir: &Path, key: &str) {
-        if let Some(entry) = self.entries.remove(key) {
-            self.lru.remove(&entry.last_used);
-            self.stored_bytes -= entry.size;
-            self.added.remove(key);
-            self.evicted.insert(key.to_string());
-            remove_entry(dir, key);
-        }
-    }
-
-    /// Evicts unpinned entries, least recently used first, until stored and
-    /// reserved bytes fit in `max_bytes` or only pinned entries are left.
-    fn evict_to_fit(&mut self, dir: &Path, max_bytes: u64) {
-        while self.stored_bytes + self.reserved_bytes > max_bytes {
-            let victim = self
-                .lru
-                .values()
-                .find(|key| self.entries.get(*key).is_some_and(|e| e.pins == 0))
-                .cloned();
-            let Some(key) = victim else {
-                tracing::debug!(
-                    stored = self.stored_bytes,
-                    reserved = self.reserved_bytes,
-                    max_bytes,
-                    "shard cache over budget: every entry is in use"
-                );
-                return;
-            };
-            tracing::debug!(object_key = %key, "evicting from the shard cache");
-            self.remove(dir, &key);
-        }
-    }
 }
 
 /// What `get` does next for a key.
@@ -267,6 +173,8 @@ enum Step {
     },
     /// Another call is downloading it.
     Wait(watch::Receiver<FlightOutcome>),
+    /// Its files are being deleted; try again once they are.
+    AwaitRemoval(watch::Receiver<u64>),
     /// This call downloads it.
     Lead(watch::Sender<FlightOutcome>),
 }
@@ -276,30 +184,48 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Deletes the files of removals the table decided on, outside the
+    /// lock, then tells the table (and anyone waiting) that they are gone.
+    fn remove_files(&self, removals: Vec<Removal>) {
+        if removals.is_empty() {
+            return;
+        }
+        for removal in &removals {
+            remove_entry(&self.dir, &removal.key);
+        }
+        let mut state = self.lock();
+        for removal in &removals {
+            state.table.removed(&removal.key);
+        }
+        drop(state);
+        self.removals_done.send_modify(|done| *done += 1);
+    }
+
     fn begin(self: &Arc<Self>, key: &str, size: u64) -> Step {
         let mut state = self.lock();
-        if let Some(entry) = state.entries.get_mut(key) {
-            entry.pins += 1;
-            let step = Step::Hit {
+        if let Some(hit) = state.table.pin(key) {
+            return Step::Hit {
                 guard: ShardGuard {
                     inner: Arc::clone(self),
                     object_key: key.to_string(),
-                    id: entry.id,
+                    id: hit.id,
                 },
-                size: entry.size,
-                sha256: entry.sha256.clone(),
-                verify_checksum: !entry.verified || self.config.verify_checksum_on_hit,
+                size: hit.size,
+                sha256: hit.sha256,
+                verify_checksum: !hit.verified || self.config.verify_checksum_on_hit,
             };
-            state.touch(key);
-            return step;
         }
         if let Some(flight) = state.inflight.get(key) {
             return Step::Wait(flight.clone());
         }
+        if state.table.is_removing(key) {
+            return Step::AwaitRemoval(self.removals_done.subscribe());
+        }
         let (sender, receiver) = watch::channel(None);
         state.inflight.insert(key.to_string(), receiver);
-        state.reserved_bytes += size;
-        state.evict_to_fit(&self.dir, self.config.max_bytes);
+        let removals = state.table.reserve(size, self.config.max_bytes);
+        drop(state);
+        self.remove_files(removals);
         Step::Lead(sender)
     }
 
@@ -331,20 +257,18 @@ impl Inner {
     }
 
     fn mark_verified(&self, key: &str, id: u64) {
-        if let Some(entry) = self.lock().entries.get_mut(key).filter(|e| e.id == id) {
-            entry.verified = true;
-        }
+        self.lock().table.mark_verified(key, id);
     }
 
     fn discard(&self, key: &str, id: u64) {
-        let mut state = self.lock();
-        if state.entries.get(key).is_some_and(|e| e.id == id) {
-            state.remove(&self.dir, key);
-        }
+        let removal = self.lock().table.discard(key, id);
+        self.remove_files(removal.into_iter().collect());
     }
 
     /// Moves a finished download into place and indexes it, pinned once for
-    /// the caller that led the download.
+    /// the caller that led the download. No removal of `key` can be under
+    /// way: a download only starts once the key's files are gone, and the
+    /// key is not indexed (so not evictable) until it is committed here.
     fn commit(
         self: &Arc<Self>,
         key: &str,
@@ -352,20 +276,28 @@ impl Inner {
         sidecar: TempFile,
         flight: &mut Flight,
     ) -> Result<ShardGuard, CacheError> {
+        let data = data_path(&self.dir, key);
+        let moved = std::fs::rename(fetched.temp.path(), &data)
+            .map_err(|e| CacheError::io(&data, e))
+            .and_then(|()| {
+                let meta = meta_path(&self.dir, key);
+                std::fs::rename(sidecar.path(), &meta).map_err(|e| {
+                    remove_entry(&self.dir, key);
+                    CacheError::io(&meta, e)
+                })
+            });
         let mut state = self.lock();
         flight.settle(&mut state);
-        let data = data_path(&self.dir, key);
-        std::fs::rename(fetched.temp.path(), &data).map_err(|e| CacheError::io(&data, e))?;
+        moved?;
         fetched.temp.persisted();
-        let meta = meta_path(&self.dir, key);
-        if let Err(e) = std::fs::rename(sidecar.path(), &meta) {
-            remove_entry(&self.dir, key);
-            return Err(CacheError::io(&meta, e));
-        }
         sidecar.persisted();
         let size = fetched.bytes_from_store;
-        let id = state.insert(key, size, fetched.sha256, true, 1);
-        state.evict_to_fit(&self.dir, self.config.max_bytes);
+        let (id, removals) =
+            state
+                .table
+                .insert(key, size, fetched.sha256, true, 1, self.config.max_bytes);
+        drop(state);
+        self.remove_files(removals);
         Ok(ShardGuard {
             inner: Arc::clone(self),
             object_key: key.to_string(),
@@ -396,7 +328,7 @@ impl Flight {
     fn settle(&mut self, state: &mut State) {
         if !self.settled {
             self.settled = true;
-            state.reserved_bytes -= self.reserved;
+            state.table.release(self.reserved);
             state.inflight.remove(&self.key);
         }
     }
@@ -487,7 +419,8 @@ impl ShardCache {
         .map_err(|e| CacheError::io(&dir, std::io::Error::other(e)))??;
 
         indexed.sort_by_key(|entry| entry.modified);
-        let mut state = State::default();
+        let mut table = CacheTable::default();
+        let mut removals = Vec::new();
         for entry in indexed {
             let Sidecar {
                 object_key,
@@ -495,27 +428,34 @@ impl ShardCache {
                 sha256,
                 ..
             } = entry.sidecar;
-            state.insert(&object_key, size, sha256, false, 0);
+            // Evicting while indexing never drops more than needed: the
+            // least recently modified entries come first.
+            let (_, evicted) = table.insert(&object_key, size, sha256, false, 0, u64::MAX);
+            removals.extend(evicted);
         }
-        state.evict_to_fit(&dir, config.max_bytes);
-        state.added.clear();
-        state.evicted.clear();
+        removals.extend(table.evict_to_fit(config.max_bytes));
+        drop(table.take_delta());
+        let (entries, bytes, _) = table.usage();
         tracing::info!(
             dir = %dir.display(),
-            entries = state.entries.len(),
-            bytes = state.stored_bytes,
+            entries,
+            bytes,
             "opened the shard cache"
         );
-        Ok(ShardCache {
-            inner: Arc::new(Inner {
-                dir,
-                config,
-                resolver,
-                state: Mutex::new(state),
-                temp_serial: AtomicU64::new(0),
-                _dir_lock: dir_lock,
+        let inner = Arc::new(Inner {
+            dir,
+            config,
+            resolver,
+            state: Mutex::new(State {
+                table,
+                inflight: HashMap::new(),
             }),
-        })
+            removals_done: watch::channel(0).0,
+            temp_serial: AtomicU64::new(0),
+            _dir_lock: dir_lock,
+        });
+        inner.remove_files(removals);
+        Ok(ShardCache { inner })
     }
 
     /// The cache directory (absolute).
@@ -560,6 +500,10 @@ impl ShardCache {
                         self.inner.discard(&key, guard.id);
                     }
                 },
+                Step::AwaitRemoval(mut done) => {
+                    // The sender lives as long as the cache.
+                    let _ = done.changed().await;
+                }
                 Step::Wait(mut flight) => {
                     if let Ok(outcome) = flight.wait_for(Option::is_some).await {
                         if let Some(Err(error)) = &*outcome {
@@ -603,18 +547,18 @@ impl ShardCache {
 
     /// Whether the object with this [`DataRef::object_key`] is cached.
     pub fn contains(&self, object_key: &str) -> bool {
-        self.inner.lock().entries.contains_key(object_key)
+        self.inner.lock().table.contains(object_key)
     }
 
     /// Every cached object, for the worker's `Hello`.
     pub fn inventory(&self) -> Vec<CacheEntry> {
         self.inner
             .lock()
-            .entries
-            .iter()
-            .map(|(key, entry)| CacheEntry {
-                object_key: key.clone(),
-                size: entry.size,
+            .table
+            .inventory()
+            .map(|(key, size)| CacheEntry {
+                object_key: key.to_string(),
+                size,
             })
             .collect()
     }
@@ -624,22 +568,21 @@ impl ShardCache {
     /// added then evicted shows as evicted, evicted then added as added, so
     /// they can be applied in either order.
     pub fn take_delta(&self) -> (Vec<CacheEntry>, Vec<String>) {
-        let mut state = self.inner.lock();
-        let added = std::mem::take(&mut state.added)
+        let (added, evicted) = self.inner.lock().table.take_delta();
+        let added = added
             .into_iter()
             .map(|(object_key, size)| CacheEntry { object_key, size })
             .collect();
-        let evicted = std::mem::take(&mut state.evicted).into_iter().collect();
-        (added, evicted)
+        (added, evicted.into_iter().collect())
     }
 
     /// How full the cache is.
     pub fn usage(&self) -> CacheUsage {
-        let state = self.inner.lock();
+        let (entries, stored_bytes, pinned_entries) = self.inner.lock().table.usage();
         CacheUsage {
-            entries: state.entries.len(),
-            stored_bytes: state.stored_bytes,
-            pinned_entries: state.entries.values().filter(|e| e.pins > 0).count(),
+            entries,
+            stored_bytes,
+            pinned_entries,
             max_bytes: self.inner.config.max_bytes,
         }
     }

@@ -26,6 +26,7 @@ mod cache;
 mod disk;
 mod error;
 mod fetch;
+mod table;
 
 pub use cache::{CacheConfig, CacheUsage, Shard, ShardCache, ShardGuard};
 pub use error::CacheError;
