@@ -3,8 +3,8 @@ use crate::future::{decode_value, TaskFuture};
 use crate::job::{Job, JobOptions};
 use quarry_net::{connect, ConnectOptions, Connection, ConnectionEvent, CurveClientKeys};
 use quarry_proto::{
-    encode_message, ClientId, DataRef, JobId, JobInfo, JobSpec, Limits, Message, Role, TaskId,
-    TaskOutcome, TaskSpec, TaskStatus, WorkerInfo, PROTOCOL_VERSION,
+    encode_message, ClientId, DataRef, EncodedTask, JobId, JobInfo, JobSpec, Limits, Message, Role,
+    TaskId, TaskOutcome, TaskSpec, TaskStatus, WorkerInfo, PROTOCOL_VERSION,
 };
 use quarry_store::{PutSource, StoreResolver};
 use serde::de::DeserializeOwned;
@@ -342,7 +342,9 @@ impl Client {
         let mut batch = Vec::new();
         let mut batch_bytes = 0;
         for spec in specs {
-            let size = approximate_size(&spec);
+            let encoded =
+                EncodedTask::encode(&spec).map_err(|e| ClientError::Codec(e.to_string()))?;
+            let size = encoded.encoded_len();
             if !batch.is_empty() && (batch.len() >= max_tasks || batch_bytes + size > budget) {
                 self.inner.send(&Message::Submit {
                     job,
@@ -351,7 +353,7 @@ impl Client {
                 batch_bytes = 0;
             }
             batch_bytes += size;
-            batch.push(spec);
+            batch.push(encoded);
         }
         if !batch.is_empty() {
             self.inner.send(&Message::Submit { job, tasks: batch })?;
@@ -500,19 +502,6 @@ impl Client {
     ) -> Result<R, ClientError> {
         decode_value(&self.inner.store, value).await
     }
-}
-
-fn approximate_size(spec: &TaskSpec) -> usize {
-    64 + spec.args.len()
-        + spec.key.len()
-        + spec.function.len()
-        + spec.params_json.len()
-        + spec
-            .inputs
-            .iter()
-            .chain(spec.args_ref.iter())
-            .map(|r| 48 + r.url.len())
-            .sum::<usize>()
 }
 
 async fn receive_loop(mut events: mpsc::Receiver<ConnectionEvent>, shared: Arc<Shared>) {

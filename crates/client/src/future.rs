@@ -1,7 +1,7 @@
 use crate::client::Inner;
 use crate::error::ClientError;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
-use quarry_proto::{TaskId, TaskOutcome, Value};
+use quarry_proto::{ResultFormat, TaskId, TaskOutcome, Value};
 use quarry_store::StoreResolver;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
@@ -81,7 +81,8 @@ impl<R> Drop for TaskFuture<R> {
     }
 }
 
-/// Decodes a value: inline MessagePack, or a reference read from the store.
+/// Decodes a value: inline MessagePack, or a reference read from the store
+/// (JSON or MessagePack, as its name says: see [`ResultFormat`]).
 pub(crate) async fn decode_value<R: DeserializeOwned>(
     store: &StoreResolver,
     value: &Value,
@@ -92,7 +93,12 @@ pub(crate) async fn decode_value<R: DeserializeOwned>(
         }
         Value::Ref(data_ref) => {
             let bytes = store.get_pinned(data_ref).await?.bytes().await?;
-            rmp_serde::from_slice(&bytes).map_err(|e| ClientError::Codec(e.to_string()))
+            match ResultFormat::of_url(&data_ref.url) {
+                ResultFormat::Json => serde_json::from_slice(&bytes)
+                    .map_err(|e| ClientError::Codec(format!("{}: {e}", data_ref.url))),
+                ResultFormat::MessagePack => rmp_serde::from_slice(&bytes)
+                    .map_err(|e| ClientError::Codec(format!("{}: {e}", data_ref.url))),
+            }
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The events the core consumes and the commands it emits.
 
 use quarry_proto::{
-    CacheEntry, ClientId, JobId, JobInfo, JobSpec, RunTask, TaskId, TaskOutcome, TaskReport,
-    TaskSpec, WorkerId,
+    CacheEntry, ClientId, EncodedTask, JobId, JobInfo, JobSpec, RunTask, TaskId, TaskOutcome,
+    TaskReport, WorkerId,
 };
 use std::sync::Arc;
 
@@ -95,10 +95,10 @@ pub enum Event {
     CacheDelta {
         /// The worker.
         worker: WorkerId,
-        /// Newly cached objects.
+        /// Newly cached byte ranges.
         added: Vec<CacheEntry>,
-        /// Object keys evicted.
-        evicted: Vec<String>,
+        /// Byte ranges evicted.
+        evicted: Vec<CacheEntry>,
     },
     /// A client opened a job.
     JobOpened {
@@ -113,8 +113,8 @@ pub enum Event {
         client: ClientId,
         /// The job.
         job: JobId,
-        /// The tasks.
-        tasks: Vec<TaskSpec>,
+        /// The tasks, as the client encoded them.
+        tasks: Vec<EncodedTask>,
     },
     /// No more tasks will be added to the job.
     JobSealed {

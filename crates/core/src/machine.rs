@@ -11,8 +11,7 @@ use crate::task::{Task, TaskTable, NO_WORKER};
 use crate::worker::{Function, Worker};
 use crate::{Command, CoreConfig, Event, Millis};
 use quarry_proto::{
-    CacheEntry, ClientId, EncodedTask, JobId, JobInfo, JobSpec, TaskId, TaskSpec, TaskStatus,
-    WorkerId,
+    CacheEntry, ClientId, EncodedTask, JobId, JobInfo, JobSpec, TaskId, TaskStatus, WorkerId,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -258,7 +257,7 @@ impl Core {
             self.functions[f as usize].add_worker(w, worker.slots);
         }
         for entry in inventory {
-            if self.locality.add(w, &entry.object_key) {
+            if self.locality.add(w, &entry) {
                 worker.cached.insert(entry.object_key);
             }
         }
@@ -273,7 +272,7 @@ impl Core {
         &mut self,
         worker: WorkerId,
         added: Vec<CacheEntry>,
-        evicted: Vec<String>,
+        evicted: Vec<CacheEntry>,
         now: Millis,
     ) {
         let Some(w) = self.touch(worker, now) else {
@@ -281,13 +280,13 @@ impl Core {
         };
         let cached = &mut self.workers[w as usize].cached;
         for entry in added {
-            if self.locality.add(w, &entry.object_key) {
+            if self.locality.add(w, &entry) {
                 cached.insert(entry.object_key);
             }
         }
-        for key in evicted {
-            if cached.remove(&key) {
-                self.locality.remove(w, &key);
+        for entry in evicted {
+            if cached.contains(&entry.object_key) && self.locality.remove(w, &entry) {
+                cached.remove(&entry.object_key);
             }
         }
     }
@@ -318,7 +317,7 @@ impl Core {
         &mut self,
         client: ClientId,
         job: JobId,
-        specs: Vec<TaskSpec>,
+        specs: Vec<EncodedTask>,
         now: Millis,
         out: &mut Vec<Command>,
     ) {
@@ -327,13 +326,12 @@ impl Core {
             return;
         }
         let j = self.job_index[&job];
-        for spec in specs {
-            let id = spec.id;
-            let function = self.function_id(&spec.function);
-            let encoded = match EncodedTask::encode(&spec) {
-                Ok(encoded) => encoded,
+        for encoded in specs {
+            let id = encoded.id();
+            let function = match encoded.summary() {
+                Ok(summary) => self.function_id(&summary.function),
                 Err(e) => {
-                    let message = format!("task {id} cannot be stored: {e}");
+                    let message = format!("task {id} cannot be read: {e}");
                     out.push(Command::Error { client, message });
                     continue;
                 }
@@ -362,7 +360,7 @@ impl Core {
         &self,
         client: ClientId,
         job: JobId,
-        specs: &[TaskSpec],
+        specs: &[EncodedTask],
     ) -> Result<(), String> {
         let Some(&j) = self.job_index.get(&job) else {
             return Err(format!(
@@ -383,16 +381,15 @@ impl Core {
         }
         let mut seen = HashSet::with_capacity(specs.len());
         for spec in specs {
-            if spec.id.client() != client {
+            let id = spec.id();
+            if id.client() != client {
                 return Err(format!(
-                    "task id {} is outside the id range of client {client}: allocate ids from TaskId::first_for",
-                    spec.id
+                    "task id {id} is outside the id range of client {client}: allocate ids from TaskId::first_for"
                 ));
             }
-            if self.task_index.contains_key(&spec.id) || !seen.insert(spec.id) {
+            if self.task_index.contains_key(&id) || !seen.insert(id) {
                 return Err(format!(
-                    "duplicate task id {}: task ids must be unique; none of the {} submitted tasks were accepted",
-                    spec.id,
+                    "duplicate task id {id}: task ids must be unique; none of the {} submitted tasks were accepted",
                     specs.len()
                 ));
             }

@@ -22,12 +22,11 @@
 
 #![warn(missing_docs)]
 
-mod json;
 mod row;
 mod table;
 mod write;
 
-pub use json::{msgpack_to_json, MsgpackError};
+pub use quarry_proto::{msgpack_to_json, MsgpackError};
 pub use row::{error_text, result_json, ManifestRow};
 pub use table::{manifest_batch, manifest_parquet, manifest_schema};
 pub use write::{

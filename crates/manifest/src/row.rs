@@ -1,6 +1,6 @@
 //! One task's row, flattened for tables.
 
-use crate::json::msgpack_to_json;
+use quarry_proto::msgpack_to_json;
 use quarry_proto::{TaskOutcome, TaskStatus, Value as TaskValue};
 use serde::Serialize;
 use serde_json::Value;

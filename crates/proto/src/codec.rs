@@ -162,7 +162,7 @@ mod tests {
                 }),
                 Message::Submit {
                     job: JobId(1),
-                    tasks: vec![task],
+                    tasks: vec![EncodedTask::encode(&task).unwrap()],
                 },
                 Message::TaskFinished(TaskReport {
                     task: TaskId(7),

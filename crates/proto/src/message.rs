@@ -1,4 +1,4 @@
-use crate::{ClientId, DataRef, JobId, Limits, RunTask, TaskId, WorkerId};
+use crate::{ByteRange, ClientId, DataRef, EncodedTask, JobId, Limits, RunTask, TaskId, WorkerId};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -82,10 +82,10 @@ pub enum Message {
     TaskFinished(TaskReport),
     /// Worker → scheduler: cache inventory changes since the last delta.
     CacheDelta {
-        /// Objects now cached.
+        /// Byte ranges of objects now cached.
         added: Vec<CacheEntry>,
-        /// Object keys ([`DataRef::object_key`]) no longer cached.
-        evicted: Vec<String>,
+        /// Byte ranges of objects no longer cached.
+        evicted: Vec<CacheEntry>,
     },
 
     // ----- scheduler → worker -----
@@ -103,12 +103,14 @@ pub enum Message {
     // ----- client → scheduler -----
     /// Client → scheduler: create a job that tasks can then be submitted to.
     OpenJob(Arc<JobSpec>),
-    /// Client → scheduler: add tasks to an open job.
+    /// Client → scheduler: add tasks to an open job. The tasks stay in
+    /// the encoding the client gave them until a worker decodes them: the
+    /// scheduler reads only their [`EncodedTask`] headers.
     Submit {
         /// The job.
         job: JobId,
         /// The tasks.
-        tasks: Vec<TaskSpec>,
+        tasks: Vec<EncodedTask>,
     },
     /// Client → scheduler: no more tasks will be added to this job; it is
     /// finished once every task is.
@@ -414,13 +416,34 @@ pub struct TaskReport {
     pub stats: TaskStats,
 }
 
-/// One cached object, as reported in inventories.
+/// What a worker caches of one object (or, in an eviction, no longer
+/// caches), as reported in inventories and deltas. Workers cache objects in
+/// blocks, so the ranges are block-aligned runs; the scheduler only reads
+/// them as byte ranges.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheEntry {
-    /// [`DataRef::object_key`] of the cached object.
+    /// [`DataRef::object_key`] of the object.
     pub object_key: String,
-    /// Its size in bytes.
-    pub size: u64,
+    /// The byte ranges of the object meant, sorted and disjoint.
+    pub ranges: Vec<ByteRange>,
+}
+
+impl CacheEntry {
+    /// All `size` bytes of the object `object_key` names.
+    pub fn whole(object_key: impl Into<String>, size: u64) -> CacheEntry {
+        CacheEntry {
+            object_key: object_key.into(),
+            ranges: vec![ByteRange {
+                start: 0,
+                end: size,
+            }],
+        }
+    }
+
+    /// How many bytes the ranges hold.
+    pub fn bytes(&self) -> u64 {
+        self.ranges.iter().map(ByteRange::len).sum()
+    }
 }
 
 /// A connected worker, as `quarry status` shows it.

@@ -127,7 +127,16 @@ fn job_info() -> JobInfo {
 fn seeds() -> Vec<Message> {
     let entry = CacheEntry {
         object_key: data_ref("s3://corpus/books/a.txt").object_key(),
-        size: 1 << 20,
+        ranges: vec![
+            ByteRange {
+                start: 0,
+                end: 8 << 20,
+            },
+            ByteRange {
+                start: 16 << 20,
+                end: 20 << 20,
+            },
+        ],
     };
     let failed = TaskOutcome::Err(TaskError {
         kind: ErrorKind::TimedOut,
@@ -167,7 +176,7 @@ fn seeds() -> Vec<Message> {
         }),
         Message::CacheDelta {
             added: vec![entry],
-            evicted: vec!["s3://corpus/books/b.txt#etag=\"1\"".into()],
+            evicted: vec![CacheEntry::whole("s3://corpus/books/b.txt#etag=\"1\"", 10)],
         },
         Message::Job(job_spec()),
         Message::Run(RunTask {
@@ -180,8 +189,9 @@ fn seeds() -> Vec<Message> {
         Message::Submit {
             job: JobId(1 << 40 | 1),
             tasks: vec![
-                task(),
-                TaskSpec::new(TaskId(1 << 40 | 8), "inc", vec![0x05]),
+                EncodedTask::encode(&task()).expect("encodable"),
+                EncodedTask::encode(&TaskSpec::new(TaskId(1 << 40 | 8), "inc", vec![0x05]))
+                    .expect("encodable"),
             ],
         },
         Message::SealJob {

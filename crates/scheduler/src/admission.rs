@@ -5,7 +5,7 @@
 //! Every check runs before the core sees anything, so a refused message
 //! changes nothing. The texts say what to do.
 
-use quarry_proto::{ClientId, Limits, Role, TaskSpec, PROTOCOL_VERSION};
+use quarry_proto::{ClientId, EncodedTask, Limits, Role, PROTOCOL_VERSION};
 use tracing::warn;
 
 /// A refused handshake: the reason for the peer, and whether saying Hello
@@ -64,7 +64,7 @@ pub(crate) fn check_hello(
 pub(crate) fn check_submission(
     limits: &Limits,
     client: ClientId,
-    tasks: &[TaskSpec],
+    tasks: &[EncodedTask],
 ) -> Result<(), String> {
     if tasks.len() > limits.max_tasks_per_submit {
         return Err(format!(
@@ -75,18 +75,18 @@ pub(crate) fn check_submission(
         ));
     }
     for task in tasks {
-        if task.id.client() != client {
-            return Err(format!(
-                "task id {} is outside this client's range",
-                task.id
-            ));
+        let id = task.id();
+        if id.client() != client {
+            return Err(format!("task id {id} is outside this client's range"));
         }
-        if task.args.len() > limits.max_inline_bytes {
+        let args_len = task
+            .summary()
+            .map_err(|e| format!("task {id} cannot be read: {e}"))?
+            .args_len;
+        if args_len > limits.max_inline_bytes {
             return Err(format!(
-                "task {} has {} bytes of inline arguments, over the {}-byte cap \
+                "task {id} has {args_len} bytes of inline arguments, over the {}-byte cap \
                  (limits.max_inline_bytes); pass large values by reference (Client::put)",
-                task.id,
-                task.args.len(),
                 limits.max_inline_bytes
             ));
         }

@@ -24,4 +24,4 @@ mod slots;
 
 pub use builtins::inc;
 pub use registry::{Registry, Shard, TaskContext};
-pub use runtime::{run_worker, WorkerError, WorkerOptions};
+pub use runtime::{run_worker, WorkerError, WorkerOptions, DEFAULT_PREFETCH_BYTES};
