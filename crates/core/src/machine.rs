@@ -198,14 +198,15 @@ impl Core {
         let task = &self.tasks[t as usize];
         let record = task.record.as_deref();
         // Key and parameters stay encoded until someone asks for them.
-        let (key, params_json) = match task.spec.decode() {
-            Ok(spec) => (spec.key, spec.params_json),
-            Err(e) => (format!("(undecodable: {e})"), String::new()),
+        let (key, params_json, inputs) = match task.spec.decode() {
+            Ok(spec) => (spec.key, spec.params_json, spec.inputs),
+            Err(e) => (format!("(undecodable: {e})"), String::new(), Vec::new()),
         };
         TaskStatus {
             id: task.spec.id(),
             key,
             params_json,
+            inputs,
             state: task.state.as_str().to_owned(),
             outcome: record.and_then(|r| r.outcome.clone()),
             outputs: record.map(|r| r.outputs.clone()).unwrap_or_default(),

@@ -517,6 +517,8 @@ pub struct TaskStatus {
     pub key: String,
     /// Grid parameters as JSON.
     pub params_json: String,
+    /// What the task reads (the pinned objects, or chunks of them).
+    pub inputs: Vec<DataRef>,
     /// `queued`, `assigned`, `running`, `done`, `failed` or `cancelled`.
     pub state: String,
     /// The final outcome, once there is one.

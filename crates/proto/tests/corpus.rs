@@ -234,6 +234,7 @@ fn seeds() -> Vec<Message> {
                 id: TaskId(7),
                 key: "00007".into(),
                 params_json: "{}".into(),
+                inputs: vec![data_ref("s3://corpus/in/a.txt")],
                 state: "failed".into(),
                 outcome: Some(failed),
                 outputs: Vec::new(),
