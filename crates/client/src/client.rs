@@ -89,12 +89,18 @@ impl Inner {
     }
 
     pub(crate) fn release(&self, task: TaskId) {
+        self.forget(task);
+        let _ = self.send(&Message::Release { tasks: vec![task] });
+    }
+
+    /// Stops waiting for a task's outcome, leaving its result on the
+    /// scheduler.
+    pub(crate) fn forget(&self, task: TaskId) {
         self.shared
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&task);
-        let _ = self.send(&Message::Release { tasks: vec![task] });
     }
 }
 

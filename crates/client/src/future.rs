@@ -17,6 +17,8 @@ pub struct TaskFuture<R> {
     key: String,
     rx: Option<oneshot::Receiver<TaskOutcome>>,
     inner: Arc<Inner>,
+    /// Leave the result on the scheduler when dropped.
+    kept: bool,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -41,6 +43,7 @@ impl<R> TaskFuture<R> {
             key,
             rx: Some(rx),
             inner,
+            kept: false,
             _result: PhantomData,
         }
     }
@@ -53,6 +56,14 @@ impl<R> TaskFuture<R> {
     /// The task's key.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Dropping this future will not release the result on the scheduler:
+    /// it stays for `quarry results` (for a job without an output prefix,
+    /// until the scheduler forgets the job).
+    pub fn keep_result(mut self) -> Self {
+        self.kept = true;
+        self
     }
 
     /// Waits for the task's final outcome without decoding it.
@@ -77,7 +88,11 @@ impl<R: DeserializeOwned> TaskFuture<R> {
 
 impl<R> Drop for TaskFuture<R> {
     fn drop(&mut self) {
-        self.inner.release(self.id);
+        if self.kept {
+            self.inner.forget(self.id);
+        } else {
+            self.inner.release(self.id);
+        }
     }
 }
 

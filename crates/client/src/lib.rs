@@ -39,3 +39,5 @@ pub use error::ClientError;
 pub use future::{as_completed, for_each_completed, TaskFuture};
 pub use job::{Job, JobOptions};
 pub use prefix::{MapPrefixOptions, PrefixMap, PrefixProgress, PrefixResult};
+pub use quarry_plan::{PlannedTask, Split};
+pub use window::{Finished, TaskPlan, WindowOptions, WindowProgress, WindowedRun};
