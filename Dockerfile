@@ -1,30 +1,31 @@
-# syntax=docker/dockerfile:1
 # The `quarry` binary on Debian bookworm: `docker build -t quarry .`
-# Used by docker-compose.yml for the scheduler and the workers.
+# Used by docker-compose.yml for the scheduler, the workers and the example
+# job. Plain Dockerfile instructions only (no cache mounts, no syntax
+# directive), so the classic builder, docker-compose v1 and BuildKit all build
+# it.
 
 # Build on the same Debian release as the runtime image so that the binary's
 # glibc and libzmq match.
-FROM rust:1.95-bookworm AS build
+FROM rust:1.95.0-bookworm AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libzmq3-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# The cache mounts keep the registry and compiled dependencies between builds;
-# the binary is copied out because the target mount is not part of the image.
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p quarry-cli \
+RUN cargo build --release --locked -p quarry-cli \
     && cp target/release/quarry /usr/local/bin/quarry
 
-FROM debian:bookworm-slim
+FROM debian:12.9-slim
 # libzmq5 brings libsodium for CURVE; ca-certificates for https object stores.
+# /cache (worker shard caches) and /var/lib/quarry/journal (the scheduler's
+# journal) belong to the quarry user, so named volumes mounted there start
+# out writable by it.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libzmq5 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/quarry --create-home quarry \
-    && mkdir /cache \
-    && chown quarry:quarry /cache
+    && mkdir -p /cache /var/lib/quarry/journal \
+    && chown quarry:quarry /cache /var/lib/quarry/journal
 COPY --from=build /usr/local/bin/quarry /usr/local/bin/quarry
 USER quarry
 WORKDIR /var/lib/quarry

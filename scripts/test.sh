@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs quarry's whole test suite on a fresh machine. It installs what the
 # tests need first: libzmq (Debian package), MinIO built from source (cached
-# in ~/.cache/quarry/bin).
+# in ~/.cache/quarry/bin), the HDFS test helper (Java 17 and Maven; cached in
+# ~/.m2 and ~/.cache/quarry/minidfs) and the deployment tools
+# (scripts/deploy-tools.sh).
 #
 #   scripts/test.sh
 set -euo pipefail
@@ -11,6 +13,10 @@ scripts/install-deps.sh
 echo "== MinIO (built from source once, then cached)"
 # The harness finds the binary in the same cache; the build happens here.
 scripts/minio.sh >/dev/null
+echo "== deployment tools (docker-compose, helm, kubeconform, Kubernetes schemas, Slurm)"
+scripts/deploy-tools.sh
+echo "== HDFS test helper (MiniDFSCluster, Maven build once; jars cached in ~/.m2)"
+scripts/minidfs-build.sh >/dev/null
 
 echo "== formatting"
 cargo fmt --all -- --check

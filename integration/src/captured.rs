@@ -58,6 +58,11 @@ impl CapturedProcess {
         })
     }
 
+    /// Its process id (which is also its process group id).
+    pub fn id(&self) -> u32 {
+        self.guard.id()
+    }
+
     /// Everything it printed so far, stdout and stderr interleaved by line.
     pub fn output(&self) -> String {
         self.output

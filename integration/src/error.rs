@@ -51,6 +51,33 @@ pub enum HarnessError {
         /// The requested share of connection resets.
         reset: f64,
     },
+    /// A tool the deployment tests need was not installed.
+    #[error(
+        "{name} not found in {} or on PATH: install it with `scripts/deploy-tools.sh`",
+        tools_dir.display()
+    )]
+    ToolMissing {
+        /// The program or file.
+        name: String,
+        /// Where the harness looked first.
+        tools_dir: PathBuf,
+    },
+    /// A schema source (OpenAPI document or CRD) could not be used.
+    #[error("cannot make a schema from {}: {message}", source_path.display())]
+    Schema {
+        /// The document.
+        source_path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The MiniDFSCluster or the Hadoop client helper failed.
+    #[error("HDFS helper: {context}: {detail}")]
+    Hdfs {
+        /// What the harness asked of it.
+        context: String,
+        /// What went wrong (the helper's stderr, or the exit status).
+        detail: String,
+    },
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {

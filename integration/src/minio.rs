@@ -35,14 +35,19 @@ pub fn minio_binary_path() -> PathBuf {
     if let Some(explicit) = std::env::var_os(MINIO_BIN_ENV).filter(|v| !v.is_empty()) {
         return PathBuf::from(explicit);
     }
-    let tools_dir = std::env::var_os(TOOLS_DIR_ENV)
+    tools_dir().join("minio")
+}
+
+/// Where `scripts/minio.sh` and `scripts/deploy-tools.sh` install tools:
+/// `$QUARRY_TOOLS_DIR`, else `$HOME/.cache/quarry/bin`.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os(TOOLS_DIR_ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
             Path::new(&home).join(".cache/quarry/bin")
-        });
-    tools_dir.join("minio")
+        })
 }
 
 /// A running MinIO server on `127.0.0.1` with its own data directory and random

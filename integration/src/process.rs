@@ -162,3 +162,16 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// Whether process `pid` is gone: no `/proc` entry, or a zombie (dead,
+/// waiting for whichever ancestor adopted it to reap it).
+pub fn process_is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            // The state follows the parenthesised command name.
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            state.starts_with('Z') || state.starts_with('X')
+        }
+    }
+}

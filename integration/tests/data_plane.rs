@@ -8,20 +8,23 @@
 //! with quarry's own store code. These tests need the MinIO binary
 //! (`scripts/minio.sh`) and the quarry binary (`cargo build -p quarry-cli`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use quarry::parts::client::{MapPrefixOptions, PrefixMap};
-use quarry::parts::proto::{DataRef, ErrorKind, JobId, JobInfo, Pin, TaskOutcome, Value};
+use quarry::parts::client::MapPrefixOptions;
+use quarry::parts::proto::{DataRef, Pin, TaskOutcome, Value};
 use quarry::parts::store::{StoreConfig, StoreResolver};
-use quarry::{Client, ClientError, ClientOptions, JobOptions};
+use quarry::{Client, ClientOptions, JobOptions};
 use quarry_integration::{quarry_bin, ChildGuard, FaultProxy, MinioServer};
 use tempfile::TempDir;
 
-/// Word counts as the built-in `wordcount` returns them.
-type Counts = BTreeMap<String, u64>;
+mod common;
+use common::{
+    assert_only_the_changed_input_failed, expected_counts, job_info, lines_file, reduce,
+    run_broadcast_job, spawn_logged, Counts,
+};
 
 /// How long workers need to report what they cached: they send cache
 /// deltas every 200 ms. A pass started earlier is placed on stale
@@ -115,51 +118,6 @@ impl Cluster {
     }
 }
 
-/// Spawns `command` with RUST_LOG=warn, stdout discarded and stderr in
-/// `dir/name.log`.
-fn spawn_logged(mut command: Command, dir: &TempDir, name: &str) -> ChildGuard {
-    let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
-    command
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    ChildGuard::spawn(command).unwrap()
-}
-
-/// What `wordcount` should say about some texts, computed without quarry.
-fn expected_counts<'a>(texts: impl IntoIterator<Item = &'a [u8]>) -> Counts {
-    let mut counts = Counts::new();
-    for text in texts {
-        for word in std::str::from_utf8(text).unwrap().split_whitespace() {
-            *counts.entry(word.to_lowercase()).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
-/// Drains a word-count map: the merged counts and the task keys seen.
-async fn reduce(mut map: PrefixMap<Counts>) -> (Counts, Vec<String>) {
-    let mut total = Counts::new();
-    let mut keys = Vec::new();
-    while let Some(finished) = map.next().await {
-        let finished = finished.unwrap();
-        let counts = finished
-            .result
-            .unwrap_or_else(|e| panic!("task {} failed: {e}", finished.key));
-        keys.push(finished.key);
-        for (word, n) in counts {
-            *total.entry(word).or_insert(0) += n;
-        }
-    }
-    keys.sort();
-    (total, keys)
-}
-
-async fn job_info(client: &Client, job: JobId) -> JobInfo {
-    client.job_info(job).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefix_word_count_is_right_and_the_second_pass_reads_only_caches() {
     let minio = start_minio();
@@ -251,25 +209,12 @@ async fn an_object_overwritten_after_submission_fails_its_task_as_changed() {
         let finished = finished.unwrap();
         outcomes.insert(finished.key, finished.result);
     }
-    assert_eq!(outcomes.len(), 3);
-    for (index, shard) in shards.iter().enumerate() {
-        let key = format!("part-{index:05}.txt");
-        match (&outcomes[&key], index) {
-            (Ok(counts), 0 | 2) => assert_eq!(counts, &expected_counts([&shard.body[..]])),
-            (
-                Err(ClientError::Task {
-                    kind: ErrorKind::InputChanged,
-                    message,
-                    ..
-                }),
-                1,
-            ) => {
-                assert!(message.contains("changed"), "{message}");
-                assert!(message.contains("s3://pins/in/part-00001.txt"), "{message}");
-            }
-            (other, _) => panic!("unexpected outcome for {key}: {other:?}"),
-        }
-    }
+    let expected: Vec<(String, &[u8])> = shards
+        .iter()
+        .enumerate()
+        .map(|(index, shard)| (format!("part-{index:05}.txt"), &shard.body[..]))
+        .collect();
+    assert_only_the_changed_input_failed(&outcomes, &expected, 1, "s3://pins/in/part-00001.txt");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,32 +241,10 @@ async fn a_broadcast_input_is_fetched_once_per_worker() {
     let client = cluster.client(&minio.env(), None).await;
     cluster.wait_for_workers(&client).await;
 
-    const TASKS: usize = 1000;
-    let job = client
-        .open_job(JobOptions {
-            name: "broadcast".into(),
-            broadcast: vec![("weights".into(), pinned)],
-            ..JobOptions::default()
-        })
-        .unwrap();
-    let specs = (0..TASKS)
-        .map(|_| job.new_task("noop", vec![0xc0]))
-        .collect();
-    let futures = job.submit::<()>(specs).unwrap();
-    job.seal().unwrap();
-    client.gather(futures).await.unwrap();
-
-    let rows = client.results(job.id()).await.unwrap();
-    assert_eq!(rows.len(), TASKS);
-    let ran_on: BTreeSet<String> = rows.into_iter().filter_map(|row| row.worker).collect();
-    assert_eq!(ran_on.len(), 2, "both workers ran tasks: {ran_on:?}");
+    run_broadcast_job(&client, pinned, 1000).await;
     // One GET per worker, and nothing else reaches the store.
     let gets = proxy.stats().forwarded;
     assert_eq!(gets, 2, "GETs by the broadcast job: {gets}");
-    let info = job_info(&client, job.id()).await;
-    assert_eq!(info.stats.cache_misses, 2);
-    assert_eq!(info.stats.bytes_from_store, 2 * SIZE as u64);
-    assert_eq!(info.stats.cache_hits as usize, TASKS - 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,30 +325,12 @@ async fn put_stores_identical_content_once() {
     assert_eq!(minio.list_keys("cas", "staging/").await.unwrap().len(), 2);
 }
 
-/// A newline-delimited file whose every line holds one unique token, with
-/// a few lines far longer than a chunk so that lines cross boundaries.
-fn lines_file(lines: usize) -> Vec<u8> {
-    let mut text = Vec::new();
-    for i in 0..lines {
-        if i % 5_000 == 17 {
-            // A line longer than a chunk (its token padded with blanks),
-            // so that it crosses at least one chunk boundary.
-            text.extend_from_slice(format!("long{i}").as_bytes());
-            text.extend(std::iter::repeat_n(b' ', 300_000));
-        } else {
-            text.extend_from_slice(format!("line{i}").as_bytes());
-        }
-        text.push(b'\n');
-    }
-    text
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_map_counts_every_line_exactly_once() {
     let minio = start_minio();
     minio.create_bucket("chunks").await.unwrap();
     const LINES: usize = 20_000;
-    let file = lines_file(LINES);
+    let file = lines_file(LINES, 5_000, 300_000);
     let size = file.len() as u64;
     minio
         .put_object("chunks", "big/lines.txt", file.clone())

@@ -17,8 +17,8 @@
 use quarry::{Client, ClientError, ClientOptions, JobOptions};
 use quarry_integration::{quarry_bin, worker_args, CapturedProcess};
 use quarry_proto::{
-    decode, encode, ClientId, EncodedTask, Envelope, ErrorKind, JobId, Limits, Message, Role,
-    TaskError, TaskId, TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, PROTOCOL_VERSION,
+    decode, encode, ClientId, EncodedTask, Envelope, ErrorKind, JobId, Limits, Message, RequestId,
+    Role, TaskError, TaskId, TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, PROTOCOL_VERSION,
 };
 use rand::{Rng, RngCore, SeedableRng};
 use std::process::Command;
@@ -147,8 +147,9 @@ impl RawPeer {
                 .into_iter()
                 .find_map(|m| match m {
                     Message::Welcome {
-                        client: Some(id), ..
-                    } => Some(id),
+                        client: Some(session),
+                        ..
+                    } => Some(session.id),
                     _ => None,
                 });
             if let Some(id) = welcome {
@@ -167,6 +168,8 @@ fn hello(version: u32, role: Role) -> Message {
         slots: 1,
         functions: Vec::new(),
         inventory: Vec::new(),
+        host: String::new(),
+        resume: None,
     }
 }
 
@@ -204,6 +207,7 @@ fn barrage(endpoint: &str, client: ClientId, tasks: u64, stop: &AtomicBool) -> B
     let valid: Vec<Vec<u8>> = [
         vec![hello(PROTOCOL_VERSION, Role::Worker)],
         vec![Message::Submit {
+            request: RequestId(1),
             job: JobId::first_for(client),
             tasks: (0..20)
                 .map(|i| sleep_task(TaskId(first_task + i)))
@@ -405,12 +409,17 @@ async fn an_inline_argument_over_the_cap_is_refused_naming_the_cap() {
     let mut task = TaskSpec::new(TaskId(TaskId::first_for(id).0 + 1), "echo", vec![0; 2_000]);
     task.key = "too-big".into();
     raw.send(vec![Message::Submit {
+        request: RequestId(1),
         job: JobId::first_for(id),
         tasks: vec![EncodedTask::encode(&task).unwrap()],
     }]);
-    let refusal = raw.wait_for("Error", |m| matches!(m, Message::Error { .. }));
-    let Message::Error { message } = refusal else {
-        unreachable!()
+    let refusal = raw.wait_for("Refused", |m| matches!(m, Message::Refused { .. }));
+    let Message::Refused {
+        request: RequestId(1),
+        reason: message,
+    } = refusal
+    else {
+        panic!("not the answer to the submission: {refusal:?}")
     };
     assert!(message.contains("limits.max_inline_bytes"), "{message}");
 
@@ -438,14 +447,18 @@ async fn a_submission_over_the_task_cap_is_refused_and_the_scheduler_keeps_servi
     let id = raw.hello_as_client();
     let first = TaskId::first_for(id).0 + 1;
     raw.send(vec![Message::Submit {
+        request: RequestId(1),
         job: JobId::first_for(id),
         tasks: (0..101).map(|i| sleep_task(TaskId(first + i))).collect(),
     }]);
-    let refusal = raw.wait_for("Error or TaskDone", |m| {
-        matches!(m, Message::Error { .. } | Message::TaskDone { .. })
+    let refusal = raw.wait_for("Refused or TaskDone", |m| {
+        matches!(m, Message::Refused { .. } | Message::TaskDone { .. })
     });
     match refusal {
-        Message::Error { message } => {
+        Message::Refused {
+            request: RequestId(1),
+            reason: message,
+        } => {
             assert!(message.contains("limits.max_tasks_per_submit"), "{message}");
             assert!(
                 message.contains("101") && message.contains("100"),

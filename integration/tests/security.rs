@@ -379,6 +379,8 @@ fn raw_hello(socket: &zmq::Socket) -> Message {
                 slots: 0,
                 functions: Vec::new(),
                 inventory: Vec::new(),
+                host: String::new(),
+                resume: None,
             }],
         },
         &Limits::default(),

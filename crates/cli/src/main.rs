@@ -38,8 +38,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the scheduler: it routes tasks to workers (like dask-scheduler).
+    #[command(after_help = config::SOURCES_HELP)]
     Scheduler(cmd::scheduler::Args),
     /// Run a worker (or --nprocs supervised worker processes) for a scheduler.
+    #[command(after_help = config::SOURCES_HELP)]
     Worker(cmd::worker::Args),
     /// Write CURVE key pairs for the scheduler, clients and workers.
     Keygen(cmd::keygen::Args),
@@ -48,15 +50,26 @@ enum Command {
     /// Run a job file on an embedded scheduler and workers in this process.
     Run(cmd::run::Args),
     /// Send a job file to a running scheduler (--watch to follow it).
+    #[command(after_help = config::CLIENT_SOURCES_HELP)]
     Submit(cmd::submit::Args),
     /// List the scheduler's jobs.
+    #[command(after_help = config::CLIENT_SOURCES_HELP)]
     Jobs(cmd::jobs::JobsArgs),
     /// Show a job's progress and metrics (or, without JOB, the scheduler's).
+    #[command(after_help = config::CLIENT_SOURCES_HELP)]
     Status(cmd::jobs::StatusArgs),
     /// Cancel every unfinished task of a job.
+    #[command(after_help = config::CLIENT_SOURCES_HELP)]
     Cancel(cmd::jobs::CancelArgs),
     /// Show one row per task of a job: state, result, outputs, metrics.
+    #[command(after_help = config::CLIENT_SOURCES_HELP)]
     Results(cmd::results::Args),
+    /// Run workers on a Slurm cluster (`quarry slurm script`).
+    #[command(subcommand)]
+    Slurm(cmd::slurm::Slurm),
+    /// Look after a scheduler's journal (see docs/operations.md).
+    #[command(subcommand)]
+    Journal(cmd::journal::Journal),
     /// Measure quarry (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(cmd::bench::Bench),
@@ -115,6 +128,8 @@ fn main() -> std::process::ExitCode {
             Command::Status(args) => cmd::jobs::status(args).await,
             Command::Cancel(args) => cmd::jobs::cancel(args).await,
             Command::Results(args) => cmd::results::run(args).await,
+            Command::Slurm(slurm) => cmd::slurm::run(slurm),
+            Command::Journal(command) => cmd::journal::run(command),
             Command::Bench(bench) => cmd::bench::run(bench).await,
         }
     });

@@ -1,21 +1,20 @@
 use crate::error::ClientError;
 use crate::future::{decode_value, TaskFuture};
 use crate::job::{Job, JobOptions};
-use quarry_net::{connect, ConnectOptions, Connection, ConnectionEvent, CurveClientKeys};
+use crate::session::{self, Answer, Session, SessionStatus, Welcomed};
+use quarry_net::{connect, ConnectOptions, ConnectionEvent, CurveClientKeys};
 use quarry_proto::{
     encode_message, ClientId, DataRef, EncodedTask, JobId, JobInfo, JobSpec, Limits, Message, Role,
-    TaskId, TaskOutcome, TaskSpec, TaskStatus, WorkerInfo, PROTOCOL_VERSION,
+    TaskId, TaskSpec, TaskStatus, WorkerInfo, PROTOCOL_VERSION,
 };
 use quarry_store::{PutSource, StoreResolver};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
 
 /// How a client connects.
 #[derive(Clone, Debug)]
@@ -24,12 +23,20 @@ pub struct ClientOptions {
     pub connect: ConnectOptions,
     /// How long to wait for the scheduler's handshake.
     pub handshake_timeout: Duration,
+    /// How long the connection may stay lost (the scheduler restarting,
+    /// the network down) before every waiting future and request fails
+    /// with an error naming the scheduler's address. Until then the client
+    /// reconnects by itself and carries on.
+    pub reconnect_timeout: Duration,
     /// Where arguments over the inline cap are put (content-addressed),
     /// such as `s3://bucket/quarry-staging`. Defaults to `QUARRY_STAGING`.
     pub staging: Option<String>,
     /// Resolves `s3://`, `file://` URLs for large results and staging.
     pub store: StoreResolver,
 }
+
+/// The default [`ClientOptions::reconnect_timeout`].
+pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl ClientOptions {
     /// Options for `address` without CURVE, staging from `QUARRY_STAGING`
@@ -38,6 +45,7 @@ impl ClientOptions {
         ClientOptions {
             connect: ConnectOptions::insecure(address),
             handshake_timeout: Duration::from_secs(10),
+            reconnect_timeout: DEFAULT_RECONNECT_TIMEOUT,
             staging: std::env::var("QUARRY_STAGING").ok(),
             store: StoreResolver::from_env(),
         }
@@ -50,57 +58,33 @@ impl ClientOptions {
     }
 }
 
-/// Answers to requests that have no task id, in the order they were asked
-/// (the scheduler answers in order).
-type ReplyQueue = VecDeque<oneshot::Sender<Result<Message, ClientError>>>;
-
-/// State shared between the client handle and its receive loop.
-#[derive(Default)]
-pub(crate) struct Shared {
-    pub(crate) pending: Mutex<HashMap<TaskId, oneshot::Sender<TaskOutcome>>>,
-    replies: Mutex<ReplyQueue>,
-    watchers: Mutex<HashMap<JobId, mpsc::UnboundedSender<JobInfo>>>,
+/// The scheduler's jobs, as [`Client::list_jobs`] returns them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobList {
+    /// The jobs it holds, in id order.
+    pub jobs: Vec<JobInfo>,
+    /// Finished jobs it dropped after their retention (their manifests
+    /// stay in the store).
+    pub dropped: u64,
 }
 
 pub(crate) struct Inner {
-    conn: Connection,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) id: ClientId,
-    pub(crate) limits: Limits,
-    next_task: AtomicU64,
-    next_job: AtomicU64,
-    default_job: JobId,
+    pub(crate) session: Arc<Session>,
     pub(crate) store: StoreResolver,
     staging: Option<String>,
 }
 
 impl Inner {
-    pub(crate) fn send(&self, message: &Message) -> Result<(), ClientError> {
-        let bytes = encode_message(message).map_err(|e| ClientError::Codec(e.to_string()))?;
-        if bytes.len() + 16 > self.limits.max_frame_bytes {
-            return Err(ClientError::FrameTooLarge {
-                what: format!("a {} message", message.kind()),
-                size: bytes.len(),
-                cap: self.limits.max_frame_bytes,
-            });
-        }
-        self.conn.send(bytes);
-        Ok(())
-    }
-
+    /// A future was dropped: its result is released on the scheduler.
     pub(crate) fn release(&self, task: TaskId) {
         self.forget(task);
-        let _ = self.send(&Message::Release { tasks: vec![task] });
+        let _ = self.session.notify(&Message::Release { tasks: vec![task] });
     }
 
     /// Stops waiting for a task's outcome, leaving its result on the
     /// scheduler.
     pub(crate) fn forget(&self, task: TaskId) {
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&task);
+        self.session.forget(task);
     }
 }
 
@@ -121,29 +105,38 @@ impl Client {
     /// scheduler refuses our key or does not answer.
     pub async fn connect_with(options: ClientOptions) -> Result<Client, ClientError> {
         let address = options.connect.address.clone();
+        let name = format!("client-{}", std::process::id());
         let (conn, mut events) = connect(options.connect.clone())?;
         let hello = encode_message(&Message::Hello {
             version: PROTOCOL_VERSION,
             role: Role::Client,
-            name: format!("client-{}", std::process::id()),
+            name: name.clone(),
             slots: 0,
             functions: Vec::new(),
             inventory: Vec::new(),
+            host: String::new(),
+            resume: None,
         })
         .map_err(|e| ClientError::Codec(e.to_string()))?;
         conn.send(hello);
-        let welcome = tokio::time::timeout(options.handshake_timeout, async {
+        let welcomed = tokio::time::timeout(options.handshake_timeout, async {
             loop {
                 match events.recv().await {
                     Some(ConnectionEvent::Frame(Ok(envelope))) => {
                         for message in envelope.messages {
                             match message {
                                 Message::Welcome {
-                                    client: Some(id),
+                                    client: Some(session),
                                     limits,
                                     heartbeat_ms,
                                     ..
-                                } => return Ok((id, limits, heartbeat_ms)),
+                                } => {
+                                    return Ok(Welcomed {
+                                        session,
+                                        limits,
+                                        heartbeat: Duration::from_millis(heartbeat_ms.max(50)),
+                                    })
+                                }
                                 Message::Rejected { reason, .. } => {
                                     return Err(ClientError::Auth(reason))
                                 }
@@ -164,54 +157,57 @@ impl Client {
             address: address.clone(),
             seconds: options.handshake_timeout.as_secs(),
         })??;
-        let (id, limits, heartbeat_ms) = welcome;
-        let shared = Arc::new(Shared::default());
-        let first_task = TaskId::first_for(id).0;
-        let default_job = JobId::first_for(id);
-        let inner = Arc::new(Inner {
+        let session = Arc::new(Session::new(
             conn,
-            shared: shared.clone(),
-            id,
-            limits,
-            next_task: AtomicU64::new(first_task + 1),
-            next_job: AtomicU64::new(default_job.0 + 1),
-            default_job,
+            welcomed,
+            address,
+            name,
+            options.reconnect_timeout,
+        ));
+        tokio::spawn(session::run(Arc::downgrade(&session), events));
+        let inner = Arc::new(Inner {
+            session,
             store: options.store,
             staging: options.staging,
         });
-        tokio::spawn(receive_loop(events, shared));
-        tokio::spawn(heartbeat_loop(
-            Arc::downgrade(&inner),
-            Duration::from_millis(heartbeat_ms.max(50)),
-        ));
-        inner.send(&Message::OpenJob(Arc::new(JobSpec {
-            id: default_job,
-            name: format!("client-{}", id.0),
-            broadcast: Vec::new(),
-            output: None,
-            context: Vec::new(),
-            max_fails: None,
-        })))?;
         Ok(Client { inner })
     }
 
-    /// The id the scheduler gave this client.
+    /// The id of this client's session. It stays the same across
+    /// reconnects, unless the scheduler restarted without its journal.
     pub fn id(&self) -> ClientId {
-        self.inner.id
+        self.inner.session.with_ids(|ids| ids.session.id)
     }
 
     /// The scheduler's limits, as announced in the handshake.
     pub fn limits(&self) -> &Limits {
-        &self.inner.limits
+        self.inner.session.limits()
     }
 
-    /// The job that plain `submit` and `map` calls go to.
+    /// The session's state (connected, reconnecting, cut off) and its
+    /// changes, for showing them (`quarry submit --watch` says when it
+    /// reconnected).
+    pub fn session_status(&self) -> watch::Receiver<SessionStatus> {
+        self.inner.session.status()
+    }
+
+    /// The scheduler's address.
+    pub fn address(&self) -> &str {
+        self.inner.session.address()
+    }
+
+    /// The job that plain `submit` and `map` calls go to (opened on first
+    /// use, so a client that only opens jobs of its own leaves none).
     pub(crate) fn default_job(&self) -> JobId {
-        self.inner.default_job
+        self.inner.session.with_ids(|ids| ids.default_job)
     }
 
     pub(crate) fn next_task_id(&self) -> TaskId {
-        TaskId(self.inner.next_task.fetch_add(1, Ordering::Relaxed))
+        self.inner.session.with_ids(|ids| {
+            let id = TaskId(ids.next_task);
+            ids.next_task += 1;
+            id
+        })
     }
 
     /// Builds a task for `function` with `args`: arguments over the inline
@@ -222,7 +218,7 @@ impl Client {
         args: &A,
     ) -> Result<TaskSpec, ClientError> {
         let mut spec = self.inline_task(function, args)?;
-        if spec.args.len() > self.inner.limits.max_inline_bytes {
+        if spec.args.len() > self.limits().max_inline_bytes {
             let bytes = std::mem::take(&mut spec.args);
             spec.args_ref = Some(self.put_bytes(bytes).await?);
         }
@@ -241,7 +237,7 @@ impl Client {
 
     /// Refuses inline arguments over the cap, naming it.
     fn check_inline(&self, spec: &TaskSpec) -> Result<(), ClientError> {
-        let cap = self.inner.limits.max_inline_bytes;
+        let cap = self.limits().max_inline_bytes;
         if spec.args.len() > cap {
             return Err(ClientError::TooLarge {
                 what: format!("the argument of task `{}` ({})", spec.key, spec.function),
@@ -263,7 +259,7 @@ impl Client {
         args: &A,
     ) -> Result<TaskFuture<R>, ClientError> {
         let spec = self.inline_task(function, args)?;
-        let mut futures = self.submit_specs(self.inner.default_job, vec![spec])?;
+        let mut futures = self.submit_specs(self.default_job(), vec![spec])?;
         Ok(futures.remove(0))
     }
 
@@ -275,7 +271,7 @@ impl Client {
         args: &A,
     ) -> Result<TaskFuture<R>, ClientError> {
         let spec = self.task(function, args).await?;
-        let mut futures = self.submit_specs(self.inner.default_job, vec![spec])?;
+        let mut futures = self.submit_specs(self.default_job(), vec![spec])?;
         Ok(futures.remove(0))
     }
 
@@ -289,7 +285,7 @@ impl Client {
         R: DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        self.map_in(self.inner.default_job, function, items)
+        self.map_in(self.default_job(), function, items)
     }
 
     /// [`Client::map`] into job `job`. Every argument must fit inline;
@@ -314,7 +310,8 @@ impl Client {
 
     /// Submits prepared tasks to a job, in batches that respect the frame
     /// cap and the per-submission task cap, and returns their futures in
-    /// order.
+    /// order. A batch the scheduler refuses fails each of its futures with
+    /// the reason.
     pub fn submit_specs<R: DeserializeOwned>(
         &self,
         job: JobId,
@@ -323,28 +320,12 @@ impl Client {
         for spec in &specs {
             self.check_inline(spec)?;
         }
-        let mut futures = Vec::with_capacity(specs.len());
-        {
-            let mut pending = self
-                .inner
-                .shared
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            for spec in &specs {
-                let (tx, rx) = oneshot::channel();
-                pending.insert(spec.id, tx);
-                futures.push(TaskFuture::new(
-                    spec.id,
-                    spec.key.clone(),
-                    rx,
-                    self.inner.clone(),
-                ));
-            }
-        }
+        let names: Vec<(TaskId, String)> = specs.iter().map(|s| (s.id, s.key.clone())).collect();
         // Leave room for the envelope and the message header.
-        let budget = self.inner.limits.max_frame_bytes / 2;
-        let max_tasks = self.inner.limits.max_tasks_per_submit.max(1);
+        let limits = self.limits();
+        let budget = limits.max_frame_bytes / 2;
+        let max_tasks = limits.max_tasks_per_submit.max(1);
+        let mut batches = Vec::new();
         let mut batch = Vec::new();
         let mut batch_bytes = 0;
         for spec in specs {
@@ -352,19 +333,21 @@ impl Client {
                 EncodedTask::encode(&spec).map_err(|e| ClientError::Codec(e.to_string()))?;
             let size = encoded.encoded_len();
             if !batch.is_empty() && (batch.len() >= max_tasks || batch_bytes + size > budget) {
-                self.inner.send(&Message::Submit {
-                    job,
-                    tasks: std::mem::take(&mut batch),
-                })?;
+                batches.push(std::mem::take(&mut batch));
                 batch_bytes = 0;
             }
             batch_bytes += size;
             batch.push(encoded);
         }
         if !batch.is_empty() {
-            self.inner.send(&Message::Submit { job, tasks: batch })?;
+            batches.push(batch);
         }
-        Ok(futures)
+        let receivers = self.inner.session.submit(job, batches)?;
+        Ok(names
+            .into_iter()
+            .zip(receivers)
+            .map(|((id, key), rx)| TaskFuture::new(id, key, rx, self.inner.clone()))
+            .collect())
     }
 
     /// Waits for every future and returns the results in order; the first
@@ -380,10 +363,13 @@ impl Client {
         Ok(results)
     }
 
-    /// Cancels tasks (queued ones never run; running ones are stopped).
-    pub fn cancel<R>(&self, futures: &[TaskFuture<R>]) -> Result<(), ClientError> {
-        let tasks = futures.iter().map(|f| f.id()).collect();
-        self.inner.send(&Message::Cancel { tasks })
+    /// Cancels tasks (queued ones never run; running ones are stopped);
+    /// the [`Answer`] says when the scheduler did.
+    pub fn cancel<R>(&self, futures: &[TaskFuture<R>]) -> Result<Answer, ClientError> {
+        let tasks: Vec<TaskId> = futures.iter().map(|f| f.id()).collect();
+        self.inner
+            .session
+            .change(|request| Message::Cancel { request, tasks })
     }
 
     /// Puts bytes into the staging store (content-addressed: identical
@@ -413,9 +399,14 @@ impl Client {
     }
 
     /// Opens a new job (with broadcast inputs, an output prefix, an
-    /// executor context) that tasks can be submitted to.
+    /// executor context) that tasks can then be submitted to. Should the
+    /// scheduler refuse it, every submission to it fails with the reason.
     pub fn open_job(&self, options: JobOptions) -> Result<Job, ClientError> {
-        let id = JobId(self.inner.next_job.fetch_add(1, Ordering::Relaxed));
+        let id = self.inner.session.with_ids(|ids| {
+            let id = JobId(ids.next_job);
+            ids.next_job += 1;
+            id
+        });
         let spec = Arc::new(JobSpec {
             id,
             name: options.name,
@@ -424,47 +415,51 @@ impl Client {
             context: options.context,
             max_fails: options.max_fails,
         });
-        self.inner.send(&Message::OpenJob(spec.clone()))?;
+        let sent = spec.clone();
+        // Its answer is not awaited: a refusal shows in what follows.
+        drop(self.inner.session.change(|request| Message::OpenJob {
+            request,
+            spec: sent,
+        })?);
         Ok(Job::new(self.clone(), spec))
     }
 
-    /// Subscribes to a job's progress and results (used by `--watch`).
-    pub fn watch(&self, job: JobId) -> Result<mpsc::UnboundedReceiver<JobInfo>, ClientError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.inner
-            .shared
-            .watchers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(job, tx);
-        self.inner.send(&Message::Watch { job })?;
-        Ok(rx)
-    }
-
-    async fn request(&self, message: Message) -> Result<Message, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .shared
-            .replies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(tx);
-        self.inner.send(&message)?;
-        rx.await.map_err(|_| ClientError::Closed)?
+    /// Subscribes to a job's progress and results (used by `--watch`):
+    /// the current progress comes at once, then every change. The
+    /// subscription survives reconnects; the channel closes when the
+    /// client is cut off (see [`ClientOptions::reconnect_timeout`]).
+    pub async fn watch(&self, job: JobId) -> Result<mpsc::UnboundedReceiver<JobInfo>, ClientError> {
+        self.inner.session.watch(job).await
     }
 
     /// Lists the scheduler's jobs.
     pub async fn jobs(&self) -> Result<Vec<JobInfo>, ClientError> {
-        match self.request(Message::ListJobs).await? {
-            Message::Jobs(jobs) => Ok(jobs),
+        Ok(self.list_jobs().await?.jobs)
+    }
+
+    /// Lists the scheduler's jobs, and how many finished jobs it dropped
+    /// after their retention.
+    pub async fn list_jobs(&self) -> Result<JobList, ClientError> {
+        match self
+            .inner
+            .session
+            .query(|request| Message::ListJobs { request })
+            .await?
+        {
+            Message::Jobs { jobs, dropped, .. } => Ok(JobList { jobs, dropped }),
             other => Err(ClientError::Refused(format!("unexpected {}", other.kind()))),
         }
     }
 
     /// Lists the workers connected to the scheduler.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ClientError> {
-        match self.request(Message::ListWorkers).await? {
-            Message::Workers(workers) => Ok(workers),
+        match self
+            .inner
+            .session
+            .query(|request| Message::ListWorkers { request })
+            .await?
+        {
+            Message::Workers { workers, .. } => Ok(workers),
             other => Err(ClientError::Refused(format!("unexpected {}", other.kind()))),
         }
     }
@@ -474,14 +469,17 @@ impl Client {
         let mut rows: Vec<TaskStatus> = Vec::new();
         loop {
             let after = rows.last().map(|r| r.id);
-            match self
-                .request(Message::GetResults {
+            let page = self
+                .inner
+                .session
+                .query(|request| Message::GetResults {
+                    request,
                     job,
                     after,
                     limit: 5_000,
                 })
-                .await?
-            {
+                .await?;
+            match page {
                 Message::Results {
                     rows: page, more, ..
                 } => {
@@ -495,9 +493,12 @@ impl Client {
         }
     }
 
-    /// Cancels every unfinished task of a job.
-    pub fn cancel_job(&self, job: JobId) -> Result<(), ClientError> {
-        self.inner.send(&Message::CancelJob { job })
+    /// Cancels every unfinished task of a job; the [`Answer`] says when
+    /// the scheduler did (or why it would not).
+    pub fn cancel_job(&self, job: JobId) -> Result<Answer, ClientError> {
+        self.inner
+            .session
+            .change(|request| Message::CancelJob { request, job })
     }
 
     /// Decodes a task's value (fetching it from the store when it is a
@@ -507,74 +508,5 @@ impl Client {
         value: &quarry_proto::Value,
     ) -> Result<R, ClientError> {
         decode_value(&self.inner.store, value).await
-    }
-}
-
-async fn receive_loop(mut events: mpsc::Receiver<ConnectionEvent>, shared: Arc<Shared>) {
-    while let Some(event) = events.recv().await {
-        let envelope = match event {
-            ConnectionEvent::Frame(Ok(envelope)) => envelope,
-            ConnectionEvent::Frame(Err(e)) => {
-                warn!("undecodable frame from the scheduler: {e}");
-                continue;
-            }
-            ConnectionEvent::HandshakeFailed(reason) => {
-                warn!("{reason}");
-                continue;
-            }
-            ConnectionEvent::Disconnected => {
-                warn!("lost the connection to the scheduler; reconnecting");
-                continue;
-            }
-            ConnectionEvent::Connected => continue,
-        };
-        for message in envelope.messages {
-            match message {
-                Message::TaskDone { task, outcome } => {
-                    let waiter = shared
-                        .pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&task);
-                    if let Some(waiter) = waiter {
-                        let _ = waiter.send(outcome);
-                    }
-                }
-                Message::JobProgress(info) => {
-                    let watchers = shared.watchers.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(tx) = watchers.get(&info.id) {
-                        let _ = tx.send(info);
-                    }
-                }
-                reply @ (Message::Jobs(_)
-                | Message::Workers(_)
-                | Message::Results { .. }
-                | Message::RequestFailed { .. }) => {
-                    let waiter = shared
-                        .replies
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .pop_front();
-                    let answer = match reply {
-                        Message::RequestFailed { message } => Err(ClientError::Refused(message)),
-                        reply => Ok(reply),
-                    };
-                    if let Some(waiter) = waiter {
-                        let _ = waiter.send(answer);
-                    }
-                }
-                Message::Error { message } => warn!("scheduler: {message}"),
-                other => debug!("ignoring {} from the scheduler", other.kind()),
-            }
-        }
-    }
-}
-
-async fn heartbeat_loop(inner: Weak<Inner>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let Some(inner) = inner.upgrade() else { return };
-        let _ = inner.send(&Message::Heartbeat);
     }
 }

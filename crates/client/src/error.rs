@@ -24,6 +24,19 @@ pub enum ClientError {
     /// The connection is gone.
     #[error("the connection to the scheduler was closed")]
     Closed,
+    /// The connection stayed lost longer than the reconnect timeout:
+    /// everything that waited for the scheduler failed with this.
+    #[error("lost the scheduler at {address} and could not get it back within {seconds} s (the reconnect timeout): is `quarry scheduler` running there?")]
+    Disconnected {
+        /// The scheduler's address.
+        address: String,
+        /// The reconnect timeout.
+        seconds: u64,
+    },
+    /// The scheduler came back without this client's session (it
+    /// restarted without its journal): what waited for it is lost.
+    #[error("{0}")]
+    Lost(String),
     /// An argument is too large to send inline and no staging store is
     /// configured to put it in.
     #[error("{what} is {size} bytes, over the {cap}-byte inline cap (limits.max_inline_bytes); pass it by reference instead: Client::put_bytes / put_file returns a DataRef, and Client::submit_async puts large arguments automatically once a staging store is configured (QUARRY_STAGING=s3://bucket/prefix or a local path)")]

@@ -1,5 +1,6 @@
 use crate::client::Inner;
 use crate::error::ClientError;
+use crate::session::Resolution;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use quarry_proto::{ResultFormat, TaskId, TaskOutcome, Value};
 use quarry_store::StoreResolver;
@@ -12,10 +13,15 @@ use tokio::sync::oneshot;
 /// reading the result) releases the result on the scheduler, unless the
 /// task's job has an output prefix: that job's manifest lists every task's
 /// result, so the scheduler keeps them.
+///
+/// It always ends: with the task's outcome, with the scheduler's refusal
+/// of its submission, with [`quarry_proto::ErrorKind::Lost`] when the
+/// scheduler restarted without it, or with [`ClientError::Disconnected`]
+/// when the connection stayed lost past the reconnect timeout.
 pub struct TaskFuture<R> {
     id: TaskId,
     key: String,
-    rx: Option<oneshot::Receiver<TaskOutcome>>,
+    rx: Option<oneshot::Receiver<Resolution>>,
     inner: Arc<Inner>,
     /// Leave the result on the scheduler when dropped.
     kept: bool,
@@ -35,7 +41,7 @@ impl<R> TaskFuture<R> {
     pub(crate) fn new(
         id: TaskId,
         key: String,
-        rx: oneshot::Receiver<TaskOutcome>,
+        rx: oneshot::Receiver<Resolution>,
         inner: Arc<Inner>,
     ) -> TaskFuture<R> {
         TaskFuture {
@@ -69,7 +75,7 @@ impl<R> TaskFuture<R> {
     /// Waits for the task's final outcome without decoding it.
     pub async fn outcome(mut self) -> Result<TaskOutcome, ClientError> {
         let rx = self.rx.take().ok_or(ClientError::Closed)?;
-        rx.await.map_err(|_| ClientError::Closed)
+        rx.await.map_err(|_| ClientError::Closed)?
     }
 }
 

@@ -1,6 +1,7 @@
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::future::TaskFuture;
+use crate::session::Answer;
 use futures::Stream;
 use quarry_proto::{DataRef, JobId, JobSpec, Message, TaskSpec};
 use serde::de::DeserializeOwned;
@@ -111,10 +112,13 @@ impl Job {
     }
 
     /// Declares that no more tasks will come: the job finishes (and writes
-    /// its manifest) once every task has.
-    pub fn seal(&self) -> Result<(), ClientError> {
+    /// its manifest) once every task has. Await the [`Answer`] to know the
+    /// scheduler has it (with a journal: on disk).
+    pub fn seal(&self) -> Result<Answer, ClientError> {
+        let job = self.spec.id;
         self.client
             .inner
-            .send(&Message::SealJob { job: self.spec.id })
+            .session
+            .change(|request| Message::SealJob { request, job })
     }
 }

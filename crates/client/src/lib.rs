@@ -1,10 +1,13 @@
 //! The quarry client library, in the spirit of dask's `Client`.
 //!
-//! It owns the client side of the protocol: the handshake, task-id
-//! allocation, batching submissions under the frame cap, futures that
-//! resolve when results arrive (and release them on the scheduler when
-//! dropped), `gather` and `as_completed`, jobs, and reading large results
-//! and staging large arguments through the object store.
+//! It owns the client side of the protocol: the handshake and the session
+//! (request ids, answers, reconnecting to a restarted scheduler and
+//! resuming, the reconnect timeout), task-id allocation, batching
+//! submissions under the frame cap, futures that resolve when results
+//! arrive (and release them on the scheduler when dropped), `gather` and
+//! `as_completed`, jobs, and reading large results and staging large
+//! arguments through the object store. No future waits forever: each ends
+//! with a result, a refusal, or an error naming the scheduler.
 //!
 //! It must not schedule or run tasks, and it never holds a connection to a
 //! worker: everything goes through the scheduler.
@@ -32,12 +35,14 @@ mod error;
 mod future;
 mod job;
 mod prefix;
+mod session;
 mod window;
 
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientOptions, JobList, DEFAULT_RECONNECT_TIMEOUT};
 pub use error::ClientError;
 pub use future::{as_completed, for_each_completed, TaskFuture};
 pub use job::{Job, JobOptions};
 pub use prefix::{MapPrefixOptions, PrefixMap, PrefixProgress, PrefixResult};
 pub use quarry_plan::{PlannedTask, Split};
+pub use session::{Answer, SessionState, SessionStatus};
 pub use window::{Finished, TaskPlan, WindowOptions, WindowProgress, WindowedRun};

@@ -278,11 +278,13 @@ impl Client {
             max_fails: options.max_fails,
         })?;
         let function = function.to_string();
+        let store = self.inner.store.clone();
         let tasks = plan_prefix(&self.inner.store, &plan)
             .map_err(ClientError::from)
             .map_ok(move |planned| {
                 let mut task = PlannedTask::new(planned.key, &function, options.args.clone());
                 task.inputs = vec![planned.input.clone()];
+                task.replica_hosts = store.replica_hosts(&task.inputs);
                 task.retries = options.retries;
                 task.timeout_ms = options.timeout_ms;
                 task.priority = options.priority;

@@ -350,10 +350,19 @@ impl<T: Send + 'static> WindowDriver<T> {
             let _ = self.sender.send(Err(error));
         }
         if self.seal {
-            let _ = self
+            let job = self.job;
+            let sealed = self
                 .client
                 .inner
-                .send(&quarry_proto::Message::SealJob { job: self.job });
+                .session
+                .change(|request| quarry_proto::Message::SealJob { request, job });
+            // Sealing is answered once every submission before it was
+            // carried out, so the plan counts as submitted only then.
+            if let Ok(answer) = sealed {
+                if let Err(error) = answer.await {
+                    let _ = self.sender.send(Err(error));
+                }
+            }
         }
         self.counters.planned.store(true, Ordering::Release);
     }

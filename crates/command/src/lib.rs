@@ -7,7 +7,10 @@
 //! [`PreparedCommand`] made once per job ([`run`] prepares and runs in one
 //! call). The command is executed directly (no shell, so parameter values
 //! cannot inject shell syntax) in its own process group; a timeout, a
-//! cancellation or the end of the attempt kills the whole group. The command
+//! cancellation or the end of the attempt kills the whole group, and so does
+//! the death of the process that runs it, however it dies
+//! (`PR_SET_PDEATHSIG` on its first process, plus a reaper process that
+//! kills the rest of the group; see `src/reaper.rs`). The command
 //! writes stdout and stderr straight to log files, whose bounded tails are
 //! read back when it ends; the last non-empty stdout line, if it is JSON, is
 //! the task's result; the files left in the output directory are listed for
@@ -21,6 +24,7 @@
 
 mod capture;
 mod outputs;
+mod reaper;
 mod run;
 mod template;
 

@@ -2,6 +2,7 @@
 
 use crate::capture::{read_tail, text_tail, Tail};
 use crate::outputs::{list_outputs, ListError, SkippedOutput};
+use crate::reaper;
 use crate::template::{input_env_var, param_env_var, param_text, ArgTemplate, PlaceholderValues};
 use crate::{CommandTemplate, TemplateError};
 use nix::sys::signal::{killpg, Signal};
@@ -331,6 +332,7 @@ pub async fn run_prepared(
         .stderr(create_log(&stderr_log)?)
         .process_group(0)
         .kill_on_drop(true);
+    die_with_this_thread(&mut command);
     set_quarry_env(&mut command, invocation);
     let started = Instant::now();
     let spawned = command.spawn();
@@ -341,9 +343,7 @@ pub async fn run_prepared(
         program: program.to_owned(),
         source,
     })?;
-    let mut group = GroupKiller {
-        pgid: child.id().map(|pid| Pid::from_raw(pid as i32)),
-    };
+    let mut group = GroupKiller::new(child.id().map(|pid| Pid::from_raw(pid as i32)));
     tracing::debug!(program, task = %invocation.task_id, pgid = ?group.pgid, "command started");
 
     let timeout = match (template.timeout, limits.timeout) {
@@ -426,12 +426,20 @@ enum Ending {
 }
 
 /// Kills a process group when told to, and when dropped (so that dropping
-/// the [`run`] future leaves no process behind).
+/// the [`run`] future leaves no process behind); until then the process's
+/// reaper kills it if this process dies.
 struct GroupKiller {
     pgid: Option<Pid>,
 }
 
 impl GroupKiller {
+    fn new(pgid: Option<Pid>) -> GroupKiller {
+        if let Some(pgid) = pgid {
+            reaper::watch(pgid);
+        }
+        GroupKiller { pgid }
+    }
+
     /// Kills the group once; later calls (and the drop) do nothing, so a
     /// process group id that the system reuses later is never signalled.
     fn kill(&mut self) {
@@ -439,7 +447,31 @@ impl GroupKiller {
             // ESRCH (the group is already gone) is the expected case after a
             // clean exit.
             let _ = killpg(pgid, Signal::SIGKILL);
+            reaper::forget(pgid);
         }
+    }
+}
+
+/// Makes the command's first process die (SIGKILL) when the thread that
+/// starts it ends, which happens at the latest when this process dies. The
+/// thread is the one awaiting the attempt, and it waits for the command's
+/// end (or kills it) before it can finish.
+fn die_with_this_thread(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec, where only
+    // async-signal-safe calls are allowed: prctl and getppid are plain
+    // system calls, and the error is built from a raw code without
+    // allocating.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The parent may have died between the fork and the prctl; no
+            // signal would then ever come, so do not run at all.
+            if nix::unistd::getppid().as_raw() as u32 != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 

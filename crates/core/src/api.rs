@@ -1,8 +1,9 @@
 //! The events the core consumes and the commands it emits.
 
+use crate::change::Change;
 use quarry_proto::{
-    CacheEntry, ClientId, EncodedTask, JobId, JobInfo, JobSpec, RunTask, TaskId, TaskOutcome,
-    TaskReport, WorkerId,
+    CacheEntry, ClientId, EncodedTask, JobId, JobInfo, JobSpec, RequestId, RunTask, TaskId,
+    TaskOutcome, TaskReport, WorkerId,
 };
 use std::sync::Arc;
 
@@ -46,6 +47,36 @@ pub struct CoreConfig {
     /// How many times a task may be requeued because its worker was lost
     /// before it fails with `WorkerLost` (separate from `TaskSpec::retries`).
     pub max_worker_losses: u32,
+    /// How long, and how many, finished jobs are kept before they are
+    /// dropped from the tables (see [`Retention`]).
+    pub retention: Retention,
+    /// Emit [`Command::Record`] for every durable change, for a journal.
+    /// Off, the core skips the copies a journal would need.
+    pub record_changes: bool,
+}
+
+/// Which finished jobs the core keeps. A finished job is dropped (its
+/// tasks and results leave memory; a manifest it wrote stays in the store)
+/// once it has been finished for `max_age_ms`, or once more than
+/// `max_jobs` finished jobs are kept, oldest first. Unfinished jobs are
+/// never dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Drop finished jobs this long after they finished; `None` keeps them
+    /// however old.
+    pub max_age_ms: Option<u64>,
+    /// Keep at most this many finished jobs; `None` keeps any number.
+    pub max_jobs: Option<usize>,
+}
+
+impl Default for Retention {
+    /// A day, and at most 100 finished jobs.
+    fn default() -> Self {
+        Retention {
+            max_age_ms: Some(24 * 3600 * 1000),
+            max_jobs: Some(100),
+        }
+    }
 }
 
 impl Default for CoreConfig {
@@ -60,6 +91,8 @@ impl Default for CoreConfig {
             fetch_bytes_per_second: 200_000_000,
             owner_load_cap: 1.05,
             max_worker_losses: 3,
+            retention: Retention::default(),
+            record_changes: false,
         }
     }
 }
@@ -79,6 +112,9 @@ pub enum Event {
         functions: Vec<String>,
         /// What its cache holds.
         inventory: Vec<CacheEntry>,
+        /// Its machine's host name (empty if unknown), matched against
+        /// tasks' replica hosts.
+        host: String,
     },
     /// A worker disconnected or was killed (the shell noticed).
     WorkerLeft {
@@ -104,6 +140,8 @@ pub enum Event {
     JobOpened {
         /// The client.
         client: ClientId,
+        /// Its request, answered with `Accepted` or `Refused`.
+        request: RequestId,
         /// The job.
         spec: Arc<JobSpec>,
     },
@@ -111,6 +149,8 @@ pub enum Event {
     TasksSubmitted {
         /// The client.
         client: ClientId,
+        /// Its request, answered with `Accepted` or `Refused`.
+        request: RequestId,
         /// The job.
         job: JobId,
         /// The tasks, as the client encoded them.
@@ -118,6 +158,10 @@ pub enum Event {
     },
     /// No more tasks will be added to the job.
     JobSealed {
+        /// The client (only the job's owner may seal it).
+        client: ClientId,
+        /// Its request, answered with `Accepted` or `Refused`.
+        request: RequestId,
         /// The job.
         job: JobId,
     },
@@ -139,11 +183,19 @@ pub enum Event {
     },
     /// Cancel tasks.
     CancelTasks {
+        /// The client.
+        client: ClientId,
+        /// Its request, answered with `Accepted`.
+        request: RequestId,
         /// The tasks.
         tasks: Vec<TaskId>,
     },
     /// Cancel every unfinished task of a job.
     CancelJob {
+        /// The client.
+        client: ClientId,
+        /// Its request, answered with `Accepted` or `Refused`.
+        request: RequestId,
         /// The job.
         job: JobId,
     },
@@ -156,8 +208,22 @@ pub enum Event {
     Watch {
         /// The client.
         client: ClientId,
+        /// Its request, answered with `Accepted` (and the job's progress)
+        /// or `Refused`.
+        request: RequestId,
         /// The job.
         job: JobId,
+    },
+    /// A client resumed its session and still waits for these tasks: the
+    /// final ones get their `TaskDone` again, unknown ones a `TaskDone`
+    /// failing as `Lost`.
+    Resume {
+        /// The client.
+        client: ClientId,
+        /// Its request, answered with `Accepted`.
+        request: RequestId,
+        /// The tasks.
+        tasks: Vec<TaskId>,
     },
     /// A client went away: its unfinished library tasks (jobs it did not
     /// seal) are cancelled; sealed jobs run on.
@@ -166,7 +232,7 @@ pub enum Event {
         client: ClientId,
     },
     /// Time passed (the shell ticks a few times a second): heartbeat
-    /// timeouts, locality waits.
+    /// timeouts, locality waits, retention.
     Tick,
 }
 
@@ -216,13 +282,27 @@ pub enum Command {
         /// The job's final status.
         info: JobInfo,
     },
-    /// Tell a client its request was refused.
-    Error {
+    /// A client's request was carried out. With a journal, the shell
+    /// answers only once the records emitted before this are on disk.
+    Accepted {
         /// The client.
         client: ClientId,
-        /// What went wrong and what to do.
-        message: String,
+        /// The request.
+        request: RequestId,
     },
+    /// A client's request was refused; it changed nothing.
+    Refused {
+        /// The client.
+        client: ClientId,
+        /// The request.
+        request: RequestId,
+        /// What went wrong and what to do.
+        reason: String,
+    },
+    /// A durable change, for the journal (only with
+    /// [`CoreConfig::record_changes`]). Replaying every change in order
+    /// with [`crate::Core::replay`] rebuilds the jobs and their results.
+    Record(Change),
     /// The worker was declared lost (heartbeat timeout); the shell drops
     /// its connection state and ignores it until it says Hello again.
     DropWorker {

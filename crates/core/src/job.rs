@@ -50,8 +50,9 @@ pub(crate) struct Job {
     pub owner_routed: Vec<u64>,
     /// Sum of `owner_routed`.
     pub owner_routed_total: u64,
-    /// Bit set of worker indexes that received the job context. Worker
-    /// records are never reused, so a rejoining worker starts unmarked.
+    /// Bit set of worker indexes that received the job context. A worker
+    /// record is reused only after every job forgot it
+    /// ([`Job::forget_worker`]), so a rejoining worker starts unmarked.
     sent_to: Vec<u64>,
 }
 
@@ -77,6 +78,24 @@ impl Job {
             owner_routed: Vec::new(),
             owner_routed_total: 0,
             sent_to: Vec::new(),
+        }
+    }
+
+    /// What a free job slot holds until it is reused: no tasks, nothing
+    /// of its own but a shared empty spec.
+    pub fn vacant(spec: Arc<JobSpec>) -> Job {
+        Job::new(spec, ClientId(0), 0)
+    }
+
+    /// Worker record `w` is about to be reused: nothing of the old worker
+    /// may stick to the new one.
+    pub fn forget_worker(&mut self, w: u32) {
+        let (word, bit) = ((w / 64) as usize, 1u64 << (w % 64));
+        if let Some(bits) = self.sent_to.get_mut(word) {
+            *bits &= !bit;
+        }
+        if let Some(routed) = self.owner_routed.get_mut(w as usize) {
+            self.owner_routed_total -= std::mem::take(routed);
         }
     }
 

@@ -25,7 +25,15 @@
 //!    input bytes ([`quarry_proto::DataRef::read_len`] of each input whose
 //!    [`quarry_proto::DataRef::object_key`] it reported in its inventory or
 //!    cache deltas).
-//! 2. **Rendezvous owner.** If no worker caches any of it, the owner of the
+//! 2. **Replica host.** If no worker caches any of it and the task names
+//!    hosts holding its data ([`quarry_proto::TaskSpec::replica_hosts`]:
+//!    for HDFS, the DataNodes with replicas of its blocks), a worker on
+//!    one of those hosts (as its Hello reported; a short name matches a
+//!    full one): the one with the shortest backlog per slot, among equals
+//!    the rendezvous winner. So the first pass over HDFS reads from the
+//!    local DataNode; later passes find the data in a cache (rule 1).
+//! 3. **Rendezvous owner.** If no worker caches any of it (and none is on a
+//!    replica host), the owner of the
 //!    task's largest input by weighted rendezvous hashing: FNV-1a of the
 //!    object key mixed with FNV-1a of each worker's *name*, weighted by slots,
 //!    highest score wins. Names rather than ids make the same shard land on
@@ -83,10 +91,34 @@
 //! Queues are per function and per priority `VecDeque`s of 8-byte entries
 //! with lazy deletion, so cancelling, assigning and stealing never scan the
 //! queue: a million queued tasks cost about the same per event as ten.
+//!
+//! # Requests, durability and bounded state
+//!
+//! Every client request event carries its [`quarry_proto::RequestId`] and
+//! is answered with exactly one [`Command::Accepted`] or
+//! [`Command::Refused`]; requests are idempotent, so a client may resend
+//! them after reconnecting.
+//!
+//! With [`CoreConfig::record_changes`], every durable change (a job
+//! opened, sealed or stopped, tasks added, an attempt assigned or ended, a
+//! task cancelled, a job finished or dropped) comes out as a
+//! [`Command::Record`] holding a [`Change`], for the shell's journal.
+//! [`Core::replay`] applies them to an empty core, and
+//! [`Core::finish_replay`] queues what was in flight again, with the next
+//! attempt number; [`Core::snapshot`] writes the current state as the
+//! fewest changes that rebuild it (a compacted journal).
+//!
+//! Finished jobs are dropped after their [`Retention`] (on the tick);
+//! their task slots, and the records of departed workers no task names,
+//! are reused, so memory follows what is kept, not what was ever seen.
+//! [`Core::job_updates`] tells the shell what changed since it last asked,
+//! in proportion to the unfinished jobs and those that finished or were
+//! dropped since.
 
 #![warn(missing_docs)]
 
 mod api;
+mod change;
 mod job;
 mod locality;
 mod machine;
@@ -94,5 +126,6 @@ mod queue;
 mod task;
 mod worker;
 
-pub use api::{Command, CoreConfig, Event, Millis};
-pub use machine::Core;
+pub use api::{Command, CoreConfig, Event, Millis, Retention};
+pub use change::{AttemptEnd, Change, FinalState, JobSnapshot, TaskSnapshot};
+pub use machine::{Core, JobUpdates, Restored};

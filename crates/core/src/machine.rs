@@ -1,19 +1,28 @@
 //! The [`Core`] state machine: its tables, event dispatch and queries.
 //!
-//! Task lifecycle rules live in `lifecycle`, placement in `placement`.
+//! Task lifecycle rules live in `lifecycle`, placement in `placement`,
+//! dropping finished jobs and reusing table slots in `retention`, and
+//! rebuilding state from a journal in `replay`.
 
 mod lifecycle;
 mod placement;
+mod replay;
+mod retention;
 
+pub use replay::Restored;
+pub use retention::JobUpdates;
+
+use crate::change::Change;
 use crate::job::{Job, PROGRESS_INTERVAL_MS};
 use crate::locality::LocalityIndex;
-use crate::task::{Task, TaskTable, NO_WORKER};
-use crate::worker::{Function, Worker};
+use crate::task::{Task, TaskState, TaskTable, NO_WORKER};
+use crate::worker::{host_key, Function, Worker, WorkerIdentity};
 use crate::{Command, CoreConfig, Event, Millis};
 use quarry_proto::{
-    CacheEntry, ClientId, EncodedTask, JobId, JobInfo, JobSpec, TaskId, TaskStatus, WorkerId,
+    CacheEntry, ClientId, EncodedTask, ErrorKind, JobId, JobInfo, JobSpec, RequestId, TaskError,
+    TaskId, TaskOutcome, TaskStatus, WorkerId,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tracing::debug;
 
@@ -21,9 +30,11 @@ use tracing::debug;
 /// and placement. Feed it [`Event`]s with [`Core::handle`]; carry out the
 /// [`Command`]s it emits. It never reads a clock or touches I/O.
 ///
-/// Internally tasks, jobs, workers and functions live in append-only tables
-/// addressed by `u32` indexes, so that queues hold 8-byte entries and a
-/// million queued tasks stay cheap.
+/// Internally tasks, jobs, workers and functions live in tables addressed
+/// by `u32` indexes, so that queues hold 8-byte entries and a million
+/// queued tasks stay cheap. Slots of dropped jobs, their tasks and workers
+/// no task names any more are reused, so the tables stay as large as what
+/// is kept, not as everything ever seen.
 #[derive(Debug)]
 pub struct Core {
     config: CoreConfig,
@@ -31,11 +42,38 @@ pub struct Core {
     task_index: HashMap<TaskId, u32>,
     jobs: Vec<Job>,
     job_index: BTreeMap<JobId, u32>,
+    /// Slots of dropped jobs, reused first.
+    free_jobs: Vec<u32>,
+    /// What a free job slot holds.
+    vacant_job: Arc<JobSpec>,
     workers: Vec<Worker>,
     worker_index: HashMap<WorkerId, u32>,
+    /// Slots of workers that left and that no task names any more.
+    free_workers: Vec<u32>,
+    /// Records of workers known only by name (restored tasks ran there).
+    ghosts: HashMap<String, u32>,
     functions: Vec<Function>,
     function_index: HashMap<String, u32>,
+    /// Jobs not finished yet: their info changes all the time.
+    running_jobs: BTreeSet<u32>,
+    /// Finished jobs in the order they finished, with when: the retention
+    /// queue.
+    finished_jobs: VecDeque<(Millis, JobId)>,
+    /// Jobs that finished since the last [`Core::job_updates`].
+    finished_since_update: Vec<JobId>,
+    /// Jobs dropped since the last [`Core::job_updates`].
+    dropped_since_update: Vec<JobId>,
+    /// Finished jobs dropped after their retention, ever.
+    dropped_jobs: u64,
+    /// Their tasks.
+    dropped_tasks: u64,
+    /// Changes [`Core::replay`] could not apply.
+    replay_skipped: usize,
     locality: LocalityIndex,
+    /// Workers (live or not) by the short form of their host name
+    /// ([`host_key`]), so that placing a task on a replica host looks at
+    /// the workers of its hosts only.
+    workers_by_host: HashMap<String, Vec<u32>>,
     /// Live workers with room for at least one more task (at full
     /// prefetch); the candidates when queued work needs a worker.
     open_workers: BTreeSet<u32>,
@@ -51,17 +89,37 @@ pub struct Core {
 impl Core {
     /// An empty scheduler.
     pub fn new(config: CoreConfig) -> Core {
+        let vacant_job = Arc::new(JobSpec {
+            id: JobId(0),
+            name: String::new(),
+            broadcast: Vec::new(),
+            output: None,
+            context: Vec::new(),
+            max_fails: None,
+        });
         Core {
             config,
             tasks: TaskTable::default(),
             task_index: HashMap::new(),
             jobs: Vec::new(),
             job_index: BTreeMap::new(),
+            free_jobs: Vec::new(),
+            vacant_job,
             workers: Vec::new(),
             worker_index: HashMap::new(),
+            free_workers: Vec::new(),
+            ghosts: HashMap::new(),
             functions: Vec::new(),
             function_index: HashMap::new(),
+            running_jobs: BTreeSet::new(),
+            finished_jobs: VecDeque::new(),
+            finished_since_update: Vec::new(),
+            dropped_since_update: Vec::new(),
+            dropped_jobs: 0,
+            dropped_tasks: 0,
+            replay_skipped: 0,
             locality: LocalityIndex::default(),
+            workers_by_host: HashMap::new(),
             open_workers: BTreeSet::new(),
             watched_jobs: BTreeSet::new(),
             queued: 0,
@@ -79,7 +137,15 @@ impl Core {
                 slots,
                 functions,
                 inventory,
-            } => self.worker_joined(worker, name, slots, &functions, inventory, now, out),
+                host,
+            } => {
+                let identity = WorkerIdentity {
+                    id: worker,
+                    name,
+                    host,
+                };
+                self.worker_joined(identity, slots, &functions, inventory, now, out)
+            }
             Event::WorkerLeft { worker } => {
                 if let Some(&w) = self.worker_index.get(&worker) {
                     self.lose_worker(w, now, out);
@@ -93,31 +159,77 @@ impl Core {
                 added,
                 evicted,
             } => self.cache_delta(worker, added, evicted, now),
-            Event::JobOpened { client, spec } => self.open_job(client, spec, now, out),
-            Event::TasksSubmitted { client, job, tasks } => {
-                self.submit(client, job, tasks, now, out)
+            Event::JobOpened {
+                client,
+                request,
+                spec,
+            } => {
+                let answer = self.open_job(client, spec, now, out);
+                answer_to(out, client, request, answer);
             }
-            Event::JobSealed { job } => self.seal_job(job, now, out),
+            Event::TasksSubmitted {
+                client,
+                request,
+                job,
+                tasks,
+            } => {
+                let answer = self.submit(client, job, tasks, now, out);
+                answer_to(out, client, request, answer);
+            }
+            Event::JobSealed {
+                client,
+                request,
+                job,
+            } => {
+                let answer = self.seal_job(client, job, now, out);
+                answer_to(out, client, request, answer);
+            }
             Event::TaskStarted {
                 worker,
                 task,
                 attempt,
             } => self.task_started(worker, task, attempt, now),
             Event::TaskFinished { worker, report } => self.task_finished(worker, report, now, out),
-            Event::CancelTasks { tasks } => {
+            Event::CancelTasks {
+                client,
+                request,
+                tasks,
+            } => {
                 for id in tasks {
                     if let Some(&t) = self.task_index.get(&id) {
                         self.cancel_task(t, "cancelled by the client", now, out);
                     }
                 }
+                answer_to(out, client, request, Ok(()));
             }
-            Event::CancelJob { job } => {
-                if let Some(&j) = self.job_index.get(&job) {
-                    self.stop_job(j, &format!("job {job} was cancelled"), now, out);
-                }
+            Event::CancelJob {
+                client,
+                request,
+                job,
+            } => {
+                let answer = match self.job_index.get(&job) {
+                    Some(&j) => {
+                        self.stop_job(j, &format!("job {job} was cancelled"), now, out);
+                        Ok(())
+                    }
+                    None => Err(no_such_job(job)),
+                };
+                answer_to(out, client, request, answer);
             }
             Event::Release { tasks } => self.release(&tasks),
-            Event::Watch { client, job } => self.watch(client, job, now, out),
+            Event::Watch {
+                client,
+                request,
+                job,
+            } => self.watch(client, request, job, now, out),
+            Event::Resume {
+                client,
+                request,
+                tasks,
+            } => {
+                self.resume(client, &tasks, out);
+                answer_to(out, client, request, Ok(()));
+            }
             Event::ClientLeft { client } => self.client_left(client, now, out),
             Event::Tick => self.tick(now, out),
         }
@@ -138,6 +250,12 @@ impl Core {
     pub fn job_info(&self, job: JobId, now: Millis) -> Option<JobInfo> {
         let &j = self.job_index.get(&job)?;
         Some(self.jobs[j as usize].info(now))
+    }
+
+    /// A kept job's spec, as opened.
+    pub fn job_spec(&self, job: JobId) -> Option<&Arc<JobSpec>> {
+        let &j = self.job_index.get(&job)?;
+        Some(&self.jobs[j as usize].spec)
     }
 
     /// One page of a job's task rows in task-id order, starting after
@@ -194,6 +312,30 @@ impl Core {
         self.queued
     }
 
+    /// Tasks held in the tables, in every state.
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Finished jobs dropped after their retention so far.
+    pub fn dropped_jobs(&self) -> u64 {
+        self.dropped_jobs
+    }
+
+    /// Tasks of the jobs dropped so far by this core (replayed drops
+    /// included): against [`Core::task_count`], how much of a journal is
+    /// dead weight.
+    pub fn dropped_tasks(&self) -> u64 {
+        self.dropped_tasks
+    }
+
+    /// Emits a durable change, when changes are recorded.
+    fn record(&self, out: &mut Vec<Command>, change: impl FnOnce() -> Change) {
+        if self.config.record_changes {
+            out.push(Command::Record(change()));
+        }
+    }
+
     fn status_of(&self, t: u32) -> TaskStatus {
         let task = &self.tasks[t as usize];
         let record = task.record.as_deref();
@@ -234,26 +376,32 @@ impl Core {
         Some(w)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn worker_joined(
         &mut self,
-        id: WorkerId,
-        name: String,
+        identity: WorkerIdentity,
         slots: u32,
         functions: &[String],
         inventory: Vec<CacheEntry>,
         now: Millis,
         out: &mut Vec<Command>,
     ) {
+        let WorkerIdentity { id, name, host } = identity;
         if let Some(&old) = self.worker_index.get(&id) {
             // Rejoined without us noticing it left: its old tasks are gone.
             self.lose_worker(old, now, out);
         }
-        let w = self.workers.len() as u32;
+        let w = self.add_worker_record(Worker::ghost(String::new()));
         let mut served: Vec<u32> = functions.iter().map(|f| self.function_id(f)).collect();
         served.sort_unstable();
         served.dedup();
         let mut worker = Worker::new(id, name, slots, served, now);
+        worker.host = host.to_ascii_lowercase();
+        if !worker.host.is_empty() {
+            self.workers_by_host
+                .entry(host_key(&worker.host))
+                .or_default()
+                .push(w);
+        }
         for &f in &worker.functions {
             self.functions[f as usize].add_worker(w, worker.slots);
         }
@@ -263,7 +411,7 @@ impl Core {
             }
         }
         debug!(worker = %id, name = %worker.name, slots = worker.slots, "worker joined");
-        self.workers.push(worker);
+        self.workers[w as usize] = worker;
         self.worker_index.insert(id, w);
         self.refresh_open(w);
         self.dispatch_pending = true;
@@ -298,20 +446,65 @@ impl Core {
         spec: Arc<JobSpec>,
         now: Millis,
         out: &mut Vec<Command>,
-    ) {
-        if self.job_index.contains_key(&spec.id) {
-            out.push(Command::Error {
-                client,
-                message: format!(
-                    "job {} is already open: job ids must be unique (allocate them from JobId::first_for)",
-                    spec.id
-                ),
-            });
-            return;
+    ) -> Result<(), String> {
+        if spec.id.client() != client {
+            return Err(format!(
+                "job id {} is outside the id range of client {client}: allocate job ids from \
+                 JobId::first_for",
+                spec.id
+            ));
         }
-        let j = self.jobs.len() as u32;
-        self.job_index.insert(spec.id, j);
-        self.jobs.push(Job::new(spec, client, now));
+        if let Some(&j) = self.job_index.get(&spec.id) {
+            let job = &self.jobs[j as usize];
+            // The same request again (resent after a reconnect) is done.
+            if job.owner == client && *job.spec == *spec {
+                return Ok(());
+            }
+            return Err(format!(
+                "job {} is already open: job ids must be unique (allocate them from \
+                 JobId::first_for)",
+                spec.id
+            ));
+        }
+        self.record(out, || Change::JobOpened {
+            spec: spec.clone(),
+            owner: client,
+            at: now,
+        });
+        let j = self.add_job(Job::new(spec, client, now));
+        self.running_jobs.insert(j);
+        Ok(())
+    }
+
+    /// Puts a job into a free slot (or a new one) and indexes it.
+    fn add_job(&mut self, job: Job) -> u32 {
+        let id = job.spec.id;
+        let j = match self.free_jobs.pop() {
+            Some(j) => {
+                self.jobs[j as usize] = job;
+                j
+            }
+            None => {
+                self.jobs.push(job);
+                self.jobs.len() as u32 - 1
+            }
+        };
+        self.job_index.insert(id, j);
+        j
+    }
+
+    /// Puts a worker record into a free slot (or a new one).
+    fn add_worker_record(&mut self, worker: Worker) -> u32 {
+        match self.free_workers.pop() {
+            Some(w) => {
+                self.workers[w as usize] = worker;
+                w
+            }
+            None => {
+                self.workers.push(worker);
+                self.workers.len() as u32 - 1
+            }
+        }
     }
 
     fn submit(
@@ -321,23 +514,49 @@ impl Core {
         specs: Vec<EncodedTask>,
         now: Millis,
         out: &mut Vec<Command>,
-    ) {
-        if let Err(message) = self.check_submission(client, job, &specs) {
-            out.push(Command::Error { client, message });
-            return;
+    ) -> Result<(), String> {
+        // Only the function is read: the rest stays encoded until a worker
+        // decodes it.
+        let mut functions = Vec::with_capacity(specs.len());
+        for task in &specs {
+            let summary = task
+                .summary()
+                .map_err(|e| format!("task {} cannot be read: {e}", task.id()))?;
+            functions.push(summary.function);
         }
+        let is_new = self.check_submission(client, job, &specs)?;
+        let new_tasks: Vec<(EncodedTask, u32)> = specs
+            .into_iter()
+            .zip(functions)
+            .zip(is_new)
+            .filter(|&(_, new)| new)
+            .map(|((task, function), _)| (task, self.function_id(&function)))
+            .collect();
+        if new_tasks.is_empty() {
+            return Ok(());
+        }
+        self.record(out, || Change::TasksAdded {
+            job,
+            tasks: new_tasks.iter().map(|(task, _)| task.clone()).collect(),
+        });
         let j = self.job_index[&job];
-        for encoded in specs {
-            let id = encoded.id();
-            let function = match encoded.summary() {
-                Ok(summary) => self.function_id(&summary.function),
-                Err(e) => {
-                    let message = format!("task {id} cannot be read: {e}");
-                    out.push(Command::Error { client, message });
-                    continue;
-                }
-            };
-            let t = self.tasks.push(Task::new(encoded, j, function));
+        for t in self.add_tasks(j, new_tasks) {
+            if self.jobs[j as usize].stopped {
+                self.cancel_task(t, "its job was cancelled before it ran", now, out);
+            } else {
+                self.place(t, false, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds tasks (each with its function's index) to job `j` in the
+    /// queued state, without placing them; returns their indexes.
+    fn add_tasks(&mut self, j: u32, tasks: Vec<(EncodedTask, u32)>) -> Vec<u32> {
+        let mut added = Vec::with_capacity(tasks.len());
+        for (spec, function) in tasks {
+            let id = spec.id();
+            let t = self.tasks.push(Task::new(spec, j, function));
             self.task_index.insert(id, t);
             let job = &mut self.jobs[j as usize];
             if let Some(&last) = job.tasks.last() {
@@ -346,23 +565,23 @@ impl Core {
                 }
             }
             job.tasks.push(t);
-            job.count_transition(None, crate::task::TaskState::Queued);
+            job.count_transition(None, TaskState::Queued);
             self.queued += 1;
-            if job.stopped {
-                self.cancel_task(t, "its job was cancelled before it ran", now, out);
-            } else {
-                self.place(t, false, now);
-            }
+            added.push(t);
         }
+        added
     }
 
-    /// Why a submission is refused (nothing of it is accepted then).
+    /// Why a submission is refused (nothing of it is accepted then), or
+    /// which of its tasks are new: a task already in the job with the same
+    /// spec was submitted before (the request was resent after a
+    /// reconnect) and is not added again.
     fn check_submission(
         &self,
         client: ClientId,
         job: JobId,
         specs: &[EncodedTask],
-    ) -> Result<(), String> {
+    ) -> Result<Vec<bool>, String> {
         let Some(&j) = self.job_index.get(&job) else {
             return Err(format!(
                 "job {job} is not open: send OpenJob before submitting tasks to it"
@@ -375,36 +594,68 @@ impl Core {
                 job_record.owner
             ));
         }
-        if job_record.sealed {
-            return Err(format!(
-                "job {job} is sealed: no tasks can be added; open a new job"
-            ));
-        }
-        let mut seen = HashSet::with_capacity(specs.len());
+        let total = specs.len();
+        let mut seen = HashSet::with_capacity(total);
+        let mut is_new = Vec::with_capacity(total);
         for spec in specs {
             let id = spec.id();
             if id.client() != client {
                 return Err(format!(
-                    "task id {id} is outside the id range of client {client}: allocate ids from TaskId::first_for"
+                    "task id {id} is outside the id range of client {client}: allocate ids from \
+                     TaskId::first_for"
                 ));
             }
-            if self.task_index.contains_key(&id) || !seen.insert(id) {
-                return Err(format!(
-                    "duplicate task id {id}: task ids must be unique; none of the {} submitted tasks were accepted",
-                    specs.len()
-                ));
+            if !seen.insert(id) {
+                return Err(duplicate_task(id, total));
             }
+            match self.task_index.get(&id) {
+                Some(&t) => {
+                    let known = &self.tasks[t as usize];
+                    if known.job != j || known.spec != *spec {
+                        return Err(duplicate_task(id, total));
+                    }
+                    is_new.push(false);
+                }
+                None => is_new.push(true),
+            }
+        }
+        if job_record.sealed && is_new.contains(&true) {
+            return Err(format!(
+                "job {job} is sealed: no tasks can be added; open a new job"
+            ));
+        }
+        Ok(is_new)
+    }
+
+    fn seal_job(
+        &mut self,
+        client: ClientId,
+        job: JobId,
+        now: Millis,
+        out: &mut Vec<Command>,
+    ) -> Result<(), String> {
+        let Some(&j) = self.job_index.get(&job) else {
+            return Err(no_such_job(job));
+        };
+        let record = &self.jobs[j as usize];
+        if record.owner != client {
+            return Err(format!(
+                "job {job} belongs to client {}: only the client that opened a job may seal it",
+                record.owner
+            ));
+        }
+        if !record.sealed {
+            self.seal(j, out);
+            self.finish_job_if_complete(j, now, out);
         }
         Ok(())
     }
 
-    fn seal_job(&mut self, job: JobId, now: Millis, out: &mut Vec<Command>) {
-        let Some(&j) = self.job_index.get(&job) else {
-            debug!(%job, "seal of an unknown job ignored");
-            return;
-        };
+    /// Marks job `j` sealed (and records it).
+    fn seal(&mut self, j: u32, out: &mut Vec<Command>) {
+        let job = self.jobs[j as usize].spec.id;
+        self.record(out, || Change::JobSealed { job });
         self.jobs[j as usize].sealed = true;
-        self.finish_job_if_complete(j, now, out);
     }
 
     /// The client dropped interest in these tasks' results. Their rows are
@@ -425,12 +676,16 @@ impl Core {
         }
     }
 
-    fn watch(&mut self, client: ClientId, job: JobId, now: Millis, out: &mut Vec<Command>) {
+    fn watch(
+        &mut self,
+        client: ClientId,
+        request: RequestId,
+        job: JobId,
+        now: Millis,
+        out: &mut Vec<Command>,
+    ) {
         let Some(&j) = self.job_index.get(&job) else {
-            out.push(Command::Error {
-                client,
-                message: format!("cannot watch job {job}: no such job"),
-            });
+            answer_to(out, client, request, Err(no_such_job(job)));
             return;
         };
         let job = &mut self.jobs[j as usize];
@@ -440,14 +695,47 @@ impl Core {
         if job.finished_at.is_none() {
             self.watched_jobs.insert(j);
         }
+        answer_to(out, client, request, Ok(()));
         out.push(Command::JobProgress {
             client,
             info: job.info(now),
         });
     }
 
+    /// A client that resumed its session still waits for `tasks`: each
+    /// final one gets its `TaskDone` again, each unknown one (or another
+    /// client's) a `TaskDone` failing as `Lost`. Unfinished ones resolve
+    /// when they finish, as always.
+    fn resume(&mut self, client: ClientId, tasks: &[TaskId], out: &mut Vec<Command>) {
+        for &id in tasks {
+            let known = self
+                .task_index
+                .get(&id)
+                .filter(|_| id.client() == client)
+                .map(|&t| &self.tasks[t as usize]);
+            let outcome = match known {
+                Some(task) if !task.state.is_final() => continue,
+                Some(task) => match task.record.as_ref().and_then(|r| r.outcome.clone()) {
+                    Some(outcome) => outcome,
+                    None => lost(format!("the result of task {id} was released")),
+                },
+                None => lost(format!(
+                    "task {id} is unknown to the scheduler: it restarted without a journal (or \
+                     its journal did not have the task yet), or the task's job finished and was \
+                     dropped after its retention; submit it again"
+                )),
+            };
+            out.push(Command::TaskDone {
+                client,
+                task: id,
+                outcome,
+            });
+        }
+    }
+
     fn client_left(&mut self, client: ClientId, now: Millis, out: &mut Vec<Command>) {
-        for j in 0..self.jobs.len() as u32 {
+        let jobs: Vec<u32> = self.job_index.values().copied().collect();
+        for j in jobs {
             let job = &mut self.jobs[j as usize];
             job.watchers.retain(|&c| c != client);
             if job.watchers.is_empty() {
@@ -457,7 +745,8 @@ impl Core {
                 continue;
             }
             // Nobody can seal it any more: end it with what it has.
-            job.sealed = true;
+            self.seal(j, out);
+            let job = &self.jobs[j as usize];
             if job.is_complete() {
                 self.finish_job_if_complete(j, now, out);
             } else {
@@ -468,6 +757,9 @@ impl Core {
     }
 
     fn tick(&mut self, now: Millis, out: &mut Vec<Command>) {
+        // First, so that a job finishing during this tick has its
+        // `JobFinished` carried out before it can be dropped.
+        self.apply_retention(now, out);
         let timeout = self.config.heartbeat_timeout_ms;
         let silent: Vec<u32> = (0..self.workers.len() as u32)
             .filter(|&w| {
@@ -500,4 +792,43 @@ impl Core {
             self.dispatch_pending = true;
         }
     }
+}
+
+/// Answers a client's request.
+fn answer_to(
+    out: &mut Vec<Command>,
+    client: ClientId,
+    request: RequestId,
+    answer: Result<(), String>,
+) {
+    out.push(match answer {
+        Ok(()) => Command::Accepted { client, request },
+        Err(reason) => Command::Refused {
+            client,
+            request,
+            reason,
+        },
+    });
+}
+
+fn no_such_job(job: JobId) -> String {
+    format!(
+        "no job {job} on this scheduler (a finished job is dropped after its retention, \
+         --job-retention; its manifest stays in the store)"
+    )
+}
+
+fn duplicate_task(id: TaskId, total: usize) -> String {
+    format!(
+        "duplicate task id {id}: task ids must be unique; none of the {total} submitted tasks \
+         were accepted"
+    )
+}
+
+/// The outcome of a task the scheduler cannot answer for.
+fn lost(message: String) -> TaskOutcome {
+    TaskOutcome::Err(TaskError {
+        kind: ErrorKind::Lost,
+        message,
+    })
 }

@@ -131,12 +131,18 @@ impl Task {
     /// Its inputs, decoded from the stored spec (which only tasks that
     /// have inputs pay for).
     pub fn inputs(&self) -> Vec<DataRef> {
+        self.placement_inputs().0
+    }
+
+    /// Its inputs and the hosts holding their data (replica hosts), decoded
+    /// together from the stored spec; both empty for a task without inputs.
+    pub fn placement_inputs(&self) -> (Vec<DataRef>, Vec<String>) {
         if self.spec.input_count() == 0 {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         self.spec
             .decode()
-            .map(|spec| spec.inputs)
+            .map(|spec| (spec.inputs, spec.replica_hosts))
             .unwrap_or_default()
     }
 }
@@ -146,23 +152,54 @@ const CHUNK: usize = 4096;
 
 /// All tasks, addressed by index, stored in fixed-size chunks: growing
 /// never copies a million records, and never leaves half a doubled vector
-/// unused.
-#[derive(Debug, Default)]
+/// unused. Slots of dropped tasks are reused, so memory stays flat however
+/// many jobs come and go.
+#[derive(Debug)]
 pub(crate) struct TaskTable {
     chunks: Vec<Vec<Task>>,
+    /// Slots of removed tasks, reused first.
+    free: Vec<u32>,
+    /// What a free slot holds: a tiny shared spec, so a freed task keeps
+    /// no memory of its own.
+    vacant_spec: EncodedTask,
+}
+
+impl Default for TaskTable {
+    fn default() -> Self {
+        let empty = quarry_proto::TaskSpec::new(quarry_proto::TaskId(0), "", Vec::new());
+        TaskTable {
+            chunks: Vec::new(),
+            free: Vec::new(),
+            vacant_spec: EncodedTask::encode(&empty).expect("an empty task always encodes"),
+        }
+    }
 }
 
 impl TaskTable {
-    /// How many tasks it holds.
-    pub fn len(&self) -> usize {
+    /// How many slots it has, in use or free.
+    pub fn slots(&self) -> usize {
         self.chunks
             .last()
             .map_or(0, |last| (self.chunks.len() - 1) * CHUNK + last.len())
     }
 
-    /// Adds a task; returns its index.
-    pub fn push(&mut self, task: Task) -> u32 {
-        let t = self.len() as u32;
+    /// How many tasks it holds.
+    pub fn len(&self) -> usize {
+        self.slots() - self.free.len()
+    }
+
+    /// Adds a task, in a free slot if there is one; returns its index.
+    ///
+    /// A reused slot keeps counting its enqueue tickets, so that queue
+    /// entries left behind by the slot's earlier task stay stale.
+    pub fn push(&mut self, mut task: Task) -> u32 {
+        if let Some(t) = self.free.pop() {
+            let slot = &mut self[t as usize];
+            task.ticket = slot.ticket;
+            *slot = task;
+            return t;
+        }
+        let t = self.slots() as u32;
         match self.chunks.last_mut() {
             Some(last) if last.len() < CHUNK => last.push(task),
             _ => {
@@ -172,6 +209,19 @@ impl TaskTable {
             }
         }
         t
+    }
+
+    /// Frees a task's slot. What it held is dropped; the slot reads as a
+    /// cancelled task of no job until it is reused.
+    pub fn remove(&mut self, t: u32) {
+        let vacant = Task {
+            state: TaskState::Cancelled,
+            ..Task::new(self.vacant_spec.clone(), u32::MAX, u32::MAX)
+        };
+        let slot = &mut self[t as usize];
+        let ticket = slot.ticket;
+        *slot = Task { ticket, ..vacant };
+        self.free.push(t);
     }
 }
 
@@ -206,12 +256,38 @@ mod tests {
             assert_eq!(table.push(Task::new(spec.clone(), n, 0)), n);
         }
         assert_eq!(table.len(), 2 * CHUNK + 3);
+        assert_eq!(table.slots(), 2 * CHUNK + 3);
         table[CHUNK + 1].attempt = 7;
         assert_eq!(
             (table[CHUNK + 1].job, table[CHUNK + 1].attempt),
             (CHUNK as u32 + 1, 7)
         );
         assert_eq!(table[2 * CHUNK + 2].job, 2 * CHUNK as u32 + 2);
+    }
+
+    #[test]
+    fn freed_slots_are_reused_and_keep_their_tickets() {
+        let spec = EncodedTask::encode(&quarry_proto::TaskSpec::new(
+            quarry_proto::TaskId(9),
+            "f",
+            Vec::new(),
+        ))
+        .unwrap();
+        let mut table = TaskTable::default();
+        let a = table.push(Task::new(spec.clone(), 0, 0));
+        let b = table.push(Task::new(spec.clone(), 0, 0));
+        table[a as usize].ticket = 41;
+        table.remove(a);
+        assert_eq!(table.len(), 1);
+        assert!(table[a as usize].state.is_final());
+        let c = table.push(Task::new(spec, 7, 0));
+        assert_eq!(c, a, "the free slot is reused");
+        assert_eq!(
+            table[c as usize].ticket, 41,
+            "older queue entries stay stale"
+        );
+        assert_eq!((table.len(), table.slots()), (2, 2));
+        assert_ne!(b, c);
     }
 
     #[test]

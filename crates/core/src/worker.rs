@@ -6,8 +6,36 @@ use crate::{CoreConfig, Millis};
 use quarry_proto::WorkerId;
 use std::collections::{BTreeSet, HashSet};
 
-/// A registered worker. Records are never reused, so a task can always name
-/// the worker of its last attempt.
+/// Who a joining worker is.
+pub(crate) struct WorkerIdentity {
+    /// The id the shell knows it by.
+    pub id: WorkerId,
+    /// Its name.
+    pub name: String,
+    /// Its machine's host name; empty if unknown.
+    pub host: String,
+}
+
+/// Whether host names `a` and `b` name the same machine: equal ignoring
+/// case, or equal first labels when one of them is a short name (`dn1`
+/// and `dn1.example.com`). Empty names match nothing.
+pub(crate) fn same_host(a: &str, b: &str) -> bool {
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    a.eq_ignore_ascii_case(b)
+        || ((!a.contains('.') || !b.contains('.')) && host_key(a) == host_key(b))
+}
+
+/// The lowercase first label of a host name: what names that [`same_host`]
+/// may match share.
+pub(crate) fn host_key(name: &str) -> String {
+    name.split('.').next().unwrap_or(name).to_ascii_lowercase()
+}
+
+/// A registered worker. A record outlives its worker's connection for as
+/// long as tasks name it as the worker of their last attempt (`refs`);
+/// then its slot is reused.
 #[derive(Debug)]
 pub(crate) struct Worker {
     /// The id the shell knows it by.
@@ -36,6 +64,10 @@ pub(crate) struct Worker {
     pub local_queued: u32,
     /// Object keys its cache holds.
     pub cached: HashSet<String>,
+    /// Its machine's host name, lowercase; empty if unknown.
+    pub host: String,
+    /// Tasks whose current or last attempt was on it.
+    pub refs: u32,
 }
 
 impl Worker {
@@ -54,6 +86,17 @@ impl Worker {
             local: PriorityQueue::default(),
             local_queued: 0,
             cached: HashSet::new(),
+            host: String::new(),
+            refs: 0,
+        }
+    }
+
+    /// A record standing for a worker known only by name: the worker of
+    /// tasks restored from a journal, which is not connected.
+    pub fn ghost(name: String) -> Self {
+        Worker {
+            live: false,
+            ..Worker::new(WorkerId(0), name, 1, Vec::new(), 0)
         }
     }
 }

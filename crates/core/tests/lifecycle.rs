@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use quarry_core::{Command, CoreConfig, Event};
-use quarry_proto::{ClientId, ErrorKind, JobSpec, JobState, TaskOutcome, WorkerId};
+use quarry_proto::{ClientId, ErrorKind, JobSpec, JobState, RequestId, TaskOutcome, WorkerId};
 
 #[test]
 fn failed_attempt_is_retried_with_a_new_attempt_number() {
@@ -80,13 +80,21 @@ fn cancelling_queued_and_running_tasks() {
         ("running", "queued")
     );
 
-    let out = h.send(Event::CancelTasks { tasks: vec![b] });
+    let out = h.send(Event::CancelTasks {
+        client: ClientId(1),
+        request: RequestId(0),
+        tasks: vec![b],
+    });
     assert_eq!(error_of(&dones(&out)[0].2).0, ErrorKind::Cancelled);
     assert!(!out
         .iter()
         .any(|c| matches!(c, Command::CancelOnWorker { .. })));
 
-    let out = h.send(Event::CancelTasks { tasks: vec![a] });
+    let out = h.send(Event::CancelTasks {
+        client: ClientId(1),
+        request: RequestId(0),
+        tasks: vec![a],
+    });
     assert!(out.contains(&Command::CancelOnWorker {
         worker: WorkerId(1),
         task: a
@@ -108,12 +116,16 @@ fn cancel_job_cancels_the_rest_and_later_submissions() {
     h.open(1, 0);
     h.submit(1, 0, vec![task(1, 0, "f"), task(1, 1, "f")]);
     h.succeed(1, task_id(1, 0), 1);
-    let out = h.send(Event::CancelJob { job: job_id(1, 0) });
+    let out = h.send(Event::CancelJob {
+        client: ClientId(1),
+        request: RequestId(0),
+        job: job_id(1, 0),
+    });
     assert_eq!(dones(&out).len(), 1);
     let out = h.submit(1, 0, vec![task(1, 2, "f")]);
     assert!(runs(&out).is_empty());
     assert_eq!(error_of(&dones(&out)[0].2).0, ErrorKind::Cancelled);
-    let out = h.seal(1, 0);
+    let out = without_answers(h.seal(1, 0));
     let Some(Command::JobFinished { info }) = out.last() else {
         panic!("expected JobFinished, got {out:?}");
     };
@@ -287,6 +299,7 @@ fn send_job_precedes_the_first_run_on_each_worker_and_again_after_rejoin() {
     h.join(1, 1, &["f"]);
     h.open(1, 0);
     let out = h.submit(1, 0, vec![task(1, 0, "f"), task(1, 1, "f")]);
+    let out = without_answers(out);
     assert!(
         matches!(&out[0], Command::SendJob { worker: WorkerId(1), spec } if spec.id == job_id(1, 0))
     );
@@ -308,21 +321,57 @@ fn job_rules_open_before_submit_unique_ids_and_owner_ranges() {
     let mut h = Harness::new(no_prefetch());
     let out = h.submit(1, 0, vec![task(1, 0, "f")]);
     assert!(
-        matches!(&out[..], [Command::Error { client: ClientId(1), message }] if message.contains("OpenJob"))
+        matches!(&out[..], [Command::Refused { client: ClientId(1), reason, .. }] if reason.contains("OpenJob"))
     );
-    h.open(1, 0);
-    assert!(matches!(&h.open(1, 0)[..], [Command::Error { .. }]));
+    assert!(matches!(&h.open(1, 0)[..], [Command::Accepted { .. }]));
+    let other = JobSpec {
+        name: "another".into(),
+        ..job_spec(1, 0)
+    };
+    assert!(refusals(&h.open_spec(1, other))[0].contains("already open"));
+    let out = h.open_spec(2, job_spec(1, 5));
+    assert!(refusals(&out)[0].contains("id range"), "{out:?}");
     h.submit(1, 0, vec![task(1, 0, "f")]);
-    let out = h.submit(1, 0, vec![task(1, 1, "f"), task(1, 0, "f")]);
-    assert!(matches!(&out[..], [Command::Error { message, .. }] if message.contains("duplicate")));
+    let mut changed = task(1, 0, "f");
+    changed.key = "changed".into();
+    let out = h.submit(1, 0, vec![task(1, 1, "f"), changed]);
+    assert!(refusals(&out)[0].contains("duplicate"), "{out:?}");
     let out = h.submit(1, 0, vec![task(1, 2, "f"), task(1, 2, "f")]);
-    assert!(matches!(&out[..], [Command::Error { .. }]));
+    assert_eq!(refusals(&out).len(), 1);
     let out = h.submit(1, 0, vec![task(2, 0, "f")]);
-    assert!(matches!(&out[..], [Command::Error { message, .. }] if message.contains("id range")));
+    assert!(refusals(&out)[0].contains("id range"));
     assert_eq!(h.core.job_info(job_id(1, 0), 0).unwrap().counts.total, 1);
     h.seal(1, 0);
     let out = h.submit(1, 0, vec![task(1, 3, "f")]);
-    assert!(matches!(&out[..], [Command::Error { message, .. }] if message.contains("sealed")));
+    assert!(refusals(&out)[0].contains("sealed"));
+}
+
+#[test]
+fn resent_requests_are_answered_again_without_doing_anything_twice() {
+    let mut h = Harness::new(no_prefetch());
+    h.open(1, 0);
+    assert!(matches!(&h.open(1, 0)[..], [Command::Accepted { .. }]));
+    h.submit(1, 0, vec![task(1, 0, "f"), task(1, 1, "f")]);
+    let out = h.submit(1, 0, vec![task(1, 0, "f"), task(1, 1, "f")]);
+    assert!(matches!(&out[..], [Command::Accepted { .. }]), "{out:?}");
+    h.seal(1, 0);
+    let out = h.seal(1, 0);
+    assert!(matches!(&out[..], [Command::Accepted { .. }]), "{out:?}");
+    // A resent submission of tasks already in a sealed job is no addition.
+    let out = h.submit(1, 0, vec![task(1, 1, "f")]);
+    assert!(matches!(&out[..], [Command::Accepted { .. }]), "{out:?}");
+    assert_eq!(h.core.job_info(job_id(1, 0), 0).unwrap().counts.total, 2);
+    // Only the owner seals.
+    h.open(1, 1);
+    let out = h.send(Event::JobSealed {
+        client: ClientId(2),
+        request: RequestId(0),
+        job: job_id(1, 1),
+    });
+    assert!(
+        refusals(&out)[0].contains("only the client that opened"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -357,7 +406,10 @@ fn sealed_job_finishes_once_with_metrics() {
         h.core.job_info(job_id(1, 0), 9_999).unwrap().elapsed_ms,
         300
     );
-    assert!(h.seal(1, 0).is_empty(), "finishes only once");
+    assert!(
+        without_answers(h.seal(1, 0)).is_empty(),
+        "finishes only once"
+    );
 }
 
 #[test]
@@ -382,10 +434,12 @@ fn watchers_get_results_and_throttled_progress() {
     h.seal(1, 0);
     let out = h.send(Event::Watch {
         client: ClientId(9),
+        request: RequestId(4),
         job: job_id(1, 0),
     });
     assert!(
-        matches!(&out[..], [Command::JobProgress { client: ClientId(9), info }] if info.counts.assigned == 1)
+        matches!(&out[..], [Command::Accepted { client: ClientId(9), request: RequestId(4) }, Command::JobProgress { client: ClientId(9), info }] if info.counts.assigned == 1),
+        "{out:?}"
     );
 
     h.now = 10;
@@ -422,6 +476,7 @@ fn the_owner_watching_its_own_job_gets_each_result_once() {
     h.submit(1, 0, vec![task(1, 0, "f")]);
     h.send(Event::Watch {
         client: ClientId(1),
+        request: RequestId(0),
         job: job_id(1, 0),
     });
     assert_eq!(dones(&h.succeed(1, task_id(1, 0), 1)).len(), 1);

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{job_id, task};
-use quarry_core::{Core, CoreConfig, Event};
-use quarry_proto::{ClientId, EncodedTask};
+use quarry_core::{Command, Core, CoreConfig, Event};
+use quarry_proto::{ClientId, EncodedTask, RequestId};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,6 +43,7 @@ fn a_queued_task_costs_less_than_250_bytes_spec_included() {
         0,
         Event::JobOpened {
             client: ClientId(1),
+            request: RequestId(0),
             spec: Arc::new(common::job_spec(1, 0)),
         },
         &mut out,
@@ -61,6 +62,7 @@ fn a_queued_task_costs_less_than_250_bytes_spec_included() {
             0,
             Event::TasksSubmitted {
                 client: ClientId(1),
+                request: RequestId(0),
                 job: job_id(1, 0),
                 tasks,
             },
@@ -68,7 +70,7 @@ fn a_queued_task_costs_less_than_250_bytes_spec_included() {
         );
     }
     let after = ALLOCATED.load(Ordering::Relaxed);
-    assert!(out.is_empty());
+    assert!(out.iter().all(|c| matches!(c, Command::Accepted { .. })));
     assert_eq!(core.queued_tasks(), TASKS as usize);
 
     // The submitted batches are gone (the core keeps its own encoded

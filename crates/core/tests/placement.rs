@@ -273,6 +273,7 @@ fn rendezvous_owners_are_stable_across_jobs_and_restarts() {
             slots: 1 + w % 3,
             functions: vec!["f".into()],
             inventory: vec![],
+            host: String::new(),
         });
     }
     assert_eq!(owners(&mut restarted, 1, 0), first);
@@ -595,7 +596,7 @@ fn job_context_is_sent_before_runs_to_each_worker() {
         h.join(w, 2, &["f"]);
     }
     h.open(1, 0);
-    let out = h.submit(1, 0, (0..30).map(|n| task(1, n, "f")).collect());
+    let out = without_answers(h.submit(1, 0, (0..30).map(|n| task(1, n, "f")).collect()));
     let mut sent = BTreeSet::new();
     for command in &out {
         match command {
@@ -605,4 +606,105 @@ fn job_context_is_sent_before_runs_to_each_worker() {
         }
     }
     assert_eq!(sent.len(), 3);
+}
+
+/// Task `n` reading `input`, whose data lies on `hosts` (as HDFS block
+/// locations say).
+fn on_hosts(n: u64, input: &quarry_proto::DataRef, hosts: &[&str]) -> TaskSpec {
+    TaskSpec {
+        replica_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        ..with_inputs(task(1, n, "f"), &[input])
+    }
+}
+
+/// Which worker each task of `out` was sent to.
+fn ran_on(out: &[Command]) -> BTreeMap<u64, u32> {
+    runs(out)
+        .into_iter()
+        .map(|(w, t, _)| (t.0 - task_id(1, 0).0, w))
+        .collect()
+}
+
+#[test]
+fn the_first_pass_prefers_workers_on_replica_hosts() {
+    let mut h = Harness::new(no_prefetch());
+    h.join_on_host(1, 1, &["f"], "dn-a");
+    h.join_on_host(2, 1, &["f"], "dn-a");
+    h.join_on_host(3, 1, &["f"], "dn-b");
+    // HDFS may name a host by its full name while the worker knows its short one.
+    h.join_on_host(4, 1, &["f"], "DN-C.example.com");
+    h.join_on_host(5, 1, &["f"], "edge");
+    h.open(1, 0);
+    let shards: Vec<_> = (0..4)
+        .map(|i| shard(&format!("block-{i}"), 1 << 20))
+        .collect();
+    let out = h.submit(
+        1,
+        0,
+        vec![
+            on_hosts(0, &shards[0], &["dn-a"]),
+            on_hosts(1, &shards[1], &["dn-a"]),
+            on_hosts(2, &shards[2], &["dn-b", "dn-x"]),
+            on_hosts(3, &shards[3], &["dn-c"]),
+        ],
+    );
+    let placed = ran_on(&out);
+    assert_eq!(placed.len(), 4, "{placed:?}");
+    // Both dn-a workers get one of its two blocks, not one worker both.
+    let on_a: BTreeSet<u32> = [placed[&0], placed[&1]].into();
+    assert_eq!(on_a, BTreeSet::from([1, 2]));
+    assert_eq!(placed[&2], 3);
+    assert_eq!(placed[&3], 4);
+    assert!(
+        !placed.values().any(|&w| w == 5),
+        "the worker on no replica host waits: {placed:?}"
+    );
+    assert_eq!(info(&h).tasks_remote, 4, "nothing was cached yet");
+}
+
+#[test]
+fn a_replica_host_backlog_is_shared_by_its_workers() {
+    let mut h = Harness::new(no_prefetch());
+    h.join_on_host(1, 1, &["f"], "dn-a");
+    h.join_on_host(2, 2, &["f"], "dn-a");
+    h.join_on_host(3, 1, &["f"], "dn-b");
+    h.open(1, 0);
+    let tasks = (0..12)
+        .map(|n| on_hosts(n, &shard(&format!("a-{n}"), 1000), &["dn-a"]))
+        .collect();
+    let out = h.submit(1, 0, tasks);
+    let mut per_worker: BTreeMap<u32, usize> = BTreeMap::new();
+    for w in ran_on(&out).values() {
+        *per_worker.entry(*w).or_default() += 1;
+    }
+    // Slots fill on the replica host only; dn-b stays free for other work
+    // until the locality wait ends.
+    assert_eq!(per_worker, BTreeMap::from([(1, 1), (2, 2)]));
+}
+
+#[test]
+fn cached_data_beats_replica_hosts_and_unknown_hosts_fall_back_to_owners() {
+    let cached = shard("cached", 1 << 20);
+    let elsewhere = shard("elsewhere", 1 << 20);
+    let mut h = Harness::new(no_prefetch());
+    h.join_on_host(1, 1, &["f"], "dn-a");
+    h.join_cached(2, 2, &["f"], &[&cached]);
+    h.open(1, 0);
+    let out = h.submit(
+        1,
+        0,
+        vec![
+            on_hosts(0, &cached, &["dn-a"]),
+            on_hosts(1, &elsewhere, &["dn-z"]),
+        ],
+    );
+    let placed = ran_on(&out);
+    assert_eq!(
+        placed[&0], 2,
+        "the worker caching the data wins: {placed:?}"
+    );
+    assert!(
+        placed.contains_key(&1),
+        "no worker on dn-z: the rendezvous owner takes it at once: {placed:?}"
+    );
 }

@@ -9,8 +9,8 @@ mod common;
 use common::{job_id, job_spec, shard, task_id};
 use quarry_core::{Command, Core, CoreConfig, Event, Millis};
 use quarry_proto::{
-    CacheEntry, ClientId, EncodedTask, ErrorKind, JobId, JobState, TaskError, TaskId, TaskOutcome,
-    TaskReport, TaskSpec, TaskStats, Value, WorkerId,
+    CacheEntry, ClientId, EncodedTask, ErrorKind, JobId, JobState, RequestId, TaskError, TaskId,
+    TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, WorkerId,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -102,7 +102,9 @@ fn kind(command: &Command) -> &'static str {
         Command::TaskDone { .. } => "TaskDone",
         Command::JobProgress { .. } => "JobProgress",
         Command::JobFinished { .. } => "JobFinished",
-        Command::Error { .. } => "Error",
+        Command::Accepted { .. } => "Accepted",
+        Command::Refused { .. } => "Refused",
+        Command::Record(_) => "Record",
         Command::DropWorker { .. } => "DropWorker",
     }
 }
@@ -119,6 +121,7 @@ impl Sim {
             fetch_bytes_per_second: 200_000_000,
             owner_load_cap: 1.05,
             max_worker_losses: 3,
+            ..CoreConfig::default()
         };
         Sim {
             core: Core::new(config.clone()),
@@ -228,7 +231,8 @@ impl Sim {
                 assert!(!self.finished_jobs.contains(&info.id));
                 self.finished_jobs.push(info.id);
             }
-            Command::Error { message, .. } => panic!("unexpected error: {message}"),
+            Command::Refused { reason, .. } => panic!("unexpected refusal: {reason}"),
+            Command::Accepted { .. } | Command::Record(_) => {}
             Command::DropWorker { worker } => {
                 let w = worker.0 as usize;
                 assert!(self.silent[w], "only the silent worker times out");
@@ -263,6 +267,7 @@ impl Sim {
             slots,
             functions,
             inventory,
+            host: String::new(),
         });
     }
 
@@ -295,6 +300,7 @@ impl Sim {
             }
             self.handle(Event::JobOpened {
                 client: ClientId(client),
+                request: RequestId(0),
                 spec: Arc::new(spec),
             });
             let first = i as u64 * TASKS_PER_JOB;
@@ -304,16 +310,20 @@ impl Sim {
                     .collect();
                 self.handle(Event::TasksSubmitted {
                     client: ClientId(client),
+                    request: RequestId(0),
                     job: job_id(client, job),
                     tasks,
                 });
             }
             self.handle(Event::JobSealed {
+                client: ClientId(client),
+                request: RequestId(0),
                 job: job_id(client, job),
             });
         }
         self.handle(Event::Watch {
             client: WATCHER,
+            request: RequestId(0),
             job: job_id(1, 0),
         });
     }
@@ -350,7 +360,11 @@ impl Sim {
                 let tasks = (0..100)
                     .map(|_| task_id(1, TASKS_PER_JOB + self.rng.below(TASKS_PER_JOB)))
                     .collect();
-                self.handle(Event::CancelTasks { tasks });
+                self.handle(Event::CancelTasks {
+                    client: ClientId(1),
+                    request: RequestId(0),
+                    tasks,
+                });
             }
             600_000 => self.silent[13] = true,
             700_000 => self.join_worker(WORKERS),

@@ -29,7 +29,9 @@ fn ok_row(id: u64, key: &str, accuracy: f64) -> TaskStatus {
             url: format!("s3://in/{key}"),
             pin: Pin::ETag(format!("\"e{id}\"")),
             size: 100,
-            range: (id % 2 == 0).then_some(ByteRange { start: 10, end: 60 }),
+            range: id
+                .is_multiple_of(2)
+                .then_some(ByteRange { start: 10, end: 60 }),
         }],
         state: "done".into(),
         outcome: Some(TaskOutcome::Ok(Value::Inline(

@@ -16,6 +16,8 @@ fn hello(name: &str) -> Vec<u8> {
         slots: 0,
         functions: vec![],
         inventory: vec![],
+        host: String::new(),
+        resume: None,
     })
     .unwrap()
 }

@@ -1,7 +1,8 @@
 use quarry_store::StoreError;
 
 /// Why a job or prefix could not be planned. Each message names what it was
-/// about and, where there is one, what to do.
+/// about and, where there is one, what to do. (Store errors are boxed: a
+/// plan's items are results, and most are not errors.)
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// Listing the prefix failed (a missing bucket, no access, a bad URL).
@@ -11,7 +12,7 @@ pub enum PlanError {
         url: String,
         /// What the store said.
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     /// Reading an object to find its line boundaries failed.
     #[error("cannot find the line boundaries of {url}: {source}")]
@@ -20,7 +21,7 @@ pub enum PlanError {
         url: String,
         /// What the store said.
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     /// The prefix holds no object (that matches the glob).
     #[error("no object matches the input prefix {prefix}")]
@@ -37,7 +38,7 @@ pub enum PlanError {
         url: String,
         /// What the store said.
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     /// A broadcast input names no object.
     #[error("broadcast input `{name}` ({url}) does not exist")]
@@ -65,7 +66,7 @@ pub enum PlanError {
         output: String,
         /// What the store said.
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     /// The job names an op this build does not have.
     #[error("no built-in op named `{name}`")]

@@ -27,6 +27,9 @@ pub struct PlannedTask {
     pub params_json: String,
     /// What it reads.
     pub inputs: Vec<DataRef>,
+    /// The hosts holding most of its input bytes, most first (HDFS
+    /// replicas, from the listing; empty for other stores).
+    pub replica_hosts: Vec<String>,
     /// Retries after a failed attempt.
     pub retries: u32,
     /// Kill an attempt after this many milliseconds.
@@ -46,6 +49,7 @@ impl PlannedTask {
             args,
             params_json: String::new(),
             inputs: Vec::new(),
+            replica_hosts: Vec::new(),
             retries: 0,
             timeout_ms: None,
             priority: 0,
@@ -59,6 +63,7 @@ impl PlannedTask {
         spec.key = self.key;
         spec.params_json = self.params_json;
         spec.inputs = self.inputs;
+        spec.replica_hosts = self.replica_hosts;
         spec.retries = self.retries;
         spec.timeout_ms = self.timeout_ms;
         spec.priority = self.priority;
@@ -128,7 +133,7 @@ pub async fn plan_job(store: &StoreResolver, spec: &JobSpec) -> Result<JobPlan, 
                     prefix: input.prefix.clone(),
                 });
             };
-            let spec = Arc::clone(&spec);
+            let (spec, store) = (Arc::clone(&spec), store.clone());
             stream::once(async move { first })
                 .chain(inputs)
                 .enumerate()
@@ -141,6 +146,7 @@ pub async fn plan_job(store: &StoreResolver, spec: &JobSpec) -> Result<JobPlan, 
                     };
                     let mut task = planned_task(&spec, description)?;
                     task.inputs = vec![planned.input];
+                    task.replica_hosts = store.replica_hosts(&task.inputs);
                     Ok(task)
                 })
                 .boxed()
@@ -217,7 +223,7 @@ pub async fn pin_broadcast(
             .map_err(|source| PlanError::Broadcast {
                 name: input.name.clone(),
                 url: input.url.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let same = |r: &DataRef| {
             r.url.trim_end_matches('/') == input.url.trim_end_matches('/')
@@ -249,7 +255,7 @@ pub async fn pin_broadcast(
 pub async fn check_output(store: &StoreResolver, output: &str) -> Result<(), PlanError> {
     let fail = |source: StoreError| PlanError::Output {
         output: output.to_string(),
-        source,
+        source: Box::new(source),
     };
     let url = format!("{}/{WRITE_CHECK}", output.trim_end_matches('/'));
     let location = store.resolve(&url).map_err(fail)?;

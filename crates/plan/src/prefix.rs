@@ -74,7 +74,13 @@ pub fn plan_prefix(
     let namer = match KeyNamer::new(store, &url) {
         Ok(namer) => namer,
         Err(source) => {
-            return stream::once(async move { Err(PlanError::List { url, source }) }).boxed()
+            return stream::once(async move {
+                Err(PlanError::List {
+                    url,
+                    source: Box::new(source),
+                })
+            })
+            .boxed()
         }
     };
     let (store, chunking) = (store.clone(), plan.chunking);
@@ -84,7 +90,10 @@ pub fn plan_prefix(
         .map(move |listed| {
             let (store, namer, url) = (store.clone(), namer.clone(), url.clone());
             async move {
-                let object = listed.map_err(|source| PlanError::List { url, source })?;
+                let object = listed.map_err(|source| PlanError::List {
+                    url,
+                    source: Box::new(source),
+                })?;
                 split(&store, &namer, object, chunking).await
             }
         })
@@ -119,7 +128,7 @@ async fn split(
                 .await
                 .map_err(|source| PlanError::Chunk {
                     url: object.url.clone(),
-                    source,
+                    source: Box::new(source),
                 })?
         }
         Split::Bytes => (0..object.size.div_ceil(size))

@@ -144,6 +144,7 @@ mod tests {
             retries: 2,
             timeout_ms: Some(1000),
             cpus: 1,
+            replica_hosts: vec!["dn-1".into()],
         };
         Envelope {
             messages: vec![
@@ -154,6 +155,8 @@ mod tests {
                     slots: 2,
                     functions: vec!["inc".into()],
                     inventory: vec![],
+                    host: String::new(),
+                    resume: None,
                 },
                 Message::Run(RunTask {
                     job: JobId(1),
@@ -161,6 +164,7 @@ mod tests {
                     attempt: 1,
                 }),
                 Message::Submit {
+                    request: RequestId(1),
                     job: JobId(1),
                     tasks: vec![EncodedTask::encode(&task).unwrap()],
                 },

@@ -46,6 +46,14 @@ impl EncodedTask {
             .map_err(|e| ProtoError::Malformed(format!("task spec: {e}")))
     }
 
+    /// [`TaskSpec::function`], read without decoding the rest (the other
+    /// fields are skipped, not built).
+    pub fn function(&self) -> Result<String, ProtoError> {
+        rmp_serde::from_slice::<FunctionField>(self.message_pack())
+            .map(|fields| fields.function.to_owned())
+            .map_err(|e| ProtoError::Malformed(format!("task spec: {e}")))
+    }
+
     fn field(&self, at: usize) -> [u8; 4] {
         [self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]]
     }
@@ -135,6 +143,8 @@ struct SummaryFields<'a> {
     _timeout_ms: IgnoredAny,
     #[serde(rename = "cpus")]
     _cpus: IgnoredAny,
+    #[serde(default, rename = "replica_hosts")]
+    _replica_hosts: IgnoredAny,
 }
 
 impl std::fmt::Debug for EncodedTask {
@@ -175,6 +185,39 @@ struct HeaderFields {
     #[serde(rename = "timeout_ms")]
     _timeout_ms: IgnoredAny,
     cpus: u32,
+    #[serde(default, rename = "replica_hosts")]
+    _replica_hosts: IgnoredAny,
+}
+
+/// [`TaskSpec`]'s fields in its order, keeping only the function name
+/// (borrowed): every field must be named, as the spec travels as an
+/// array.
+#[derive(Deserialize)]
+struct FunctionField<'a> {
+    #[serde(rename = "id")]
+    _id: IgnoredAny,
+    #[serde(rename = "key")]
+    _key: IgnoredAny,
+    #[serde(borrow)]
+    function: &'a str,
+    #[serde(rename = "args")]
+    _args: IgnoredAny,
+    #[serde(rename = "args_ref")]
+    _args_ref: IgnoredAny,
+    #[serde(rename = "inputs")]
+    _inputs: IgnoredAny,
+    #[serde(rename = "params_json")]
+    _params_json: IgnoredAny,
+    #[serde(rename = "priority")]
+    _priority: IgnoredAny,
+    #[serde(rename = "retries")]
+    _retries: IgnoredAny,
+    #[serde(rename = "timeout_ms")]
+    _timeout_ms: IgnoredAny,
+    #[serde(rename = "cpus")]
+    _cpus: IgnoredAny,
+    #[serde(default, rename = "replica_hosts")]
+    _replica_hosts: IgnoredAny,
 }
 
 impl<'de> Deserialize<'de> for EncodedTask {
@@ -252,7 +295,11 @@ mod tests {
             size: 10,
             range: Some(ByteRange { start: 2, end: 5 }),
         }];
+        // Every field set: the summaries name every field of the spec.
+        spec.replica_hosts = vec!["dn1.example.com".into()];
+        spec.timeout_ms = Some(1_000);
         let encoded = EncodedTask::encode(&spec).unwrap();
+        assert_eq!(encoded.function().unwrap(), "quarry.command");
         assert_eq!(
             (
                 encoded.id(),

@@ -35,9 +35,22 @@ id_type!(
     "w"
 );
 id_type!(
-    /// A connected client, assigned by the scheduler at the handshake.
+    /// A client session, assigned by the scheduler at the handshake. A
+    /// client that reconnects (after a lost connection or a scheduler
+    /// restart) resumes its session and keeps its id, so the task and job
+    /// ids it allocated stay its own; a scheduler never gives a used id to
+    /// a new session (its journal remembers the highest one).
     ClientId(u32),
     "c"
+);
+id_type!(
+    /// A client's request, numbered by the client. Every answer to a
+    /// request ([`crate::Message::Accepted`], [`crate::Message::Refused`],
+    /// [`crate::Message::Jobs`], …) carries its id, so answers never need to
+    /// come in order, and a client that resends a request after
+    /// reconnecting knows which answer is whose.
+    RequestId(u64),
+    "r"
 );
 
 impl TaskId {

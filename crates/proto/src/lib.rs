@@ -23,13 +23,13 @@ pub mod url;
 pub use codec::{decode, encode, encode_message, FrameBuilder, ProtoError};
 pub use dataref::{ByteRange, DataRef, Pin};
 pub use encoded::{EncodedTask, RunTask, TaskSummary};
-pub use ids::{ClientId, JobId, TaskId, WorkerId};
+pub use ids::{ClientId, JobId, RequestId, TaskId, WorkerId};
 pub use json::{msgpack_to_json, MsgpackError, ResultFormat};
 pub use limits::Limits;
 pub use message::{
-    CacheEntry, Envelope, ErrorKind, JobCounts, JobInfo, JobSpec, JobState, Message, Role,
-    TaskAssignment, TaskError, TaskOutcome, TaskReport, TaskSpec, TaskStats, TaskStatus, Value,
-    WorkerInfo,
+    CacheEntry, ClientSession, Envelope, ErrorKind, JobCounts, JobInfo, JobSpec, JobState, Message,
+    Role, TaskAssignment, TaskError, TaskOutcome, TaskReport, TaskSpec, TaskStats, TaskStatus,
+    Value, WorkerInfo,
 };
 
 /// The protocol version spoken by this build. Peers exchange it in

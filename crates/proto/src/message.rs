@@ -1,4 +1,6 @@
-use crate::{ByteRange, ClientId, DataRef, EncodedTask, JobId, Limits, RunTask, TaskId, WorkerId};
+use crate::{
+    ByteRange, ClientId, DataRef, EncodedTask, JobId, Limits, RequestId, RunTask, TaskId, WorkerId,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -40,18 +42,33 @@ pub enum Message {
         functions: Vec<String>,
         /// What the worker's cache already holds (workers only).
         inventory: Vec<CacheEntry>,
+        /// The machine's host name (workers; empty for clients): placement
+        /// matches it against [`TaskSpec::replica_hosts`].
+        #[serde(default)]
+        host: String,
+        /// Clients only: the session to resume (from an earlier Welcome),
+        /// after a lost connection or a scheduler restart.
+        resume: Option<ClientSession>,
     },
     /// Scheduler → peer: the handshake succeeded.
     Welcome {
         /// The scheduler's protocol version.
         version: u32,
-        /// Set for clients: the id whose task-id range the client owns.
-        client: Option<ClientId>,
+        /// Set for clients: the session, whose id's task-id range the
+        /// client owns.
+        client: Option<ClientSession>,
+        /// Clients only: whether the session asked for in `Hello::resume`
+        /// was resumed. When it was not (the scheduler restarted without a
+        /// journal, or forgot the session), `client` is a new session and
+        /// nothing of the old one survives.
+        resumed: bool,
         /// Set for workers: the id the scheduler knows it by.
         worker: Option<WorkerId>,
         /// The scheduler's limits, so the peer can fail early.
         limits: Limits,
-        /// How often workers must send [`Message::Heartbeat`].
+        /// How often peers must send [`Message::Heartbeat`] (the scheduler
+        /// answers each client heartbeat with one, so silence means the
+        /// connection is gone).
         heartbeat_ms: u64,
     },
     /// Scheduler → peer: the handshake or a later message was refused; the
@@ -67,7 +84,8 @@ pub enum Message {
 
     // ----- worker or client → scheduler -----
     /// Worker or client → scheduler: still alive. A client that stops
-    /// sending them is treated as gone.
+    /// sending them is treated as gone. Scheduler → client: the answer to
+    /// a client's heartbeat.
     Heartbeat,
 
     // ----- worker → scheduler -----
@@ -101,12 +119,24 @@ pub enum Message {
     },
 
     // ----- client → scheduler -----
+    // Every request carries an id and gets exactly one answer carrying it:
+    // `Accepted` or `Refused`, or for queries their reply (`Jobs`,
+    // `Workers`, `Results`) or `Refused`. Requests are idempotent, so a
+    // client may resend those it has no answer to after reconnecting.
     /// Client → scheduler: create a job that tasks can then be submitted to.
-    OpenJob(Arc<JobSpec>),
-    /// Client → scheduler: add tasks to an open job. The tasks stay in
-    /// the encoding the client gave them until a worker decodes them: the
-    /// scheduler reads only their [`EncodedTask`] headers.
+    OpenJob {
+        /// The request.
+        request: RequestId,
+        /// The job.
+        spec: Arc<JobSpec>,
+    },
+    /// Client → scheduler: add tasks to an open job. Refused as a whole
+    /// (none of its tasks is accepted) or accepted as a whole. The tasks
+    /// stay in the encoding the client gave them until a worker decodes
+    /// them: the scheduler reads only their [`EncodedTask`] headers.
     Submit {
+        /// The request.
+        request: RequestId,
         /// The job.
         job: JobId,
         /// The tasks.
@@ -115,39 +145,67 @@ pub enum Message {
     /// Client → scheduler: no more tasks will be added to this job; it is
     /// finished once every task is.
     SealJob {
+        /// The request.
+        request: RequestId,
         /// The job.
         job: JobId,
     },
     /// Client → scheduler: cancel these tasks.
     Cancel {
+        /// The request.
+        request: RequestId,
         /// The tasks.
         tasks: Vec<TaskId>,
     },
     /// Client → scheduler: cancel every unfinished task of a job.
     CancelJob {
+        /// The request.
+        request: RequestId,
         /// The job.
         job: JobId,
     },
     /// Client → scheduler: forget these tasks' results (their futures were
-    /// dropped).
+    /// dropped). A notification: it has no id and no answer.
     Release {
         /// The tasks.
         tasks: Vec<TaskId>,
     },
     /// Client → scheduler: push every result of this job to me as it
     /// finishes, and the job's progress (used by `quarry submit --watch`).
+    /// Accepted, then a [`Message::JobProgress`] follows at once.
     Watch {
+        /// The request.
+        request: RequestId,
         /// The job.
         job: JobId,
     },
+    /// Client → scheduler, after resuming a session: these tasks' futures
+    /// are still waiting. Each one already final is answered with its
+    /// [`Message::TaskDone`] again, each the scheduler does not know with a
+    /// `TaskDone` failing as [`ErrorKind::Lost`]; the others resolve when
+    /// they finish.
+    Resume {
+        /// The request.
+        request: RequestId,
+        /// The tasks.
+        tasks: Vec<TaskId>,
+    },
     /// Client → scheduler: list known jobs; answered by [`Message::Jobs`].
-    ListJobs,
+    ListJobs {
+        /// The request.
+        request: RequestId,
+    },
     /// Client → scheduler: list connected workers; answered by
     /// [`Message::Workers`].
-    ListWorkers,
+    ListWorkers {
+        /// The request.
+        request: RequestId,
+    },
     /// Client → scheduler: one page of per-task rows; answered by
     /// [`Message::Results`].
     GetResults {
+        /// The request.
+        request: RequestId,
         /// The job.
         job: JobId,
         /// Start after this task id (for paging); `None` starts at the first.
@@ -157,6 +215,20 @@ pub enum Message {
     },
 
     // ----- scheduler → client -----
+    /// Scheduler → client: a request was carried out (and, with a journal,
+    /// is on disk: it survives a scheduler crash).
+    Accepted {
+        /// The request.
+        request: RequestId,
+    },
+    /// Scheduler → client: a request was refused and changed nothing; the
+    /// text says why and what to do.
+    Refused {
+        /// The request.
+        request: RequestId,
+        /// Human-readable reason.
+        reason: String,
+    },
     /// Scheduler → client: a task reached a final state.
     TaskDone {
         /// The task.
@@ -164,15 +236,29 @@ pub enum Message {
         /// How it ended.
         outcome: TaskOutcome,
     },
-    /// Scheduler → client: progress of a watched job (also the answer to
-    /// [`Message::Watch`]).
+    /// Scheduler → client: progress of a watched job.
     JobProgress(JobInfo),
     /// Scheduler → client: answer to [`Message::ListJobs`].
-    Jobs(Vec<JobInfo>),
+    Jobs {
+        /// The request.
+        request: RequestId,
+        /// The jobs the scheduler holds, in id order.
+        jobs: Vec<JobInfo>,
+        /// Finished jobs dropped from memory after their retention
+        /// (`--job-retention`); their manifests stay in the store.
+        dropped: u64,
+    },
     /// Scheduler → client: answer to [`Message::ListWorkers`].
-    Workers(Vec<WorkerInfo>),
+    Workers {
+        /// The request.
+        request: RequestId,
+        /// The connected workers.
+        workers: Vec<WorkerInfo>,
+    },
     /// Scheduler → client: answer to [`Message::GetResults`].
     Results {
+        /// The request.
+        request: RequestId,
         /// The job.
         job: JobId,
         /// Rows in task-id order.
@@ -180,14 +266,10 @@ pub enum Message {
         /// Whether more rows follow after the last one.
         more: bool,
     },
-    /// Scheduler → client: the answer to a request ([`Message::ListJobs`],
-    /// [`Message::GetResults`]) that could not be served.
-    RequestFailed {
-        /// Human-readable reason.
-        message: String,
-    },
-    /// Scheduler → client: a message was refused (limit exceeded, unknown
-    /// job, not allowed for this role). The text says what to do.
+    /// Scheduler → peer: something that answers no request went wrong
+    /// (an undecodable frame, a message not allowed for the peer's role,
+    /// a job's manifest that could not be written). The text says what to
+    /// do.
     Error {
         /// Human-readable reason.
         message: String,
@@ -209,23 +291,48 @@ impl Message {
             Message::Job(_) => "Job",
             Message::Run(_) => "Run",
             Message::CancelTask { .. } => "CancelTask",
-            Message::OpenJob(_) => "OpenJob",
+            Message::OpenJob { .. } => "OpenJob",
             Message::Submit { .. } => "Submit",
             Message::SealJob { .. } => "SealJob",
             Message::Cancel { .. } => "Cancel",
             Message::CancelJob { .. } => "CancelJob",
             Message::Release { .. } => "Release",
             Message::Watch { .. } => "Watch",
-            Message::ListJobs => "ListJobs",
-            Message::ListWorkers => "ListWorkers",
-            Message::Workers(_) => "Workers",
+            Message::Resume { .. } => "Resume",
+            Message::ListJobs { .. } => "ListJobs",
+            Message::ListWorkers { .. } => "ListWorkers",
             Message::GetResults { .. } => "GetResults",
+            Message::Accepted { .. } => "Accepted",
+            Message::Refused { .. } => "Refused",
             Message::TaskDone { .. } => "TaskDone",
             Message::JobProgress(_) => "JobProgress",
-            Message::Jobs(_) => "Jobs",
+            Message::Jobs { .. } => "Jobs",
+            Message::Workers { .. } => "Workers",
             Message::Results { .. } => "Results",
-            Message::RequestFailed { .. } => "RequestFailed",
             Message::Error { .. } => "Error",
+        }
+    }
+
+    /// The id of the request this message is, or answers; `None` for
+    /// handshakes, notifications and pushed results.
+    pub fn request(&self) -> Option<RequestId> {
+        match self {
+            Message::OpenJob { request, .. }
+            | Message::Submit { request, .. }
+            | Message::SealJob { request, .. }
+            | Message::Cancel { request, .. }
+            | Message::CancelJob { request, .. }
+            | Message::Watch { request, .. }
+            | Message::Resume { request, .. }
+            | Message::ListJobs { request }
+            | Message::ListWorkers { request }
+            | Message::GetResults { request, .. }
+            | Message::Accepted { request }
+            | Message::Refused { request, .. }
+            | Message::Jobs { request, .. }
+            | Message::Workers { request, .. }
+            | Message::Results { request, .. } => Some(*request),
+            _ => None,
         }
     }
 
@@ -237,15 +344,16 @@ impl Message {
             Message::TaskStarted { .. } | Message::TaskFinished(_) | Message::CacheDelta { .. } => {
                 Some(Role::Worker)
             }
-            Message::OpenJob(_)
+            Message::OpenJob { .. }
             | Message::Submit { .. }
             | Message::SealJob { .. }
             | Message::Cancel { .. }
             | Message::CancelJob { .. }
             | Message::Release { .. }
             | Message::Watch { .. }
-            | Message::ListJobs
-            | Message::ListWorkers
+            | Message::Resume { .. }
+            | Message::ListJobs { .. }
+            | Message::ListWorkers { .. }
             | Message::GetResults { .. } => Some(Role::Client),
             _ => None,
         }
@@ -304,6 +412,12 @@ pub struct TaskSpec {
     pub timeout_ms: Option<u64>,
     /// Worker slots one attempt occupies.
     pub cpus: u32,
+    /// Hosts holding the task's input data, most bytes first (for HDFS,
+    /// the DataNodes with replicas of its blocks). While no worker caches
+    /// the inputs, placement prefers a worker on one of these hosts. Empty:
+    /// no preference.
+    #[serde(default)]
+    pub replica_hosts: Vec<String>,
 }
 
 impl TaskSpec {
@@ -322,6 +436,7 @@ impl TaskSpec {
             retries: 0,
             timeout_ms: None,
             cpus: 1,
+            replica_hosts: Vec::new(),
         }
     }
 }
@@ -366,6 +481,10 @@ pub enum ErrorKind {
     Rejected,
     /// The task was cancelled.
     Cancelled,
+    /// The scheduler no longer knows the task: it restarted without a
+    /// journal (or its journal lost the submission), or the task's job was
+    /// dropped after its retention. Submit it again.
+    Lost,
 }
 
 /// A failure with the text the client sees.
@@ -443,6 +562,26 @@ impl CacheEntry {
     /// How many bytes the ranges hold.
     pub fn bytes(&self) -> u64 {
         self.ranges.iter().map(ByteRange::len).sum()
+    }
+}
+
+/// A client's session: its id, and the secret that proves it is the
+/// session's owner when it resumes (after a lost connection or a scheduler
+/// restart).
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSession {
+    /// The client's id (its task-id and job-id range).
+    pub id: ClientId,
+    /// Known only to the scheduler and the client.
+    pub secret: u64,
+}
+
+/// The secret stays out of logs.
+impl std::fmt::Debug for ClientSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSession")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 

@@ -72,6 +72,7 @@ fn task() -> TaskSpec {
         retries: 2,
         timeout_ms: Some(30_000),
         cpus: 2,
+        replica_hosts: vec!["dn-1.example.com".into()],
     }
 }
 
@@ -123,6 +124,13 @@ fn job_info() -> JobInfo {
     }
 }
 
+fn session() -> ClientSession {
+    ClientSession {
+        id: ClientId(1),
+        secret: 0x5eed_cafe_f00d_d00d,
+    }
+}
+
 /// One message of every kind, named by [`Message::kind`].
 fn seeds() -> Vec<Message> {
     let entry = CacheEntry {
@@ -150,10 +158,13 @@ fn seeds() -> Vec<Message> {
             slots: 4,
             functions: vec!["inc".into(), "quarry.command".into()],
             inventory: vec![entry.clone()],
+            host: "host-0.example.com".into(),
+            resume: None,
         },
         Message::Welcome {
             version: PROTOCOL_VERSION,
-            client: Some(ClientId(1)),
+            client: Some(session()),
+            resumed: true,
             worker: None,
             limits: Limits::default(),
             heartbeat_ms: 1000,
@@ -185,8 +196,12 @@ fn seeds() -> Vec<Message> {
             attempt: 1,
         }),
         Message::CancelTask { task: TaskId(7) },
-        Message::OpenJob(job_spec()),
+        Message::OpenJob {
+            request: RequestId(1),
+            spec: job_spec(),
+        },
         Message::Submit {
+            request: RequestId(2),
             job: JobId(1 << 40 | 1),
             tasks: vec![
                 EncodedTask::encode(&task()).expect("encodable"),
@@ -195,30 +210,46 @@ fn seeds() -> Vec<Message> {
             ],
         },
         Message::SealJob {
+            request: RequestId(3),
             job: JobId(1 << 40 | 1),
         },
         Message::Cancel {
+            request: RequestId(4),
             tasks: vec![TaskId(7), TaskId(8)],
         },
         Message::CancelJob {
+            request: RequestId(5),
             job: JobId(1 << 40 | 1),
         },
         Message::Release {
             tasks: vec![TaskId(7)],
         },
         Message::Watch {
+            request: RequestId(6),
             job: JobId(1 << 40 | 1),
         },
-        Message::ListJobs,
-        Message::ListWorkers,
-        Message::Workers(vec![WorkerInfo {
-            id: WorkerId(1),
-            name: "host-0".into(),
-        }]),
+        Message::Resume {
+            request: RequestId(7),
+            tasks: vec![TaskId(1 << 40 | 7), TaskId(1 << 40 | 8)],
+        },
+        Message::ListJobs {
+            request: RequestId(8),
+        },
+        Message::ListWorkers {
+            request: RequestId(9),
+        },
         Message::GetResults {
+            request: RequestId(10),
             job: JobId(1 << 40 | 1),
             after: Some(TaskId(7)),
             limit: 5000,
+        },
+        Message::Accepted {
+            request: RequestId(2),
+        },
+        Message::Refused {
+            request: RequestId(3),
+            reason: "job j1099511627777 is sealed: no tasks can be added; open a new job".into(),
         },
         Message::TaskDone {
             task: TaskId(7),
@@ -227,8 +258,20 @@ fn seeds() -> Vec<Message> {
             ))),
         },
         Message::JobProgress(job_info()),
-        Message::Jobs(vec![job_info()]),
+        Message::Jobs {
+            request: RequestId(8),
+            jobs: vec![job_info()],
+            dropped: 12,
+        },
+        Message::Workers {
+            request: RequestId(9),
+            workers: vec![WorkerInfo {
+                id: WorkerId(1),
+                name: "host-0".into(),
+            }],
+        },
         Message::Results {
+            request: RequestId(10),
             job: JobId(1 << 40 | 1),
             rows: vec![TaskStatus {
                 id: TaskId(7),
@@ -243,9 +286,6 @@ fn seeds() -> Vec<Message> {
                 stats: stats(),
             }],
             more: false,
-        },
-        Message::RequestFailed {
-            message: "no job j9 on this scheduler".into(),
         },
         Message::Error {
             message: "a submission of 10001 tasks exceeds the cap".into(),

@@ -155,6 +155,8 @@ impl LocalCluster {
                 Ok(Ok(())) => {}
             }
         }
-        self.scheduler.shutdown().await;
+        if let Err(e) = self.scheduler.shutdown().await {
+            warn!("local scheduler stopped with an error: {e}");
+        }
     }
 }

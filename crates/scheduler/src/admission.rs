@@ -5,7 +5,7 @@
 //! Every check runs before the core sees anything, so a refused message
 //! changes nothing. The texts say what to do.
 
-use quarry_proto::{ClientId, EncodedTask, Limits, Role, PROTOCOL_VERSION};
+use quarry_proto::{EncodedTask, Limits, Role, PROTOCOL_VERSION};
 use tracing::warn;
 
 /// A refused handshake: the reason for the peer, and whether saying Hello
@@ -60,12 +60,8 @@ pub(crate) fn check_hello(
 }
 
 /// Checks a submission against the limits; the error text is sent back to
-/// the client as is.
-pub(crate) fn check_submission(
-    limits: &Limits,
-    client: ClientId,
-    tasks: &[EncodedTask],
-) -> Result<(), String> {
+/// the client as is. (Which ids a client may use is the core's rule.)
+pub(crate) fn check_submission(limits: &Limits, tasks: &[EncodedTask]) -> Result<(), String> {
     if tasks.len() > limits.max_tasks_per_submit {
         return Err(format!(
             "a submission of {} tasks exceeds the cap of {} tasks per submission \
@@ -76,9 +72,6 @@ pub(crate) fn check_submission(
     }
     for task in tasks {
         let id = task.id();
-        if id.client() != client {
-            return Err(format!("task id {id} is outside this client's range"));
-        }
         let args_len = task
             .summary()
             .map_err(|e| format!("task {id} cannot be read: {e}"))?

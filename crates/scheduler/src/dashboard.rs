@@ -1,37 +1,69 @@
 //! The HTTP dashboard: a human page, a JSON API and Prometheus metrics,
 //! all served from a snapshot the scheduler loop refreshes on every tick
-//! (so HTTP traffic never touches the core).
+//! (so HTTP traffic never touches the core). The refresh applies what
+//! changed since the last one ([`quarry_core::Core::job_updates`]), so
+//! its cost follows the running jobs, not every job kept; dropped jobs
+//! leave the snapshot.
 
 use axum::extract::State;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use quarry_core::{Core, Millis};
-use quarry_proto::{JobInfo, JobState};
+use quarry_proto::{JobId, JobInfo, JobState};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use tracing::warn;
 
 /// What the dashboard shows.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Snapshot {
-    pub(crate) jobs: Vec<JobInfo>,
+    pub(crate) jobs: BTreeMap<JobId, JobInfo>,
     pub(crate) workers: usize,
     pub(crate) clients: usize,
     pub(crate) queued: usize,
+    /// Finished jobs dropped after their retention.
+    pub(crate) dropped_jobs: u64,
+    /// The journal's length in bytes, when there is one.
+    pub(crate) journal_bytes: Option<u64>,
+    /// Journal compactions since the scheduler started.
+    pub(crate) journal_compactions: u64,
+}
+
+/// The journal figures the dashboard shows.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct JournalFigures {
+    pub(crate) bytes: u64,
+    pub(crate) compactions: u64,
 }
 
 impl Snapshot {
-    /// Refreshes the snapshot from the core and the peer table (once per
-    /// tick of the scheduler loop).
-    pub(crate) fn refresh(shared: &Shared, core: &Core, clients: usize, now: Millis) {
-        let jobs = core.jobs(now);
+    /// Applies what changed in the core since the last refresh (once per
+    /// tick of the scheduler loop); returns the jobs dropped since.
+    pub(crate) fn refresh(
+        shared: &Shared,
+        core: &mut Core,
+        clients: usize,
+        journal: Option<JournalFigures>,
+        now: Millis,
+    ) -> Vec<JobId> {
+        let updates = core.job_updates(now);
         let mut snapshot = shared.write().unwrap_or_else(|p| p.into_inner());
-        snapshot.jobs = jobs;
+        for info in updates.changed {
+            snapshot.jobs.insert(info.id, info);
+        }
+        for job in &updates.dropped {
+            snapshot.jobs.remove(job);
+        }
         snapshot.workers = core.worker_count();
         snapshot.queued = core.queued_tasks();
         snapshot.clients = clients;
+        snapshot.dropped_jobs = core.dropped_jobs();
+        snapshot.journal_bytes = journal.map(|j| j.bytes);
+        snapshot.journal_compactions = journal.map_or(0, |j| j.compactions);
+        updates.dropped
     }
 }
 
@@ -60,7 +92,14 @@ fn read(shared: &Shared) -> Snapshot {
 }
 
 async fn jobs(State(shared): State<Shared>) -> impl IntoResponse {
-    Json(read(&shared))
+    let s = read(&shared);
+    Json(serde_json::json!({
+        "jobs": s.jobs.values().collect::<Vec<_>>(),
+        "workers": s.workers,
+        "clients": s.clients,
+        "queued": s.queued,
+        "dropped_jobs": s.dropped_jobs,
+    }))
 }
 
 async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
@@ -81,8 +120,21 @@ async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
         "# TYPE quarry_tasks_queued gauge\nquarry_tasks_queued {}",
         s.queued
     );
+    let _ = writeln!(
+        out,
+        "# TYPE quarry_jobs_dropped_total counter\nquarry_jobs_dropped_total {}",
+        s.dropped_jobs
+    );
+    if let Some(bytes) = s.journal_bytes {
+        let _ = writeln!(
+            out,
+            "# TYPE quarry_journal_bytes gauge\nquarry_journal_bytes {bytes}\n\
+             # TYPE quarry_journal_compactions_total counter\nquarry_journal_compactions_total {}",
+            s.journal_compactions
+        );
+    }
     let _ = writeln!(out, "# TYPE quarry_job_tasks gauge");
-    for job in &s.jobs {
+    for job in s.jobs.values() {
         let c = &job.counts;
         for (state, n) in [
             ("queued", c.queued),
@@ -105,7 +157,7 @@ async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
 async fn page(State(shared): State<Shared>) -> Html<String> {
     let s = read(&shared);
     let mut rows = String::new();
-    for job in &s.jobs {
+    for job in s.jobs.values() {
         let c = &job.counts;
         let state = match job.state {
             JobState::Running => "running",
@@ -128,10 +180,10 @@ async fn page(State(shared): State<Shared>) -> Html<String> {
     Html(format!(
         "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=2>\
          <title>quarry</title></head><body><h1>quarry scheduler</h1>\
-         <p>{} workers, {} clients, {} tasks queued</p>\
+         <p>{} workers, {} clients, {} tasks queued, {} finished jobs dropped</p>\
          <table border=1 cellpadding=4><tr><th>job</th><th>name</th><th>state</th><th>done</th>\
          <th>running</th><th>failed</th><th>cache hits</th></tr>{rows}</table></body></html>",
-        s.workers, s.clients, s.queued
+        s.workers, s.clients, s.queued, s.dropped_jobs
     ))
 }
 

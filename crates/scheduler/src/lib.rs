@@ -1,11 +1,13 @@
 //! The scheduler server: the network shell around [`quarry_core::Core`].
 //!
 //! It owns the listening ROUTER socket (through `quarry-net`), the mapping
-//! between ZeroMQ peers and worker/client ids (`peers`), the handshake,
-//! role and limit checks on every message (`admission`), the clock that
-//! timestamps events, turning the core's commands into messages
-//! (`routing`), writing job manifests (`manifests`), and the HTTP dashboard
-//! (`/`, `/api/jobs`, `/metrics`).
+//! between ZeroMQ peers and worker ids and client sessions (`peers`), the
+//! handshake, role and limit checks on every message (`admission`), the
+//! clock that timestamps events, turning the core's commands into messages
+//! (`routing`), writing job manifests (`manifests`), feeding the journal
+//! and holding answers until what they promise is on disk (`journaling`,
+//! over `quarry-journal`), and the HTTP dashboard (`/`, `/api/jobs`,
+//! `/metrics`).
 //!
 //! It must not make scheduling decisions (placement, retries, states): those
 //! belong to `quarry-core`, which this crate feeds with events and whose
@@ -15,9 +17,11 @@
 
 mod admission;
 mod dashboard;
+mod journaling;
 mod manifests;
 mod peers;
 mod routing;
 mod server;
 
+pub use journaling::JournalConfig;
 pub use server::{start, SchedulerConfig, SchedulerError, SchedulerHandle};

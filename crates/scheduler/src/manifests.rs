@@ -17,10 +17,8 @@ const RESOLVE_RESULTS_UP_TO: u64 = 8 * 1024 * 1024;
 /// A manifest writer's report: the job, and whether its manifest was written.
 pub(crate) type Written = (JobId, Result<(), String>);
 
-/// Output prefixes of open jobs and the progress held for finishing ones.
+/// The progress held for finishing jobs, and the writers.
 pub(crate) struct Manifests {
-    /// Output prefixes of open jobs.
-    outputs: HashMap<JobId, String>,
     /// Final progress messages waiting for their job's manifest.
     held: HashMap<JobId, Vec<(ClientId, JobInfo)>>,
     /// Where manifest writers report back.
@@ -34,7 +32,6 @@ impl Manifests {
     pub(crate) fn new(store: StoreResolver) -> (Manifests, mpsc::UnboundedReceiver<Written>) {
         let (written, reports) = mpsc::unbounded_channel();
         let manifests = Manifests {
-            outputs: HashMap::new(),
             held: HashMap::new(),
             written,
             store,
@@ -42,15 +39,10 @@ impl Manifests {
         (manifests, reports)
     }
 
-    /// A job with an output prefix was opened.
-    pub(crate) fn job_opened(&mut self, job: JobId, output: String) {
-        self.outputs.insert(job, output);
-    }
-
     /// Starts writing the manifest of a job that finished, if it has an
     /// output prefix; its final progress is held from now on.
     pub(crate) fn job_finished(&mut self, info: &JobInfo, core: &Core) {
-        let Some(output) = self.outputs.remove(&info.id) else {
+        let Some(output) = core.job_spec(info.id).and_then(|spec| spec.output.clone()) else {
             return;
         };
         let rows = core

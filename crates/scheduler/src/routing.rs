@@ -2,6 +2,7 @@
 //! worker's or client's peer. Messages wait in the [`Outbox`] until the end
 //! of the loop's turn, then go to the I/O thread as one batch.
 
+use crate::journaling::{Journaling, Target};
 use crate::manifests::Manifests;
 use crate::peers::Peers;
 use quarry_core::{Command, Core};
@@ -47,62 +48,66 @@ impl Outbox {
     }
 }
 
-/// Turns the core's commands into messages (and manifest writes).
+/// Turns the core's commands into messages (and manifest writes, and
+/// journal records). With a journal, `Accepted` waits until what the
+/// request changed is on disk.
 pub(crate) fn carry_out(
-    commands: &[Command],
+    commands: &mut Vec<Command>,
     core: &Core,
     peers: &mut Peers,
     manifests: &mut Manifests,
     outbox: &Outbox,
+    mut journal: Option<&mut Journaling>,
 ) {
     // Manifests start first, so that the final progress of their jobs in
     // this same batch is held back until they are written.
-    for command in commands {
+    for command in commands.iter() {
         if let Command::JobFinished { info } = command {
             manifests.job_finished(info, core);
         }
     }
-    for command in commands {
+    for command in commands.drain(..) {
         match command {
             Command::SendJob { worker, spec } => {
-                outbox.to_worker(peers, *worker, &Message::Job(spec.clone()))
+                outbox.to_worker(peers, worker, &Message::Job(spec))
             }
-            Command::Run { worker, run } => {
-                outbox.to_worker(peers, *worker, &Message::Run(run.clone()))
-            }
+            Command::Run { worker, run } => outbox.to_worker(peers, worker, &Message::Run(run)),
             Command::CancelOnWorker { worker, task } => {
-                outbox.to_worker(peers, *worker, &Message::CancelTask { task: *task })
+                outbox.to_worker(peers, worker, &Message::CancelTask { task })
             }
             Command::TaskDone {
                 client,
                 task,
                 outcome,
-            } => outbox.to_client(
-                peers,
-                *client,
-                &Message::TaskDone {
-                    task: *task,
-                    outcome: outcome.clone(),
-                },
-            ),
+            } => outbox.to_client(peers, client, &Message::TaskDone { task, outcome }),
             Command::JobProgress { client, info } => {
-                if let Some((client, info)) = manifests.hold(*client, info.clone()) {
+                if let Some((client, info)) = manifests.hold(client, info) {
                     outbox.to_client(peers, client, &Message::JobProgress(info));
                 }
             }
             Command::JobFinished { info } => {
                 info!(job = %info.id, name = %info.name, state = ?info.state, "job finished")
             }
-            Command::Error { client, message } => outbox.to_client(
-                peers,
-                *client,
-                &Message::Error {
-                    message: message.clone(),
-                },
-            ),
+            Command::Accepted { client, request } => {
+                let accepted = Message::Accepted { request };
+                match journal.as_deref_mut() {
+                    Some(journal) => journal.send_when_durable(Target::Client(client), accepted),
+                    None => outbox.to_client(peers, client, &accepted),
+                }
+            }
+            Command::Refused {
+                client,
+                request,
+                reason,
+            } => outbox.to_client(peers, client, &Message::Refused { request, reason }),
+            Command::Record(change) => {
+                if let Some(journal) = journal.as_deref_mut() {
+                    journal.change(change);
+                }
+            }
             Command::DropWorker { worker } => {
                 warn!(worker = %worker, "worker lost (no heartbeat); its tasks were requeued");
-                peers.remove_worker(*worker);
+                peers.remove_worker(worker);
             }
         }
     }

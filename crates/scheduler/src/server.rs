@@ -1,25 +1,29 @@
 //! The scheduler loop: frames in, events to the core, its commands out.
 //! Who peers are lives in `peers`, what is let in in `admission`, how
-//! commands become messages in `routing`, manifests in `manifests`.
+//! commands become messages in `routing`, manifests in `manifests`, the
+//! journal in `journaling`.
 
 use crate::admission::{check_hello, check_submission, Refusal};
-use crate::dashboard::{self, Snapshot};
+use crate::dashboard::{self, JournalFigures, Snapshot};
+use crate::journaling::{Held, JournalConfig, Journaling, Target};
 use crate::manifests::{Manifests, Written};
 use crate::peers::{Peer, Peers};
 use crate::routing::{carry_out, Outbox};
 use quarry_core::{Command, Core, CoreConfig, Event, Millis};
+use quarry_journal::{JournalError, Record};
 use quarry_net::{bind, CurveServerKeys, Incoming, PeerId, Server, ServerOptions};
 use quarry_proto::{
-    ClientId, Envelope, JobId, Limits, Message, Role, WorkerId, WorkerInfo, PROTOCOL_VERSION,
+    ClientId, ClientSession, Envelope, JobId, JobState, Limits, Message, Role, WorkerId,
+    WorkerInfo, PROTOCOL_VERSION,
 };
 use quarry_store::StoreResolver;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// How a scheduler is set up.
 #[derive(Clone, Debug)]
@@ -30,16 +34,21 @@ pub struct SchedulerConfig {
     pub limits: Limits,
     /// CURVE keys; `None` runs without authentication.
     pub curve: Option<CurveServerKeys>,
-    /// Core tunables (heartbeat timeout, prefetch, locality wait).
+    /// Core tunables (heartbeat timeout, prefetch, locality wait,
+    /// retention).
     pub core: CoreConfig,
     /// How often peers must send heartbeats.
     pub heartbeat_interval: Duration,
     /// Where the HTTP dashboard listens, if anywhere.
     pub dashboard: Option<SocketAddr>,
+    /// The journal, if any: without one, a restarted scheduler starts
+    /// empty.
+    pub journal: Option<JournalConfig>,
 }
 
 impl SchedulerConfig {
-    /// A configuration for `listen` with defaults everywhere else.
+    /// A configuration for `listen` with defaults everywhere else (and no
+    /// journal).
     pub fn new(listen: impl Into<String>) -> SchedulerConfig {
         SchedulerConfig {
             listen: listen.into(),
@@ -48,11 +57,12 @@ impl SchedulerConfig {
             core: CoreConfig::default(),
             heartbeat_interval: Duration::from_secs(1),
             dashboard: None,
+            journal: None,
         }
     }
 }
 
-/// The scheduler could not start.
+/// The scheduler could not start, or stopped with an error.
 #[derive(Debug, Error)]
 pub enum SchedulerError {
     /// The control-plane socket could not be set up.
@@ -66,6 +76,11 @@ pub enum SchedulerError {
         /// The error.
         source: std::io::Error,
     },
+    /// The journal could not be read or written. A scheduler whose journal
+    /// fails stops: it could no longer promise that what it accepts
+    /// survives a crash.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 /// A running scheduler. Dropping it leaves the scheduler running; call
@@ -74,7 +89,7 @@ pub struct SchedulerHandle {
     endpoint: String,
     dashboard: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    task: JoinHandle<Result<(), SchedulerError>>,
 }
 
 impl SchedulerHandle {
@@ -88,22 +103,53 @@ impl SchedulerHandle {
         self.dashboard
     }
 
-    /// Stops the scheduler and waits for it.
-    pub async fn shutdown(mut self) {
+    /// Stops the scheduler and waits for it (and for its journal to be
+    /// synced).
+    pub async fn shutdown(mut self) -> Result<(), SchedulerError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.task).await;
+        (&mut self.task).await.unwrap_or(Ok(()))
     }
 
-    /// Waits until the scheduler stops (it runs until shut down).
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    /// Waits until the scheduler stops: when shut down, or when its journal
+    /// fails.
+    pub async fn wait(self) -> Result<(), SchedulerError> {
+        self.task.await.unwrap_or(Ok(()))
+    }
+
+    /// Resolves if the scheduler stops by itself (its journal failed),
+    /// with why; then the handle is spent (do not also shut it down).
+    pub async fn stopped(&mut self) -> Result<(), SchedulerError> {
+        (&mut self.task).await.unwrap_or(Ok(()))
     }
 }
 
-/// Binds the control plane (and dashboard) and starts the scheduler loop
-/// on the current tokio runtime.
+/// Milliseconds since the Unix epoch, counted on a monotonic clock from
+/// the start: times in a journal compare across restarts, and a clock
+/// step while running moves nothing.
+struct Clock {
+    epoch_ms_at_start: Millis,
+    started: Instant,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            epoch_ms_at_start: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as Millis),
+            started: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Millis {
+        self.epoch_ms_at_start + self.started.elapsed().as_millis() as Millis
+    }
+}
+
+/// Binds the control plane (and dashboard), replays the journal if there
+/// is one, and starts the scheduler loop on the current tokio runtime.
 pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, SchedulerError> {
     let (server, incoming) = bind(ServerOptions {
         listen: config.listen.clone(),
@@ -121,27 +167,36 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, Scheduler
         ),
         None => None,
     };
-    info!(
-        endpoint = %endpoint,
-        curve = config.curve.is_some(),
-        "scheduler listening"
-    );
-    let (stop_tx, stop_rx) = oneshot::channel();
+    let clock = Clock::start();
     let (manifests, written) = Manifests::new(StoreResolver::from_env());
-    let state = Shell {
-        core: Core::new(config.core.clone()),
+    let mut shell = Shell {
+        core: Core::new(CoreConfig {
+            record_changes: config.journal.is_some(),
+            ..config.core.clone()
+        }),
         server,
         limits: config.limits.clone(),
         heartbeat_interval: config.heartbeat_interval,
         client_timeout_ms: config.core.heartbeat_timeout_ms,
-        started: Instant::now(),
+        clock,
         peers: Peers::default(),
         manifests,
         commands: Vec::new(),
         outbox: Outbox::default(),
         snapshot,
+        journal: None,
     };
-    let task = tokio::spawn(state.run(incoming, written, stop_rx));
+    if let Some(journal) = &config.journal {
+        shell.restore(journal)?;
+    }
+    info!(
+        endpoint = %endpoint,
+        curve = config.curve.is_some(),
+        journal = ?config.journal.as_ref().map(|j| j.path.display().to_string()),
+        "scheduler listening"
+    );
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(shell.run(incoming, written, stop_rx));
     Ok(SchedulerHandle {
         endpoint,
         dashboard,
@@ -156,20 +211,65 @@ struct Shell {
     limits: Limits,
     heartbeat_interval: Duration,
     client_timeout_ms: u64,
-    started: Instant,
+    clock: Clock,
     peers: Peers,
     manifests: Manifests,
     commands: Vec<Command>,
     outbox: Outbox,
     snapshot: dashboard::Shared,
+    journal: Option<Journaling>,
 }
 
-/// How often the core gets a `Tick` (timeouts, locality waits, progress).
+/// How often the core gets a `Tick` (timeouts, locality waits, progress,
+/// retention).
 const TICK: Duration = Duration::from_millis(200);
 
 impl Shell {
     fn now(&self) -> Millis {
-        self.started.elapsed().as_millis() as Millis
+        self.clock.now()
+    }
+
+    /// Replays the journal: jobs and results come back, tasks that were
+    /// in flight are queued again, sessions wait for their clients, and
+    /// finished jobs whose manifest was not written get it written.
+    fn restore(&mut self, config: &JournalConfig) -> Result<(), SchedulerError> {
+        let started = Instant::now();
+        let (journaling, recovery) = Journaling::open(config, &mut self.core)?;
+        let now = self.now();
+        let unwritten: Vec<_> = self
+            .core
+            .jobs(now)
+            .into_iter()
+            .filter(|job| job.state != JobState::Running && !journaling.has_manifest(job.id))
+            .collect();
+        let restored = self.core.finish_replay(now, &mut self.commands);
+        for info in &unwritten {
+            self.manifests.job_finished(info, &self.core);
+        }
+        self.peers
+            .restore_sessions(recovery.sessions.into_values(), recovery.next_client, now);
+        if restored.skipped > 0 {
+            warn!(
+                journal = %config.path.display(),
+                "{} journal changes named jobs or tasks the replay did not have, or tasks it \
+                 could not read; they were skipped",
+                restored.skipped
+            );
+        }
+        info!(
+            journal = %config.path.display(),
+            records = recovery.read.records,
+            jobs = restored.jobs,
+            tasks = restored.tasks,
+            finished = restored.finished,
+            requeued = restored.requeued,
+            skipped = restored.skipped,
+            torn_bytes = recovery.read.torn_bytes,
+            seconds = started.elapsed().as_secs_f64(),
+            "journal replayed"
+        );
+        self.journal = Some(journaling);
+        Ok(())
     }
 
     async fn run(
@@ -177,10 +277,13 @@ impl Shell {
         mut incoming: mpsc::Receiver<Incoming>,
         mut written: mpsc::UnboundedReceiver<Written>,
         mut stop: oneshot::Receiver<()>,
-    ) {
+    ) -> Result<(), SchedulerError> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        // Whatever the replay emitted (finished jobs) goes out first.
+        self.flush(false);
+        let result = loop {
+            let mut ticked = false;
             tokio::select! {
                 frame = incoming.recv() => match frame {
                     Some(frame) => {
@@ -191,15 +294,30 @@ impl Shell {
                             self.on_frame(frame);
                         }
                     }
-                    None => break,
+                    None => break Ok(()),
                 },
-                _ = tick.tick() => self.on_tick(),
+                _ = tick.tick() => {
+                    self.on_tick();
+                    ticked = true;
+                }
                 Some((job, result)) = written.recv() => self.on_manifest_written(job, result),
-                _ = &mut stop => break,
+                _ = journal_progressed(&mut self.journal) => {
+                    if let Err(e) = self.on_journal_progress() {
+                        break Err(e);
+                    }
+                }
+                _ = &mut stop => break Ok(()),
             }
-            self.flush();
+            self.flush(ticked);
+        };
+        if let Err(e) = &result {
+            error!("the scheduler stops: {e}");
+        }
+        if let Some(journal) = self.journal.take() {
+            journal.close()?;
         }
         info!("scheduler stopped");
+        result
     }
 
     fn apply(&mut self, event: Event) {
@@ -209,14 +327,48 @@ impl Shell {
 
     fn on_tick(&mut self) {
         let now = self.now();
-        for peer in self.peers.silent_clients(now, self.client_timeout_ms) {
-            if let Some(Peer::Client { id, .. }) = self.peers.remove(&peer) {
-                info!(client = %id, "client silent for too long; treating it as gone");
-                self.apply(Event::ClientLeft { client: id });
-            }
+        for client in self.peers.take_silent_clients(now, self.client_timeout_ms) {
+            info!(client = %client, "client silent for too long; treating it as gone");
+            self.apply(Event::ClientLeft { client });
         }
         self.apply(Event::Tick);
-        Snapshot::refresh(&self.snapshot, &self.core, self.peers.client_count(), now);
+        let journal = self.journal.as_ref().map(|j| {
+            let stats = j.stats();
+            JournalFigures {
+                bytes: stats.bytes,
+                compactions: stats.compactions,
+            }
+        });
+        let dropped = Snapshot::refresh(
+            &self.snapshot,
+            &mut self.core,
+            self.peers.client_count(),
+            journal,
+            now,
+        );
+        if let Some(journal) = &mut self.journal {
+            for job in dropped {
+                journal.job_dropped(job);
+            }
+        }
+    }
+
+    fn on_journal_progress(&mut self) -> Result<(), SchedulerError> {
+        let Some(journal) = &mut self.journal else {
+            return Ok(());
+        };
+        let ready = journal.durable()?;
+        self.send_held(ready);
+        Ok(())
+    }
+
+    fn send_held(&mut self, held: Vec<Held>) {
+        for (target, message) in held {
+            match target {
+                Target::Peer(peer) => self.outbox.send(&peer, &message),
+                Target::Client(client) => self.outbox.to_client(&self.peers, client, &message),
+            }
+        }
     }
 
     fn on_frame(&mut self, frame: Incoming) {
@@ -224,7 +376,7 @@ impl Shell {
             Ok(envelope) => envelope,
             Err(e) => {
                 debug!("undecodable frame from a peer: {e}");
-                if self.peers.get_mut(&frame.peer).is_some() {
+                if self.peers.get(&frame.peer).is_some() {
                     self.outbox.send(
                         &frame.peer,
                         &Message::Error {
@@ -251,13 +403,12 @@ impl Shell {
         if let hello @ Message::Hello { .. } = message {
             return self.on_hello(peer, roles, origin, hello);
         }
-        let now = self.now();
-        let Some(known) = self.peers.get_mut(peer) else {
+        let Some(known) = self.peers.get(peer) else {
             self.outbox.send(
                 peer,
                 &Message::Rejected {
                     reason: "unknown peer: send Hello first (the scheduler may have restarted or \
-                             declared this worker lost)"
+                             declared this peer lost)"
                         .into(),
                     fatal: false,
                 },
@@ -266,8 +417,9 @@ impl Shell {
         };
         let role = match known {
             Peer::Worker { .. } => Role::Worker,
-            Peer::Client { last_seen, .. } => {
-                *last_seen = now;
+            Peer::Client { id } => {
+                let now = self.now();
+                self.peers.touch_client(id, now);
                 Role::Client
             }
         };
@@ -277,21 +429,24 @@ impl Shell {
                     message = message.kind(),
                     "refused a {:?} message from a {role:?} peer", required
                 );
-                self.outbox.send(
-                    peer,
-                    &Message::Error {
-                        message: format!(
-                            "{} is not allowed for a {role:?} connection",
-                            message.kind()
-                        ),
-                    },
+                let text = format!(
+                    "{} is not allowed for a {role:?} connection",
+                    message.kind()
                 );
+                let refusal = match message.request() {
+                    Some(request) => Message::Refused {
+                        request,
+                        reason: text,
+                    },
+                    None => Message::Error { message: text },
+                };
+                self.outbox.send(peer, &refusal);
                 return;
             }
         }
-        match (known.clone(), message) {
-            (Peer::Worker { id }, message) => self.on_worker_message(id, message),
-            (Peer::Client { id, .. }, message) => self.on_client_message(peer, id, message),
+        match known {
+            Peer::Worker { id } => self.on_worker_message(id, message),
+            Peer::Client { id } => self.on_client_message(peer, id, message),
         }
     }
 
@@ -303,13 +458,21 @@ impl Shell {
             slots,
             functions,
             inventory,
+            host,
+            resume,
         } = hello
         else {
             return;
         };
-        // A peer saying Hello again (reconnect) starts afresh, so its old
-        // registration does not count against the cap.
-        self.forget_peer(peer);
+        let resuming = resume
+            .filter(|session| role == Role::Client && self.peers.can_resume(session))
+            .map(|session| session.id);
+        // A peer saying Hello again as someone new starts afresh, so its
+        // old registration does not count against the cap; a client
+        // resuming its own session keeps it.
+        if self.peers.get(peer) != resuming.map(|id| Peer::Client { id }) {
+            self.forget_peer(peer);
+        }
         let open = self.peers.open_from(origin);
         if let Err(Refusal { reason, fatal }) =
             check_hello(&self.limits, version, role, &name, roles, origin, open)
@@ -317,20 +480,23 @@ impl Shell {
             self.outbox.send(peer, &Message::Rejected { reason, fatal });
             return;
         }
-        let welcome = |client, worker, limits: &Limits, heartbeat: Duration| Message::Welcome {
-            version: PROTOCOL_VERSION,
-            client,
-            worker,
-            limits: limits.clone(),
-            heartbeat_ms: heartbeat.as_millis() as u64,
-        };
+        let welcome =
+            |client, resumed, worker, limits: &Limits, heartbeat: Duration| Message::Welcome {
+                version: PROTOCOL_VERSION,
+                client,
+                resumed,
+                worker,
+                limits: limits.clone(),
+                heartbeat_ms: heartbeat.as_millis() as u64,
+            };
+        let now = self.now();
         match role {
             Role::Worker => {
                 let id = self.peers.add_worker(peer, origin);
                 info!(worker = %id, name = %name, slots, "worker joined");
                 self.outbox.send(
                     peer,
-                    &welcome(None, Some(id), &self.limits, self.heartbeat_interval),
+                    &welcome(None, false, Some(id), &self.limits, self.heartbeat_interval),
                 );
                 self.apply(Event::WorkerJoined {
                     worker: id,
@@ -338,23 +504,58 @@ impl Shell {
                     slots: slots.max(1),
                     functions,
                     inventory,
+                    host,
                 });
             }
             Role::Client => {
-                let id = self.peers.add_client(peer, origin, self.now());
-                debug!(client = %id, name = %name, "client connected");
-                self.outbox.send(
-                    peer,
-                    &welcome(Some(id), None, &self.limits, self.heartbeat_interval),
+                let (session, resumed) = match (resume, resuming) {
+                    (Some(session), Some(id)) => {
+                        self.peers.resume_client(peer, origin, id, now);
+                        info!(client = %id, name = %name, "client resumed its session");
+                        (session, true)
+                    }
+                    _ => {
+                        let session =
+                            self.peers
+                                .add_client(peer, origin, now, rand::random::<u64>());
+                        debug!(client = %session.id, name = %name, "client connected");
+                        (session, false)
+                    }
+                };
+                let message = welcome(
+                    Some(session),
+                    resumed,
+                    None,
+                    &self.limits,
+                    self.heartbeat_interval,
                 );
+                self.welcome_client(peer, session, resumed, message);
             }
+        }
+    }
+
+    /// Welcomes a client; a new session is journaled first, so that it can
+    /// be resumed after any crash that follows the Welcome.
+    fn welcome_client(
+        &mut self,
+        peer: &PeerId,
+        session: ClientSession,
+        resumed: bool,
+        welcome: Message,
+    ) {
+        match &mut self.journal {
+            Some(journal) if !resumed => {
+                journal.record(Record::Session(session));
+                journal.send_when_durable(Target::Peer(peer.clone()), welcome);
+            }
+            _ => self.outbox.send(peer, &welcome),
         }
     }
 
     fn forget_peer(&mut self, peer: &PeerId) {
         match self.peers.remove(peer) {
             Some(Peer::Worker { id }) => self.apply(Event::WorkerLeft { worker: id }),
-            Some(Peer::Client { id, .. }) => self.apply(Event::ClientLeft { client: id }),
+            Some(Peer::Client { id }) => self.apply(Event::ClientLeft { client: id }),
             None => {}
         }
     }
@@ -382,39 +583,69 @@ impl Shell {
     }
 
     fn on_client_message(&mut self, peer: &PeerId, client: ClientId, message: Message) {
-        let refuse = |shell: &Self, text: String| {
-            shell.outbox.send(peer, &Message::Error { message: text });
-        };
         let event = match message {
-            Message::Heartbeat => return,
-            Message::OpenJob(spec) => {
-                if spec.id.client() != client {
-                    return refuse(
-                        self,
-                        format!("job id {} is outside this client's range", spec.id),
-                    );
+            Message::Heartbeat => return self.outbox.send(peer, &Message::Heartbeat),
+            Message::OpenJob { request, spec } => Event::JobOpened {
+                client,
+                request,
+                spec,
+            },
+            Message::Submit {
+                request,
+                job,
+                tasks,
+            } => {
+                if let Err(reason) = check_submission(&self.limits, &tasks) {
+                    return self
+                        .outbox
+                        .send(peer, &Message::Refused { request, reason });
                 }
-                if let Some(output) = &spec.output {
-                    self.manifests.job_opened(spec.id, output.clone());
+                Event::TasksSubmitted {
+                    client,
+                    request,
+                    job,
+                    tasks,
                 }
-                Event::JobOpened { client, spec }
             }
-            Message::Submit { job, tasks } => {
-                if let Err(text) = check_submission(&self.limits, client, &tasks) {
-                    return refuse(self, text);
-                }
-                Event::TasksSubmitted { client, job, tasks }
-            }
-            Message::SealJob { job } => Event::JobSealed { job },
-            Message::Cancel { tasks } => Event::CancelTasks { tasks },
-            Message::CancelJob { job } => Event::CancelJob { job },
+            Message::SealJob { request, job } => Event::JobSealed {
+                client,
+                request,
+                job,
+            },
+            Message::Cancel { request, tasks } => Event::CancelTasks {
+                client,
+                request,
+                tasks,
+            },
+            Message::CancelJob { request, job } => Event::CancelJob {
+                client,
+                request,
+                job,
+            },
             Message::Release { tasks } => Event::Release { tasks },
-            Message::Watch { job } => Event::Watch { client, job },
-            Message::ListJobs => {
+            Message::Watch { request, job } => Event::Watch {
+                client,
+                request,
+                job,
+            },
+            Message::Resume { request, tasks } => Event::Resume {
+                client,
+                request,
+                tasks,
+            },
+            Message::ListJobs { request } => {
                 let jobs = self.core.jobs(self.now());
-                return self.outbox.send(peer, &Message::Jobs(jobs));
+                let dropped = self.core.dropped_jobs();
+                return self.outbox.send(
+                    peer,
+                    &Message::Jobs {
+                        request,
+                        jobs,
+                        dropped,
+                    },
+                );
             }
-            Message::ListWorkers => {
+            Message::ListWorkers { request } => {
                 let mut workers: Vec<WorkerInfo> = self
                     .peers
                     .worker_ids()
@@ -424,16 +655,32 @@ impl Shell {
                     })
                     .collect();
                 workers.sort_by_key(|w| w.id);
-                return self.outbox.send(peer, &Message::Workers(workers));
+                return self
+                    .outbox
+                    .send(peer, &Message::Workers { request, workers });
             }
-            Message::GetResults { job, after, limit } => {
+            Message::GetResults {
+                request,
+                job,
+                after,
+                limit,
+            } => {
                 let page = self
                     .core
                     .results(job, after, limit.clamp(1, 10_000) as usize);
                 let reply = match page {
-                    Some((rows, more)) => Message::Results { job, rows, more },
-                    None => Message::RequestFailed {
-                        message: format!("no job {job} on this scheduler"),
+                    Some((rows, more)) => Message::Results {
+                        request,
+                        job,
+                        rows,
+                        more,
+                    },
+                    None => Message::Refused {
+                        request,
+                        reason: format!(
+                            "no job {job} on this scheduler (a finished job is dropped after \
+                             its retention, --job-retention; its manifest stays in the store)"
+                        ),
                     },
                 };
                 return self.outbox.send(peer, &reply);
@@ -448,15 +695,22 @@ impl Shell {
 
     /// A manifest was written (or failed): release the held progress.
     fn on_manifest_written(&mut self, job: JobId, result: Result<(), String>) {
-        if let Err(message) = &result {
-            warn!(job = %job, "{message}");
-            self.outbox.to_client(
-                &self.peers,
-                job.client(),
-                &Message::Error {
-                    message: message.clone(),
-                },
-            );
+        match &result {
+            Ok(()) => {
+                if let Some(journal) = &mut self.journal {
+                    journal.manifest_written(job);
+                }
+            }
+            Err(message) => {
+                warn!(job = %job, "{message}");
+                self.outbox.to_client(
+                    &self.peers,
+                    job.client(),
+                    &Message::Error {
+                        message: message.clone(),
+                    },
+                );
+            }
         }
         for (client, info) in self.manifests.release(job) {
             self.outbox
@@ -464,19 +718,34 @@ impl Shell {
         }
     }
 
-    /// Carries out the core's commands and sends everything queued.
-    fn flush(&mut self) {
-        let commands = std::mem::take(&mut self.commands);
+    /// Carries out the core's commands, hands this turn's records to the
+    /// journal, and sends everything queued. After a tick, compacts the
+    /// journal if that is due.
+    fn flush(&mut self, ticked: bool) {
         carry_out(
-            &commands,
+            &mut self.commands,
             &self.core,
             &mut self.peers,
             &mut self.manifests,
             &self.outbox,
+            self.journal.as_mut(),
         );
-        // Reuse the allocation.
-        self.commands = commands;
-        self.commands.clear();
+        if let Some(journal) = &mut self.journal {
+            let ready = journal.end_turn();
+            if ticked {
+                journal.compact_if_due(&self.core, &self.peers);
+            }
+            self.send_held(ready);
+        }
         self.server.send_batch(self.outbox.take());
+    }
+}
+
+/// Resolves when the journal writer publishes progress; never without a
+/// journal.
+async fn journal_progressed(journal: &mut Option<Journaling>) {
+    match journal {
+        Some(journal) => journal.progressed().await,
+        None => std::future::pending().await,
     }
 }

@@ -16,12 +16,33 @@ pub enum StoreError {
     },
 
     /// The URL scheme names a store quarry does not support (yet).
-    #[error("{scheme}:// is not supported yet (in {url:?}); use s3://, file:// or a local path")]
+    #[error(
+        "{scheme}:// is not supported (in {url:?}); use s3://, hdfs://, file:// or a local path"
+    )]
     UnsupportedScheme {
         /// The scheme, without `://`.
         scheme: String,
         /// The URL as given.
         url: String,
+    },
+
+    /// The Hadoop configuration asks for Kerberos, which quarry's HDFS
+    /// client does not speak.
+    #[error(
+        "{url}: the Hadoop configuration asks for Kerberos (hadoop.security.authentication = \
+         kerberos), which quarry does not support; use a cluster with simple authentication \
+         (the user comes from HADOOP_USER_NAME)"
+    )]
+    KerberosUnsupported {
+        /// The URL whose store was refused.
+        url: String,
+    },
+
+    /// The Hadoop configuration files (`$HADOOP_CONF_DIR`) cannot be read.
+    #[error("Hadoop configuration: {reason}")]
+    HadoopConfig {
+        /// What is wrong, naming the file.
+        reason: String,
     },
 
     /// The store for a URL could not be configured (for example a malformed

@@ -4,8 +4,11 @@
 //!
 //! - [`StoreResolver`]: `s3://bucket/key` (configured from the `AWS_*`
 //!   environment variables, overridable by a [`StoreConfig`]), `file:///abs`
-//!   and plain local paths, and `memory://name` ([`memory_store`], for unit
-//!   tests). `hdfs://` is recognised and refused until a backend exists.
+//!   and plain local paths, `hdfs://namenode:port/path`,
+//!   `hdfs://nameservice/path` and `hdfs:///path` (Hadoop's configuration
+//!   from `HADOOP_CONF_DIR`; no JVM), and `memory://name` ([`memory_store`],
+//!   for unit tests). HDFS block locations become per-task host
+//!   preferences ([`StoreResolver::replica_hosts`]).
 //! - Layers that wrap any `object_store::ObjectStore`: [`RetryStore`],
 //!   [`CountingStore`] and [`FaultStore`].
 //! - Listing a prefix or glob into pinned [`DataRef`]s as a stream
@@ -27,6 +30,7 @@
 mod chunk;
 mod config;
 mod error;
+mod hdfs;
 mod layers;
 mod list;
 mod put;

@@ -1,4 +1,5 @@
 use crate::error::{Result, StoreError};
+use crate::hdfs::{record_locations, BlockLocator, SharedLocations};
 use crate::resolve::{SplitUrl, StoreLocation, StoreResolver};
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
@@ -31,6 +32,9 @@ struct Listing {
     /// prefix listings do not return on every store; it is looked up when
     /// the listing comes back empty.
     single_object_fallback: bool,
+    /// For HDFS: who tells the listed files' block locations, and where
+    /// they are kept.
+    block_locations: Option<(Arc<BlockLocator>, SharedLocations)>,
 }
 
 impl Listing {
@@ -66,6 +70,7 @@ impl Listing {
             location: resolver.location(&split, path, url)?,
             glob,
             single_object_fallback,
+            block_locations: resolver.block_locator(&split),
         })
     }
 
@@ -74,6 +79,7 @@ impl Listing {
             location,
             glob,
             single_object_fallback,
+            block_locations,
         } = self;
         let location = Arc::new(location);
         let prefix = location.path.clone();
@@ -113,7 +119,11 @@ impl Listing {
         })
         .filter_map(futures::future::ready);
 
-        listed.chain(single_object).boxed()
+        let refs = listed.chain(single_object).boxed();
+        match block_locations {
+            Some((locator, table)) => record_locations(refs, locator, table),
+            None => refs,
+        }
     }
 }
 

@@ -38,9 +38,12 @@ impl PinnedRead {
     }
 }
 
-fn describe(pin: &Pin) -> String {
+pub(crate) fn describe(pin: &Pin) -> String {
     match pin {
-        Pin::ETag(etag) => format!("ETag {etag}"),
+        Pin::ETag(etag) => match crate::hdfs::describe_pin(etag) {
+            Some(hdfs) => hdfs,
+            None => format!("ETag {etag}"),
+        },
         Pin::Version(version) => format!("version {version}"),
         Pin::Unpinned => "nothing".to_string(),
     }
@@ -132,6 +135,10 @@ impl StoreResolver {
             .into_stream()
             .map_err(move |source| StoreError::from_store(&body_url, source))
             .boxed();
+        let body = match location.root.starts_with("hdfs://") {
+            true => crate::hdfs::recheck_pin_at_end(body, location, url, &data_ref.pin),
+            false => body,
+        };
         Ok(PinnedRead { meta, range, body })
     }
 }

@@ -1,9 +1,11 @@
 use crate::config::StoreConfig;
 use crate::error::{Result, StoreError};
+use crate::hdfs::{BlockLocator, SharedLocations};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::ObjectStore;
+use quarry_proto::DataRef;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -51,9 +53,20 @@ impl StoreLocation {
 /// Which backend a URL names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Backend {
-    S3 { bucket: String },
+    S3 {
+        bucket: String,
+    },
+    /// `authority` is `namenode:port`, a name service, or empty for
+    /// `hdfs:///path`: the cluster of `fs.defaultFS`, looked up when the
+    /// store is built. URLs listed under `hdfs:///` keep that form, as
+    /// Hadoop's own tools do, so that keys relative to the prefix hold.
+    Hdfs {
+        authority: String,
+    },
     File,
-    Memory { name: String },
+    Memory {
+        name: String,
+    },
 }
 
 /// A URL split into its store and a raw key, before the key becomes a
@@ -61,14 +74,17 @@ enum Backend {
 #[derive(Clone, Debug)]
 pub(crate) struct SplitUrl {
     backend: Backend,
-    /// For `s3` and `memory`, the key inside the bucket (no leading slash);
+    /// For `s3`, `hdfs` and `memory`, the key inside the bucket or file
+    /// system (no leading slash);
     /// for files, the absolute, normalized filesystem path.
     pub(crate) key: String,
 }
 
 impl SplitUrl {
-    /// Parses `url`: `s3://bucket/key`, `file:///abs/path`, `memory://name/key`
-    /// or a plain local path (made absolute against the current directory).
+    /// Parses `url`: `s3://bucket/key`, `hdfs://namenode:port/path`,
+    /// `hdfs://nameservice/path`, `hdfs:///path` (the cluster of
+    /// `fs.defaultFS`), `file:///abs/path`, `memory://name/key` or a plain
+    /// local path (made absolute against the current directory).
     pub(crate) fn parse(url: &str) -> Result<SplitUrl> {
         let invalid = |reason: &str| StoreError::InvalidUrl {
             url: url.to_string(),
@@ -121,12 +137,15 @@ impl SplitUrl {
                         .map_err(|e| invalid(&e))?,
                 })
             }
-            // The slot for an HDFS backend: resolve the name node here once a
-            // client exists, like the s3 arm above.
-            "hdfs" => Err(StoreError::UnsupportedScheme {
-                scheme: "hdfs".to_string(),
-                url: url.to_string(),
-            }),
+            "hdfs" => {
+                let (authority, key) = rest.split_once('/').unwrap_or((rest, ""));
+                Ok(SplitUrl {
+                    backend: Backend::Hdfs {
+                        authority: authority.to_string(),
+                    },
+                    key: key.to_string(),
+                })
+            }
             other => Err(StoreError::UnsupportedScheme {
                 scheme: other.to_string(),
                 url: url.to_string(),
@@ -138,6 +157,7 @@ impl SplitUrl {
     pub(crate) fn root(&self) -> String {
         match &self.backend {
             Backend::S3 { bucket } => format!("s3://{bucket}"),
+            Backend::Hdfs { authority } => format!("hdfs://{authority}"),
             Backend::File => "file://".to_string(),
             Backend::Memory { name } => format!("memory://{name}"),
         }
@@ -148,7 +168,7 @@ impl SplitUrl {
     pub(crate) fn path_of(&self, key: &str, url: &str) -> Result<Path> {
         let result = match self.backend {
             Backend::File => Path::from_absolute_path(key),
-            Backend::S3 { .. } | Backend::Memory { .. } => Path::parse(key),
+            Backend::S3 { .. } | Backend::Hdfs { .. } | Backend::Memory { .. } => Path::parse(key),
         };
         result.map_err(|e| StoreError::InvalidUrl {
             url: url.to_string(),
@@ -160,6 +180,14 @@ impl SplitUrl {
     /// slash).
     pub(crate) fn is_file(&self) -> bool {
         self.backend == Backend::File
+    }
+
+    /// The HDFS cluster this URL names, if it is an `hdfs://` URL.
+    pub(crate) fn hdfs_authority(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Hdfs { authority } => Some(authority),
+            _ => None,
+        }
     }
 }
 
@@ -205,6 +233,10 @@ struct ResolverInner {
     layer: Option<StoreLayer>,
     /// Built stores by root URL, so that connection pools are reused.
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// HDFS block locators by root URL (`None`: locality unavailable).
+    block_locators: Mutex<HashMap<String, Option<Arc<BlockLocator>>>>,
+    /// Block locations of recently listed HDFS files.
+    block_locations: SharedLocations,
 }
 
 /// Turns URLs into stores: `s3://bucket/key` (configured by a
@@ -238,6 +270,8 @@ impl StoreResolver {
                 config,
                 layer: None,
                 stores: Mutex::new(HashMap::new()),
+                block_locators: Mutex::default(),
+                block_locations: SharedLocations::default(),
             }),
         }
     }
@@ -264,6 +298,8 @@ impl StoreResolver {
                 config: self.inner.config.clone(),
                 layer: Some(Arc::new(layer)),
                 stores: Mutex::new(stores),
+                block_locators: Mutex::default(),
+                block_locations: Arc::clone(&self.inner.block_locations),
             }),
         }
     }
@@ -281,6 +317,43 @@ impl StoreResolver {
             .stores
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The hosts holding most of the bytes a task's `inputs` read, most
+    /// first: for `hdfs://` files listed by this resolver (or a clone)
+    /// recently, the DataNodes with replicas of their blocks in the
+    /// references' ranges. Empty for other stores, or when the locations
+    /// are not known. It is what [`quarry_proto::TaskSpec::replica_hosts`]
+    /// holds.
+    pub fn replica_hosts(&self, inputs: &[DataRef]) -> Vec<String> {
+        if !inputs.iter().any(|input| input.url.starts_with("hdfs://")) {
+            return Vec::new();
+        }
+        self.inner
+            .block_locations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .hosts(inputs)
+    }
+
+    /// The block locator for an `hdfs://` URL's cluster and the table it
+    /// fills, for listings; `None` for other stores or when locations are
+    /// unavailable.
+    pub(crate) fn block_locator(
+        &self,
+        split: &SplitUrl,
+    ) -> Option<(Arc<BlockLocator>, SharedLocations)> {
+        let authority = split.hdfs_authority()?;
+        let mut locators = self
+            .inner
+            .block_locators
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let locator = locators
+            .entry(split.root())
+            .or_insert_with(|| BlockLocator::new(authority).map(Arc::new))
+            .clone()?;
+        Some((locator, Arc::clone(&self.inner.block_locations)))
     }
 
     /// Resolves an object URL (or listing prefix) to its store and path.
@@ -317,6 +390,7 @@ impl StoreResolver {
                         source,
                     })?,
             ),
+            Backend::Hdfs { .. } => crate::hdfs::build_store(root, url)?,
             Backend::File => Arc::new(LocalFileSystem::new()),
             Backend::Memory { name } => memory_store(name),
         };
@@ -412,26 +486,45 @@ mod tests {
     }
 
     #[test]
-    fn hdfs_and_unknown_schemes_are_refused_clearly() {
+    fn hdfs_urls_split_into_cluster_and_path() {
         let resolver = StoreResolver::new(StoreConfig::default());
-        let err = resolver.resolve("hdfs://namenode:8020/data").unwrap_err();
-        assert!(
-            matches!(err, StoreError::UnsupportedScheme { ref scheme, .. } if scheme == "hdfs")
-        );
-        assert!(
-            err.to_string().contains("hdfs:// is not supported yet"),
-            "{err}"
-        );
-        assert!(matches!(
-            resolver.resolve("gs://bucket/x"),
-            Err(StoreError::UnsupportedScheme { .. })
-        ));
+        // Building the client does not connect; nothing listens here.
+        let location = resolver.resolve("hdfs://namenode:8020/data/a.txt").unwrap();
+        assert_eq!(location.root, "hdfs://namenode:8020");
+        assert_eq!(location.path.as_ref(), "data/a.txt");
+        assert_eq!(location.url(), "hdfs://namenode:8020/data/a.txt");
+        // A name service needs its NameNodes in hdfs-site.xml.
+        let err = resolver.resolve("hdfs://ns1/logs/").unwrap_err();
+        assert!(matches!(err, StoreError::Config { .. }), "{err}");
+        assert!(err.to_string().contains("hdfs://ns1/logs/"), "{err}");
+        let again = resolver.resolve("hdfs://namenode:8020/other").unwrap();
+        assert!(Arc::ptr_eq(&location.store, &again.store));
+        assert!(resolver
+            .replica_hosts(&[quarry_proto::DataRef {
+                url: location.url(),
+                pin: quarry_proto::Pin::ETag("1-1".into()),
+                size: 1,
+                range: None,
+            }])
+            .is_empty());
+    }
+
+    #[test]
+    fn unknown_schemes_and_bad_urls_are_refused_clearly() {
+        let resolver = StoreResolver::new(StoreConfig::default());
+        let err = resolver.resolve("gs://bucket/x").unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedScheme { ref scheme, .. } if scheme == "gs"));
+        assert!(err.to_string().contains("gs:// is not supported"), "{err}");
         assert!(matches!(
             resolver.resolve("s3:///key"),
             Err(StoreError::InvalidUrl { .. })
         ));
         assert!(matches!(
             resolver.resolve("s3://bucket/a//b"),
+            Err(StoreError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            resolver.resolve("hdfs://nn:1/a//b"),
             Err(StoreError::InvalidUrl { .. })
         ));
     }

@@ -24,4 +24,6 @@ mod slots;
 
 pub use builtins::inc;
 pub use registry::{Registry, Shard, TaskContext};
-pub use runtime::{run_worker, WorkerError, WorkerOptions, DEFAULT_PREFETCH_BYTES};
+pub use runtime::{
+    machine_host_name, run_worker, WorkerError, WorkerOptions, DEFAULT_PREFETCH_BYTES,
+};

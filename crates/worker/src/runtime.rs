@@ -25,6 +25,9 @@ pub struct WorkerOptions {
     /// The name the scheduler and dashboards show; it also seeds
     /// rendezvous placement, so keep it stable across restarts.
     pub name: String,
+    /// The machine's host name, sent to the scheduler so that tasks whose
+    /// data lies on this host (HDFS replicas) are placed here first.
+    pub host: String,
     /// Task slots (concurrent attempts).
     pub nthreads: u32,
     /// Shard cache directory.
@@ -46,14 +49,16 @@ pub struct WorkerOptions {
 }
 
 impl WorkerOptions {
-    /// Options for a worker of `scheduler` with defaults: one slot per CPU,
-    /// cache and scratch under the system temp directory, 10 GiB cache.
+    /// Options for a worker of `scheduler` with defaults: this machine's
+    /// host name, one slot per CPU, cache and scratch under the system temp
+    /// directory, 10 GiB cache.
     pub fn new(scheduler: impl Into<String>, name: impl Into<String>) -> WorkerOptions {
         let name = name.into();
         let base = std::env::temp_dir().join("quarry").join(sanitize(&name));
         WorkerOptions {
             connect: ConnectOptions::insecure(scheduler),
             name,
+            host: machine_host_name().unwrap_or_default(),
             nthreads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             cache_dir: base.join("cache"),
             cache_size: 10 << 30,
@@ -64,6 +69,14 @@ impl WorkerOptions {
             scratch_dir: base.join("scratch"),
         }
     }
+}
+
+/// The kernel's host name, if it has one.
+pub fn machine_host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
 }
 
 fn sanitize(name: &str) -> String {
@@ -99,8 +112,10 @@ pub enum WorkerError {
     Slots(String),
 }
 
-/// How long to wait for a Welcome before saying Hello again.
-const HELLO_RETRY: Duration = Duration::from_secs(2);
+/// How long to wait for a Welcome before saying Hello again, at first;
+/// doubled after each unanswered Hello, up to [`MAX_HELLO_RETRY`].
+const FIRST_HELLO_RETRY: Duration = Duration::from_millis(250);
+const MAX_HELLO_RETRY: Duration = Duration::from_secs(5);
 /// How often the worker ticks: cache inventory batches, heartbeats, and
 /// announcing tasks that have been running for a while.
 const TICK: Duration = Duration::from_millis(100);
@@ -139,6 +154,7 @@ pub async fn run_worker(
         nthreads,
         registered: false,
         last_hello: None,
+        hello_retry: FIRST_HELLO_RETRY,
         heartbeat: Duration::from_secs(1),
         last_heartbeat: Instant::now(),
         outbox: Vec::new(),
@@ -183,6 +199,8 @@ struct Worker {
     nthreads: u32,
     registered: bool,
     last_hello: Option<Instant>,
+    /// How long to wait for the Welcome to the last Hello.
+    hello_retry: Duration,
     heartbeat: Duration,
     last_heartbeat: Instant,
     outbox: Vec<Vec<u8>>,
@@ -226,6 +244,8 @@ impl Worker {
                 .chain([crate::command::COMMAND_FUNCTION.to_owned()])
                 .collect(),
             inventory: self.inputs.inventory(),
+            host: self.options.host.clone(),
+            resume: None,
         });
     }
 
@@ -249,7 +269,17 @@ impl Worker {
             ConnectionEvent::Disconnected => {
                 warn!("lost the connection to the scheduler; reconnecting")
             }
-            ConnectionEvent::Connected => debug!("connected to the scheduler"),
+            ConnectionEvent::Connected => {
+                debug!("connected to the scheduler");
+                if self.registered {
+                    // A new connection (the scheduler restarted?): the next
+                    // message learns whether it still knows this worker.
+                    self.send(&Message::Heartbeat);
+                } else {
+                    self.hello_retry = FIRST_HELLO_RETRY;
+                    self.hello();
+                }
+            }
         }
         Ok(())
     }
@@ -266,6 +296,7 @@ impl Worker {
                     info!(worker = ?worker, name = %self.options.name, "registered with the scheduler");
                 }
                 self.registered = true;
+                self.hello_retry = FIRST_HELLO_RETRY;
                 self.limits = limits;
                 self.heartbeat = Duration::from_millis(heartbeat_ms.max(50));
             }
@@ -274,10 +305,15 @@ impl Worker {
                     return Err(WorkerError::Refused(reason));
                 }
                 // The scheduler forgot us (restart, or declared us lost):
-                // what it had assigned is requeued there, so start afresh.
-                warn!("{reason}; registering again");
-                self.reset();
-                self.hello();
+                // what it had assigned is requeued there, so start afresh,
+                // once. The messages sent before the new Hello are refused
+                // too; those refusals change nothing.
+                if self.registered {
+                    warn!("{reason}; registering again");
+                    self.reset();
+                    self.hello_retry = FIRST_HELLO_RETRY;
+                    self.hello();
+                }
             }
             Message::Job(spec) => {
                 self.jobs.insert(spec.id, spec);
@@ -296,7 +332,13 @@ impl Worker {
 
     fn on_tick(&mut self) {
         if !self.registered {
-            if self.last_hello.is_none_or(|t| t.elapsed() >= HELLO_RETRY) {
+            if self
+                .last_hello
+                .is_none_or(|t| t.elapsed() >= self.hello_retry)
+            {
+                if self.last_hello.is_some() {
+                    self.hello_retry = (self.hello_retry * 2).min(MAX_HELLO_RETRY);
+                }
                 self.hello();
             }
             return;

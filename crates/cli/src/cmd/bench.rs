@@ -22,6 +22,9 @@ pub enum Bench {
     /// Run command tasks (`true`) over a scheduler and worker processes:
     /// throughput, comparable with HyperQueue's and `xargs -P`.
     Command(super::bench_command::CommandArgs),
+    /// Time a scheduler's restart from a journal of many finished tasks:
+    /// from its start to its first answer.
+    Restart(super::bench_restart::RestartArgs),
 }
 
 /// Options of `quarry bench noop`.
@@ -43,6 +46,10 @@ pub struct NoopArgs {
     /// queued them all, and report its memory.
     #[arg(long)]
     queue_only: bool,
+    /// Also run the same measurement with the scheduler journaling to this
+    /// file (removed first), and report both and their ratio.
+    #[arg(long)]
+    journal: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -53,6 +60,7 @@ pub async fn run(bench: Bench) -> Result<ExitCode> {
         Bench::Noop(args) => noop(args).await,
         Bench::Command(args) => super::bench_command::command(args).await,
         Bench::Prefix(args) => super::bench_prefix::prefix(args).await,
+        Bench::Restart(args) => super::bench_restart::restart(args).await,
     }
 }
 
@@ -124,25 +132,30 @@ pub(super) struct BenchCluster {
 }
 
 impl BenchCluster {
-    /// Starts the scheduler and `workers` worker processes named
-    /// `LABEL-N` (each also given `worker_args`), connects a client and
-    /// waits until every worker registered.
+    /// Starts the scheduler (given `scheduler_args` too) and `workers`
+    /// worker processes named `LABEL-N` (each also given `worker_args`,
+    /// and the host names of `hosts` in turn, if any), connects a client
+    /// and waits until every worker registered.
     pub(super) async fn start(
         label: &str,
         workers: u32,
         nthreads: u32,
+        scheduler_args: &[String],
         worker_args: &[String],
+        hosts: &[String],
     ) -> Result<(BenchCluster, Client)> {
         let address = format!("tcp://127.0.0.1:{}", free_port()?);
         let scratch = std::env::temp_dir().join(format!("quarry-{label}-{}", std::process::id()));
         let mut processes = Processes(Vec::new());
-        processes.0.push(quarry(&[
+        let mut args = vec![
             "scheduler".into(),
             "--listen".into(),
             address.clone(),
             "--dashboard".into(),
             "none".into(),
-        ])?);
+        ];
+        args.extend_from_slice(scheduler_args);
+        processes.0.push(quarry(&args)?);
         let scheduler_pid = processes.0[0].id().context("scheduler exited at once")?;
         for i in 0..workers {
             let mut args = vec![
@@ -154,6 +167,9 @@ impl BenchCluster {
                 scratch.join(format!("w{i}")).display().to_string(),
             ];
             args.extend_from_slice(worker_args);
+            if !hosts.is_empty() {
+                args.push(format!("--host={}", hosts[i as usize % hosts.len()]));
+            }
             processes.0.push(quarry(&args)?);
         }
         let cluster = BenchCluster {
@@ -179,8 +195,50 @@ impl Drop for BenchCluster {
 }
 
 async fn noop(args: NoopArgs) -> Result<ExitCode> {
+    let Some(journal) = args.journal.clone() else {
+        let report = noop_pass(&args, &[]).await?;
+        return print_report(&report, args.json);
+    };
+    // The baseline first, then the journaled run, in the same process and
+    // on the same machine state.
+    let without = noop_pass(&args, &[]).await?;
+    remove_journal(&journal)?;
+    let journal_args = ["--journal".to_string(), journal.display().to_string()];
+    let with = noop_pass(&args, &journal_args).await?;
+    let journal_bytes = std::fs::metadata(&journal).map(|m| m.len()).ok();
+    remove_journal(&journal)?;
+    let rate = |report: &serde_json::Value| report["tasks_per_sec"].as_f64();
+    let ratio = rate(&with).zip(rate(&without)).map(|(w, o)| w / o);
+    let report = json!({
+        "bench": "noop-journal",
+        "without_journal": without,
+        "with_journal": with,
+        "journal_bytes": journal_bytes,
+        "throughput_ratio": ratio,
+    });
+    print_report(&report, args.json)
+}
+
+/// Removes a journal file and its lock, if they are there.
+pub(super) fn remove_journal(journal: &std::path::Path) -> Result<()> {
+    let mut lock = journal.as_os_str().to_owned();
+    lock.push(".lock");
+    for path in [journal.to_path_buf(), PathBuf::from(lock)] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// One measurement of `bench noop`, on a fresh cluster whose scheduler is
+/// given `scheduler_args`.
+async fn noop_pass(args: &NoopArgs, scheduler_args: &[String]) -> Result<serde_json::Value> {
     let workers = if args.queue_only { 0 } else { args.workers };
-    let (cluster, client) = BenchCluster::start("bench", workers, args.nthreads, &[]).await?;
+    let (cluster, client) =
+        BenchCluster::start("bench", workers, args.nthreads, scheduler_args, &[], &[]).await?;
     let scheduler_pid = cluster.scheduler_pid;
 
     let report = if args.queue_only {
@@ -236,7 +294,7 @@ async fn noop(args: NoopArgs) -> Result<ExitCode> {
     };
     drop(client);
     drop(cluster);
-    print_report(&report, args.json)
+    Ok(report)
 }
 
 /// Prints a benchmark's report: one JSON line, or indented for people.

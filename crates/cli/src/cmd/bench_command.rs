@@ -55,7 +55,7 @@ async fn run_job(
         })
         .collect();
     let futures = job.submit::<()>(specs)?;
-    job.seal()?;
+    job.seal()?.await?;
     let mut failed = 0;
     let mut first_error = None;
     for future in futures {
@@ -76,7 +76,7 @@ async fn run_job(
 
 pub async fn command(args: CommandArgs) -> Result<ExitCode> {
     let (cluster, client) =
-        BenchCluster::start("bench-command", args.workers, args.nthreads, &[]).await?;
+        BenchCluster::start("bench-command", args.workers, args.nthreads, &[], &[], &[]).await?;
 
     let template = CommandTemplate {
         argv: vec![args.program.clone()],

@@ -32,6 +32,8 @@ const WORDS_PER_LINE: usize = 12;
 /// they send cache deltas every 200 ms, and a pass that starts before the
 /// scheduler heard of them is placed on stale knowledge.
 const SETTLE: Duration = Duration::from_secs(1);
+/// How long the `--floor` command may run.
+const FLOOR_LIMIT: Duration = Duration::from_secs(1800);
 
 /// Options of `quarry bench prefix`.
 #[derive(clap::Args)]
@@ -79,9 +81,63 @@ pub struct PrefixArgs {
     /// parallel ranged GETs [default: the worker's, 16MiB].
     #[arg(long, value_parser = config::parse_size)]
     parallel_get_threshold: Option<u64>,
+    /// Host names given to the workers in turn (`quarry worker --host`),
+    /// such as the DataNode names of a test HDFS, so that pass 1 is placed
+    /// on the hosts holding each shard's blocks.
+    #[arg(long, value_delimiter = ',')]
+    worker_hosts: Vec<String>,
+    /// A plain-read floor measured in the same run, before pass 1: a
+    /// command (split on spaces; `{url}` is replaced by the shards' URL)
+    /// that reads every shard once and prints `seconds=S` on a line of its
+    /// stdout, such as `scripts/minidfs.sh read-all {url}` (Hadoop's own
+    /// client). Pass 1 is then reported beside it.
+    #[arg(long)]
+    floor: Option<String>,
     /// Print one JSON object per line instead of indented JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Runs the `--floor` command for the shards at `base` and returns what it
+/// measured: the `seconds=` it printed (its own timing of the reads,
+/// without its start-up).
+async fn read_floor(command: &str, base: &str) -> Result<f64> {
+    let argv: Vec<String> = command
+        .split_whitespace()
+        .map(|word| word.replace("{url}", base))
+        .collect();
+    let (program, rest) = argv.split_first().context("--floor is empty")?;
+    let output = tokio::time::timeout(
+        FLOOR_LIMIT,
+        tokio::process::Command::new(program)
+            .args(rest)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .with_context(|| format!("the floor command `{command}` ran past {FLOOR_LIMIT:?}"))?
+    .with_context(|| format!("cannot run the floor command `{command}`"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "the floor command `{command}` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    floor_seconds(&stdout)
+        .with_context(|| format!("the floor command `{command}` printed no seconds=S: {stdout}"))
+}
+
+/// The `seconds=S` of the last line that has one: a floor command that
+/// reads twice prints its warm pass last.
+fn floor_seconds(stdout: &str) -> Option<f64> {
+    stdout.lines().rev().find_map(|line| {
+        line.split_whitespace()
+            .find_map(|field| field.strip_prefix("seconds="))
+            .and_then(|value| value.parse().ok())
+    })
 }
 
 /// Deterministic text of exactly `size` bytes: lines of words, each line
@@ -277,7 +333,7 @@ async fn broadcast_pass(client: &Client, blob: DataRef, args: &PrefixArgs) -> Re
         .map(|_| job.new_task("noop", vec![0xc0]))
         .collect();
     let futures = job.submit::<()>(specs)?;
-    job.seal()?;
+    job.seal()?.await?;
     client.gather(futures).await?;
     let seconds = started.elapsed().as_secs_f64();
     let info = client.job_info(job.id()).await?;
@@ -334,20 +390,50 @@ pub async fn prefix(args: PrefixArgs) -> Result<ExitCode> {
         "seconds": seeding.elapsed().as_secs_f64(),
     }))?;
 
+    let floor = match &args.floor {
+        Some(command) => {
+            let seconds = read_floor(command, &base).await?;
+            let bytes = args.shards as u64 * args.shard_size;
+            print(&json!({
+                "bench": "prefix-floor",
+                "command": command,
+                "seconds": seconds,
+                "input_bytes": bytes,
+                "mib_per_sec": bytes as f64 / (1 << 20) as f64 / seconds,
+            }))?;
+            Some(seconds)
+        }
+        None => None,
+    };
+
     let worker_args: Vec<String> = args
         .parallel_get_threshold
         .map(|size| format!("--parallel-get-threshold={size}"))
         .into_iter()
         .collect();
-    let (cluster, client) =
-        BenchCluster::start("bench-prefix", args.workers, args.nthreads, &worker_args).await?;
+    let (cluster, client) = BenchCluster::start(
+        "bench-prefix",
+        args.workers,
+        args.nthreads,
+        &[],
+        &worker_args,
+        &args.worker_hosts,
+    )
+    .await?;
 
     let outcome = async {
         for pass in 1..=args.passes {
             if pass > 1 {
                 tokio::time::sleep(SETTLE).await;
             }
-            print(&map_pass(&client, &base, pass, &args).await?)?;
+            let mut report = map_pass(&client, &base, pass, &args).await?;
+            if let (Some(floor), Some(seconds)) = (floor, report["seconds"].as_f64()) {
+                merge(
+                    &mut report,
+                    json!({ "floor_seconds": floor, "over_floor": seconds / floor }),
+                );
+            }
+            print(&report)?;
         }
         if let Some(blob) = blob {
             tokio::time::sleep(SETTLE).await;
@@ -380,6 +466,33 @@ mod tests {
         assert_ne!(shard_text(5, 4096), shard_text(6, 4096));
     }
 
+    #[test]
+    fn the_floor_is_the_last_seconds_printed() {
+        let printed = "files=4 bytes=10 seconds=2.5\nfiles=4 bytes=10 seconds=1.25\n";
+        assert_eq!(floor_seconds(printed), Some(1.25));
+        assert_eq!(floor_seconds("nothing here\n"), None);
+    }
+
+    #[tokio::test]
+    async fn a_floor_command_is_run_on_the_shards_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("floor.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho \"read $1\"\necho files=1 seconds=0.75\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let command = format!("{} {{url}}", script.display());
+        assert_eq!(
+            read_floor(&command, "hdfs://nn/shards").await.unwrap(),
+            0.75
+        );
+        let err = read_floor("false", "x").await.unwrap_err();
+        assert!(err.to_string().contains("failed"), "{err}");
+    }
+
     #[tokio::test]
     async fn seeding_writes_only_what_is_missing() {
         let dir = std::env::temp_dir().join(format!("quarry-bench-seed-{}", std::process::id()));
@@ -398,6 +511,8 @@ mod tests {
             broadcast_size: None,
             broadcast_tasks: 1,
             parallel_get_threshold: None,
+            worker_hosts: Vec::new(),
+            floor: None,
             json: true,
         };
         assert_eq!(seed_shards(&store, &base, &args).await.unwrap(), 3);

@@ -6,6 +6,7 @@ use crate::jobs::progress::{cache_hit_percent, locality_line, progress_line};
 use crate::jobs::view::duration_text;
 use anyhow::Result;
 use indicatif::HumanBytes;
+use quarry_client::JobList;
 use quarry_proto::{JobInfo, JobState};
 use std::process::ExitCode;
 
@@ -125,35 +126,55 @@ fn jobs_table(jobs: &[JobInfo]) -> String {
 }
 
 pub async fn jobs(args: JobsArgs) -> Result<ExitCode> {
-    let client = args.scheduler.connect().await?;
-    let jobs = listed(client.jobs().await?);
+    let scheduler = args.scheduler.resolve()?;
+    let client = scheduler.connect().await?;
+    let JobList { jobs, dropped } = client.list_jobs().await?;
+    let jobs = listed(jobs);
     if args.json {
         for job in &jobs {
             println!("{}", job_json(job));
         }
     } else if jobs.is_empty() {
-        println!("no jobs on {}", args.scheduler.scheduler);
+        println!("no jobs on {}", scheduler.address);
     } else {
         print!("{}", jobs_table(&jobs));
+    }
+    if dropped > 0 {
+        // On stderr, so that --json output stays one job per line.
+        eprintln!("{}", dropped_line(dropped));
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `quarry jobs` says about jobs dropped after their retention.
+fn dropped_line(dropped: u64) -> String {
+    format!(
+        "{dropped} finished job{} dropped after the scheduler's --job-retention (their \
+         manifests and outputs stay in the store)",
+        if dropped == 1 { " was" } else { "s were" }
+    )
+}
+
 pub async fn status(args: StatusArgs) -> Result<ExitCode> {
-    let client = args.scheduler.connect().await?;
+    let scheduler = args.scheduler.resolve()?;
+    let client = scheduler.connect().await?;
     let Some(name) = &args.job else {
         let workers = client.workers().await?;
-        let jobs = listed(client.jobs().await?);
+        let JobList { jobs, dropped } = client.list_jobs().await?;
+        let jobs = listed(jobs);
         if args.json {
             let workers: Vec<serde_json::Value> = workers
                 .iter()
                 .map(|w| serde_json::json!({"id": w.id.to_string(), "name": w.name}))
                 .collect();
             let jobs: Vec<serde_json::Value> = jobs.iter().map(job_json).collect();
-            println!("{}", serde_json::json!({"workers": workers, "jobs": jobs}));
+            println!(
+                "{}",
+                serde_json::json!({"workers": workers, "jobs": jobs, "dropped_jobs": dropped})
+            );
             return Ok(ExitCode::SUCCESS);
         }
-        println!("scheduler: {}", args.scheduler.scheduler);
+        println!("scheduler: {}", scheduler.address);
         println!("workers:   {}", workers.len());
         for worker in &workers {
             println!("  {}  {}", worker.id, worker.name);
@@ -162,6 +183,9 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
         println!("jobs:      {} ({running} running)", jobs.len());
         if !jobs.is_empty() {
             print!("{}", jobs_table(&jobs));
+        }
+        if dropped > 0 {
+            println!("{}", dropped_line(dropped));
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -194,7 +218,8 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
 }
 
 pub async fn cancel(args: CancelArgs) -> Result<ExitCode> {
-    let client = args.scheduler.connect().await?;
+    let scheduler = args.scheduler.resolve()?;
+    let client = scheduler.connect().await?;
     let info = find_job(&client, &args.job).await?;
     if info.state != JobState::Running {
         println!(
@@ -205,8 +230,7 @@ pub async fn cancel(args: CancelArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    client.cancel_job(info.id)?;
-    // Answered after the cancellation was applied (replies come in order).
+    client.cancel_job(info.id)?.await?;
     let after = find_job(&client, &info.id.to_string()).await?;
     println!(
         "cancelled job {} ({}): {} done, {} failed, {} cancelled of {}",

@@ -21,9 +21,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let client = args.scheduler.connect().await?;
+    let scheduler = args.scheduler.resolve()?;
+    let client = scheduler.connect().await?;
+    let store = scheduler.stores();
     let info = find_job(&client, &args.job).await?;
-    let rows = job_rows(&client, info.id).await?;
+    let rows = job_rows(&client, &store, info.id).await?;
     render(
         &select(rows, &args.view)?,
         args.format,

@@ -104,7 +104,7 @@ async fn run_job(
             // terminal's Ctrl-C does not reach: cancelling the job is what
             // stops them.
             eprintln!("interrupted: cancelling job {id} and stopping its tasks");
-            client.cancel_job(id)?;
+            client.cancel_job(id)?.await?;
             match tokio::time::timeout(CANCEL_GRACE, &mut following).await {
                 Ok(info) => info?,
                 Err(_) => bail!("job {id} did not stop within {CANCEL_GRACE:?}"),
@@ -112,7 +112,7 @@ async fn run_job(
             return Ok(ExitCode::from(INTERRUPTED_EXIT));
         }
     };
-    let rows = summarize(&client, &info, output.as_deref()).await?;
+    let rows = summarize(&client, &store, &info, output.as_deref()).await?;
     if let Some(format) = args.results {
         render(&select(rows, &args.view)?, format, args.view.out.as_deref())?;
     }

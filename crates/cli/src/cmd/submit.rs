@@ -5,7 +5,6 @@ use crate::jobs::load::load_or_report;
 use crate::jobs::progress::{exit_code, summarize};
 use crate::jobs::submit::submit_job;
 use anyhow::Result;
-use quarry_store::StoreResolver;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,8 +27,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Ok(spec) => spec,
         Err(code) => return Ok(code),
     };
-    let client = args.scheduler.connect().await?;
-    let store = StoreResolver::from_env();
+    let scheduler = args.scheduler.resolve()?;
+    let client = scheduler.connect().await?;
+    let store = scheduler.stores();
     let submitted = submit_job(&client, &store, &spec).await?;
     let (id, name, output) = (
         submitted.id,
@@ -40,7 +40,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         let tasks = submitted.detach(&client).await?;
         eprintln!(
             "submitted job {id} ({name}): {tasks} tasks to {}",
-            args.scheduler.scheduler
+            scheduler.address
         );
         // The id alone on stdout, for scripts: JOB=$(quarry submit job.yaml)
         println!("{id}");
@@ -49,14 +49,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     match submitted.task_count {
         Some(tasks) => eprintln!(
             "submitting job {id} ({name}): {tasks} tasks to {}",
-            args.scheduler.scheduler
+            scheduler.address
         ),
         None => eprintln!(
             "submitting job {id} ({name}) to {}, as its input is listed",
-            args.scheduler.scheduler
+            scheduler.address
         ),
     }
     let info = submitted.follow(&client).await?;
-    summarize(&client, &info, output.as_deref()).await?;
+    summarize(&client, &store, &info, output.as_deref()).await?;
     Ok(exit_code(&info))
 }

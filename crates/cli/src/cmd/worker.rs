@@ -1,80 +1,93 @@
 //! `quarry worker`, including the `--nprocs` supervisor.
 
-use crate::{config, keys};
+use crate::config::{self, ByteSize, Settings};
+use crate::keys;
 use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use quarry_net::ConnectOptions;
-use quarry_worker::{run_worker, Registry, WorkerOptions};
-use serde::Deserialize;
-use std::path::PathBuf;
+use quarry_worker::{machine_host_name, run_worker, Registry, WorkerOptions};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-/// Options of `quarry worker`.
-#[derive(clap::Args, Clone)]
+/// Options of `quarry worker`. Each is also the environment variable
+/// `QUARRY_<NAME>` and the key `<name>` of the config file
+/// (configs/worker.toml); flags win over the environment, which wins over
+/// the file.
+#[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Args {
     /// The scheduler, such as tcp://10.0.0.5:8786.
-    #[arg(env = "QUARRY_SCHEDULER")]
-    scheduler: Option<String>,
+    pub scheduler: Option<String>,
     /// Task slots per worker process [default: CPUs / nprocs].
     #[arg(long)]
-    nthreads: Option<u32>,
-    /// Worker processes to run and supervise (a crashed one is restarted).
+    pub nthreads: Option<u32>,
+    /// Worker processes to run and supervise (a crashed one is restarted)
+    /// [default: 1].
     #[arg(long)]
-    nprocs: Option<u32>,
+    pub nprocs: Option<u32>,
     /// Worker name; keep it stable across restarts so shards keep going to
-    /// the same worker [default: HOSTNAME-INDEX].
+    /// the same worker. With --nprocs, the processes are NAME-0, NAME-1, …
+    /// [default: HOSTNAME-N, with the lowest N no other worker of this user
+    /// on this host holds].
     #[arg(long)]
-    name: Option<String>,
-    /// Shard cache directory [default: ~/.cache/quarry/workers/NAME].
+    pub name: Option<String>,
+    /// This machine's host name as HDFS names its DataNodes; tasks whose
+    /// blocks have a replica here are placed here first [default: the
+    /// kernel's host name].
     #[arg(long)]
-    cache_dir: Option<PathBuf>,
+    pub host: Option<String>,
+    /// Shard cache directory. With --nprocs, each process caches in a
+    /// directory of its own below it, named after the process
+    /// [default: ~/.cache/quarry/workers/NAME].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     /// Shard cache capacity, such as 50GiB [default: 10GiB].
-    #[arg(long, value_parser = config::parse_size)]
-    cache_size: Option<u64>,
+    #[arg(long)]
+    pub cache_size: Option<ByteSize>,
     /// Objects larger than this are downloaded as parallel ranged GETs
     /// (8 MiB each), smaller ones with one GET [default: 16MiB].
-    #[arg(long, value_parser = config::parse_size)]
-    parallel_get_threshold: Option<u64>,
+    #[arg(long)]
+    pub parallel_get_threshold: Option<ByteSize>,
     /// The scheduler's public key (Z85 text or path to scheduler.pub).
-    #[arg(long, env = "QUARRY_SERVER_KEY")]
-    server_key: Option<String>,
+    #[arg(long)]
+    pub server_key: Option<String>,
     /// This worker's key pair file (worker.key from `quarry keygen`).
-    #[arg(long, env = "QUARRY_KEY_FILE")]
-    key_file: Option<PathBuf>,
-    /// TOML config file (see configs/worker.toml); flags win over it.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// TOML config file (see configs/worker.toml)
+    /// [default: ~/.config/quarry/worker.toml, if it exists].
     #[arg(long, env = "QUARRY_WORKER_CONFIG")]
-    config: Option<PathBuf>,
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
 }
 
-/// The worker's config file.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    scheduler: Option<String>,
-    nthreads: Option<u32>,
-    nprocs: Option<u32>,
-    name: Option<String>,
-    cache_dir: Option<PathBuf>,
-    cache_size: Option<String>,
-    parallel_get_threshold: Option<String>,
-    server_key: Option<String>,
-    key_file: Option<PathBuf>,
+impl Settings for Args {
+    const KIND: &'static str = "worker";
+
+    fn config_file(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
 }
+
+/// How much cache a worker keeps unless told otherwise.
+const DEFAULT_CACHE_SIZE: u64 = 10 << 30;
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".to_string())
+    machine_host_name().unwrap_or_else(|| "worker".to_string())
 }
 
+/// Where workers cache by default, one directory per worker name; the
+/// name claims live here too.
 fn default_cache_root() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir)
@@ -82,56 +95,47 @@ fn default_cache_root() -> PathBuf {
         .join("workers")
 }
 
-pub async fn run(args: Args) -> Result<ExitCode> {
-    let file: FileConfig = config::read(args.config.as_deref())?;
-    let scheduler =
-        args.scheduler.clone().or(file.scheduler).context(
-            "which scheduler? give its address, such as `quarry worker tcp://HOST:8786`",
-        )?;
-    let nprocs = args.nprocs.or(file.nprocs).unwrap_or(1).max(1);
+pub async fn run(flags: Args) -> Result<ExitCode> {
+    let settings = config::resolve(&flags)?;
+    let scheduler = settings.scheduler.clone().context(
+        "which scheduler? give its address, such as `quarry worker tcp://HOST:8786` \
+         (or set QUARRY_SCHEDULER, or `scheduler` in the config file)",
+    )?;
+    let nprocs = settings.nprocs.unwrap_or(1).max(1);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let nthreads = args
-        .nthreads
-        .or(file.nthreads)
-        .unwrap_or((cpus / nprocs).max(1));
-    let base_name = args.name.clone().or(file.name).unwrap_or_else(hostname);
+    let nthreads = settings.nthreads.unwrap_or((cpus / nprocs).max(1));
     if nprocs > 1 {
-        return supervise(&args, &scheduler, nprocs, nthreads, &base_name).await;
+        return supervise(settings, nprocs, nthreads).await;
     }
-    // A supervised child is given its exact name; a lone worker gets the
-    // same `-0` suffix so that its name does not change if --nprocs is added.
-    let name = if args.name.is_some() {
-        base_name
-    } else {
-        format!("{base_name}-0")
+    // A name given is used as it is (a supervised child is given its
+    // exact name); a default one is claimed for as long as this process
+    // lives, so that a second worker on this host picks another.
+    let (name, _claim) = match settings.name.clone() {
+        Some(name) => (name, None),
+        None => {
+            let mut claims = claim_default_names(1);
+            let claim = claims.remove(0);
+            (claim.name.clone(), Some(claim))
+        }
     };
-    let cache_size = match (args.cache_size, file.cache_size) {
-        (Some(n), _) => n,
-        (None, Some(text)) => config::parse_size(&text).map_err(anyhow::Error::msg)?,
-        (None, None) => 10 << 30,
-    };
-    let parallel_get_threshold = match (args.parallel_get_threshold, file.parallel_get_threshold) {
-        (Some(n), _) => Some(n),
-        (None, Some(text)) => Some(config::parse_size(&text).map_err(anyhow::Error::msg)?),
-        (None, None) => None,
-    };
-    let cache_dir = args
+    let cache_dir = settings
         .cache_dir
-        .or(file.cache_dir)
+        .clone()
         .unwrap_or_else(|| default_cache_root().join(&name));
-    let server_key = args.server_key.or(file.server_key);
-    let key_file = args.key_file.or(file.key_file);
     let mut options = WorkerOptions::new(scheduler.clone(), name.clone());
     options.connect = ConnectOptions {
-        curve: keys::client_keys(server_key.as_deref(), key_file.as_deref())?,
+        curve: keys::client_keys(settings.server_key.as_deref(), settings.key_file.as_deref())?,
         ..ConnectOptions::insecure(scheduler)
     };
     options.nthreads = nthreads;
+    if let Some(host) = settings.host.clone() {
+        options.host = host;
+    }
     options.scratch_dir = cache_dir.join("scratch");
     options.cache_dir = cache_dir.join("shards");
-    options.cache_size = cache_size;
-    if let Some(threshold) = parallel_get_threshold {
-        options.parallel_get_threshold = threshold;
+    options.cache_size = settings.cache_size.map_or(DEFAULT_CACHE_SIZE, |s| s.0);
+    if let Some(threshold) = settings.parallel_get_threshold {
+        options.parallel_get_threshold = threshold.0;
     }
     info!(name = %name, nthreads, cache = %options.cache_dir.display(), "starting worker");
     run_worker(
@@ -143,52 +147,110 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A default worker name, `HOST-N`, held by this process: no other
+/// process of this user on this host takes the same one while it lives.
+/// The hold is a lock on `~/.cache/quarry/workers/HOST-N.lock`, which the
+/// system lets go when the process ends, however it ends.
+#[derive(Debug)]
+struct NameClaim {
+    name: String,
+    /// Held for its lock; `None` for a fallback name that needs none.
+    _lock: Option<File>,
+}
+
+/// The `count` lowest free default names. Where names cannot be claimed
+/// (no writable cache directory), names made unique by the process id.
+fn claim_default_names(count: usize) -> Vec<NameClaim> {
+    let host = hostname();
+    match claim_names(&default_cache_root(), &host, count) {
+        Ok(claims) => claims,
+        Err(e) => {
+            let pid = std::process::id();
+            warn!(
+                "cannot claim a worker name under {} ({e}); naming workers {host}-{pid}-N",
+                default_cache_root().display()
+            );
+            (0..count)
+                .map(|index| NameClaim {
+                    name: format!("{host}-{pid}-{index}"),
+                    _lock: None,
+                })
+                .collect()
+        }
+    }
+}
+
+/// Claims the `count` lowest names `HOST-N` whose lock under `root` no
+/// other process holds.
+fn claim_names(root: &Path, host: &str, count: usize) -> io::Result<Vec<NameClaim>> {
+    std::fs::create_dir_all(root)?;
+    let mut claims = Vec::with_capacity(count);
+    let mut index = 0u64;
+    while claims.len() < count {
+        let name = format!("{host}-{index}");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(format!("{name}.lock")))?;
+        match lock.try_lock() {
+            Ok(()) => claims.push(NameClaim {
+                name,
+                _lock: Some(lock),
+            }),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        index += 1;
+    }
+    Ok(claims)
+}
+
+/// One supervised worker process: its exact settings and, while it runs,
+/// the process.
+struct Supervised {
+    settings: Args,
+    child: Child,
+    started: Instant,
+}
+
 /// Runs `nprocs` worker processes and restarts any that dies, until asked
-/// to stop.
-async fn supervise(
-    args: &Args,
-    scheduler: &str,
-    nprocs: u32,
-    nthreads: u32,
-    base_name: &str,
-) -> Result<ExitCode> {
+/// to stop. Each is given its whole settings on its command line, with a
+/// name and a cache directory of its own, whatever source set them here.
+async fn supervise(settings: Args, nprocs: u32, nthreads: u32) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the quarry executable")?;
-    let spawn = |index: u32| -> Result<Child> {
-        let mut command = Command::new(&exe);
-        command
-            .arg("worker")
-            .arg(scheduler)
-            .arg("--nprocs=1")
-            .arg(format!("--nthreads={nthreads}"))
-            .arg(format!("--name={base_name}-{index}"));
-        if let Some(dir) = &args.cache_dir {
-            command
-                .arg("--cache-dir")
-                .arg(dir.join(format!("{base_name}-{index}")));
+    let (names, _claims): (Vec<String>, Vec<NameClaim>) = match &settings.name {
+        Some(base) => (
+            (0..nprocs).map(|i| format!("{base}-{i}")).collect(),
+            Vec::new(),
+        ),
+        None => {
+            let claims = claim_default_names(nprocs as usize);
+            (claims.iter().map(|c| c.name.clone()).collect(), claims)
         }
-        if let Some(size) = args.cache_size {
-            command.arg(format!("--cache-size={size}"));
-        }
-        if let Some(size) = args.parallel_get_threshold {
-            command.arg(format!("--parallel-get-threshold={size}"));
-        }
-        if let Some(config) = &args.config {
-            command.arg("--config").arg(config);
-        }
-        if let Some(key) = &args.server_key {
-            command.arg("--server-key").arg(key);
-        }
-        if let Some(file) = &args.key_file {
-            command.arg("--key-file").arg(file);
-        }
-        command.kill_on_drop(true);
-        command
-            .spawn()
-            .with_context(|| format!("cannot start worker process {index}"))
     };
-    let mut children: Vec<(Child, Instant)> = (0..nprocs)
-        .map(|i| spawn(i).map(|c| (c, Instant::now())))
-        .collect::<Result<_>>()?;
+    let cache_root = settings
+        .cache_dir
+        .clone()
+        .unwrap_or_else(default_cache_root);
+    let mut workers = Vec::with_capacity(names.len());
+    for (index, name) in names.into_iter().enumerate() {
+        let child_settings = Args {
+            nprocs: Some(1),
+            nthreads: Some(nthreads),
+            cache_dir: Some(cache_root.join(&name)),
+            name: Some(name),
+            config: None,
+            ..settings.clone()
+        };
+        let child = spawn_worker(&exe, &child_settings)
+            .with_context(|| format!("cannot start worker process {index}"))?;
+        workers.push(Supervised {
+            settings: child_settings,
+            child,
+            started: Instant::now(),
+        });
+    }
     info!(nprocs, "supervising worker processes");
     let stop = super::scheduler::handle_signals();
     tokio::pin!(stop);
@@ -197,60 +259,133 @@ async fn supervise(
             _ = &mut stop => break,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-        for (index, (child, started)) in children.iter_mut().enumerate() {
-            if let Ok(Some(status)) = child.try_wait() {
+        for (index, worker) in workers.iter_mut().enumerate() {
+            if let Ok(Some(status)) = worker.child.try_wait() {
                 warn!(index, %status, "worker process exited; restarting it");
                 // A process that keeps dying at once should not spin.
-                if started.elapsed() < Duration::from_secs(2) {
+                if worker.started.elapsed() < Duration::from_secs(2) {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                *child = spawn(index as u32)?;
-                *started = Instant::now();
+                worker.child = spawn_worker(&exe, &worker.settings)
+                    .with_context(|| format!("cannot restart worker process {index}"))?;
+                worker.started = Instant::now();
             }
         }
     }
     info!("stopping worker processes");
-    for (child, _) in &mut children {
-        if let Some(pid) = child.id() {
+    for worker in &workers {
+        if let Some(pid) = worker.child.id() {
             // SIGTERM lets the worker leave cleanly.
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
     }
-    for (child, _) in &mut children {
-        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+    for worker in &mut workers {
+        if tokio::time::timeout(Duration::from_secs(5), worker.child.wait())
             .await
             .is_err()
         {
-            let _ = child.kill().await;
+            let _ = worker.child.kill().await;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Starts `quarry worker` with exactly `settings`, as a process that the
+/// kernel kills (SIGKILL) if this supervisor dies, so that no worker
+/// outlives it. The supervisor's own thread starts every child, and it
+/// lives as long as the supervisor.
+fn spawn_worker(exe: &Path, settings: &Args) -> Result<Child> {
+    let mut command = Command::new(exe);
+    command
+        .arg("worker")
+        .args(config::to_args(settings)?)
+        // The child's settings are all on its command line.
+        .env_remove("QUARRY_WORKER_CONFIG")
+        .kill_on_drop(true);
+    let supervisor = std::process::id();
+    // SAFETY: the closure runs between fork and exec, where only
+    // async-signal-safe calls are allowed: prctl and getppid are plain
+    // system calls, and the error is built from a raw code without
+    // allocating.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The supervisor may have died between the fork and the prctl.
+            if nix::unistd::getppid().as_raw() as u32 != supervisor {
+                return Err(io::Error::from_raw_os_error(
+                    nix::errno::Errno::ESRCH as i32,
+                ));
+            }
+            Ok(())
+        });
+    }
+    Ok(command.spawn()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::testing::example_with_every_setting_on;
+    use std::ffi::OsString;
 
-    /// The shipped example, with its commented-out settings switched on:
-    /// every key it shows must be one the worker reads.
     #[test]
     fn the_example_config_parses_with_every_setting_on() {
-        let example = include_str!("../../../../configs/worker.toml");
-        let all_on: String = example
-            .lines()
-            .map(|line| match line.strip_prefix("# ") {
-                Some(setting) if setting.contains(" = ") => setting,
-                _ => line,
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let file: FileConfig = toml::from_str(&all_on).unwrap();
-        assert_eq!(file.parallel_get_threshold.as_deref(), Some("16MiB"));
+        let settings: Args = example_with_every_setting_on(
+            include_str!("../../../../configs/worker.toml"),
+            |flags: &mut Args, file| flags.config = Some(file),
+        );
+        assert_eq!(settings.parallel_get_threshold, Some(ByteSize(16 << 20)));
+        assert_eq!(settings.cache_size, Some(ByteSize(10 << 30)));
         assert_eq!(
-            file.key_file,
+            settings.key_file,
             Some(PathBuf::from("/etc/quarry/keys/worker.key"))
         );
-        let threshold = config::parse_size(file.parallel_get_threshold.as_deref().unwrap());
-        assert_eq!(threshold, Ok(16 << 20));
+    }
+
+    #[test]
+    fn default_names_go_to_the_lowest_free_index() {
+        let root = tempfile::tempdir().unwrap();
+        let first = claim_names(root.path(), "host", 2).unwrap();
+        let names: Vec<&str> = first.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["host-0", "host-1"]);
+        let second = claim_names(root.path(), "host", 1).unwrap();
+        assert_eq!(second[0].name, "host-2", "held names are skipped");
+        drop(first);
+        let third = claim_names(root.path(), "host", 2).unwrap();
+        let names: Vec<&str> = third.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["host-0", "host-1"], "released names are reused");
+    }
+
+    #[test]
+    fn a_supervised_worker_is_given_every_setting_on_its_command_line() {
+        let settings = Args {
+            scheduler: Some("tcp://10.0.0.5:8786".into()),
+            nthreads: Some(2),
+            nprocs: Some(1),
+            name: Some("host-3".into()),
+            host: Some("dn3.example.com".into()),
+            cache_dir: Some("/data/quarry/host-3".into()),
+            cache_size: Some(ByteSize(50 << 30)),
+            parallel_get_threshold: None,
+            server_key: Some("/keys/scheduler.pub".into()),
+            key_file: Some("/keys/worker.key".into()),
+            config: None,
+        };
+        let args = config::to_args(&settings).unwrap();
+        let expected: Vec<OsString> = [
+            "tcp://10.0.0.5:8786",
+            "--nthreads=2",
+            "--nprocs=1",
+            "--name=host-3",
+            "--host=dn3.example.com",
+            "--cache-dir=/data/quarry/host-3",
+            "--cache-size=53687091200",
+            "--server-key=/keys/scheduler.pub",
+            "--key-file=/keys/worker.key",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(args, expected);
     }
 }

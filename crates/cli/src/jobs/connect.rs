@@ -1,39 +1,105 @@
 //! Reaching a running scheduler, and naming its jobs.
 
+use crate::config::{self, Settings, Span};
 use crate::keys;
 use anyhow::{bail, Context, Result};
-use quarry_client::{Client, ClientOptions};
+use quarry_client::{Client, ClientOptions, JobList};
 use quarry_proto::{JobId, JobInfo, TaskId, DEFAULT_SCHEDULER_PORT};
-use std::path::PathBuf;
+use quarry_store::{StoreConfig, StoreResolver};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Where the scheduler is and how to authenticate to it.
-#[derive(clap::Args, Clone, Debug)]
+/// Where the scheduler is and how to authenticate to it: the settings of
+/// every client command. Each is also the environment variable
+/// `QUARRY_<NAME>` and the key `<name>` of the client config file
+/// (configs/client.toml); flags win over the environment, which wins over
+/// the file.
+#[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SchedulerArgs {
-    /// The scheduler's address.
-    #[arg(long, env = "QUARRY_SCHEDULER", default_value_t = default_scheduler())]
-    pub scheduler: String,
+    /// The scheduler's address [default: tcp://127.0.0.1:8786].
+    #[arg(long)]
+    pub scheduler: Option<String>,
     /// The scheduler's public key (Z85 text or path to scheduler.pub), for
     /// CURVE.
-    #[arg(long, env = "QUARRY_SERVER_KEY")]
+    #[arg(long)]
     pub server_key: Option<String>,
     /// This client's key pair file (client.key from `quarry keygen`).
-    #[arg(long, env = "QUARRY_KEY_FILE")]
+    #[arg(long)]
     pub key_file: Option<PathBuf>,
-    /// How long to wait for the scheduler to answer.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub connect_timeout: Duration,
+    /// How long to wait for the scheduler to answer [default: 10s].
+    #[arg(long)]
+    pub connect_timeout: Option<Span>,
+    /// How long a lost scheduler is waited for (it may be restarting)
+    /// before everything waiting for it fails [default: 60s].
+    #[arg(long)]
+    pub reconnect_timeout: Option<Span>,
+    /// Object store access for listing inputs at submit time: the `[store]`
+    /// table of the config file only; the `AWS_*` variables win over it.
+    #[arg(skip)]
+    #[serde(default, skip_serializing)]
+    pub store: StoreConfig,
+    /// TOML config file (see configs/client.toml)
+    /// [default: ~/.config/quarry/client.toml, if it exists].
+    #[arg(long, env = "QUARRY_CLIENT_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
 }
 
-fn default_scheduler() -> String {
-    format!("tcp://127.0.0.1:{DEFAULT_SCHEDULER_PORT}")
+impl Settings for SchedulerArgs {
+    const KIND: &'static str = "client";
+
+    fn config_file(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
+}
+
+/// How long a client command waits for the scheduler unless told otherwise.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client command waits for a lost scheduler to come back.
+const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A client command's settings with every source and default applied.
+#[derive(Debug)]
+pub struct ClientSettings {
+    /// The scheduler's address.
+    pub address: String,
+    server_key: Option<String>,
+    key_file: Option<PathBuf>,
+    connect_timeout: Duration,
+    reconnect_timeout: Duration,
+    store: StoreConfig,
 }
 
 impl SchedulerArgs {
+    /// Merges the flags over the environment and the client config file.
+    pub fn resolve(&self) -> Result<ClientSettings> {
+        let settings = config::resolve(self)?;
+        Ok(ClientSettings {
+            address: settings
+                .scheduler
+                .unwrap_or_else(|| format!("tcp://127.0.0.1:{DEFAULT_SCHEDULER_PORT}")),
+            server_key: settings.server_key,
+            key_file: settings.key_file,
+            connect_timeout: settings
+                .connect_timeout
+                .map_or(DEFAULT_CONNECT_TIMEOUT, |span| span.0),
+            reconnect_timeout: settings
+                .reconnect_timeout
+                .map_or(DEFAULT_RECONNECT_TIMEOUT, |span| span.0),
+            store: settings.store,
+        })
+    }
+}
+
+impl ClientSettings {
     /// Connects a client (with CURVE when keys are given).
     pub async fn connect(&self) -> Result<Client> {
-        let mut options = ClientOptions::new(self.scheduler.clone());
+        let mut options = ClientOptions::new(self.address.clone());
         options.handshake_timeout = self.connect_timeout;
+        options.reconnect_timeout = self.reconnect_timeout;
+        options.reconnect_timeout = self.reconnect_timeout;
         if let Some(curve) =
             keys::client_keys(self.server_key.as_deref(), self.key_file.as_deref())?
         {
@@ -41,7 +107,13 @@ impl SchedulerArgs {
         }
         Client::connect_with(options)
             .await
-            .with_context(|| format!("cannot connect to the scheduler at {}", self.scheduler))
+            .with_context(|| format!("cannot connect to the scheduler at {}", self.address))
+    }
+
+    /// The object stores, as the config file's `[store]` table and the
+    /// `AWS_*` variables (which win) describe them.
+    pub fn stores(&self) -> StoreResolver {
+        StoreResolver::new(self.store.clone().overridden_by(StoreConfig::from_env()))
     }
 }
 
@@ -55,7 +127,7 @@ pub fn is_default_job(id: JobId) -> bool {
 /// The job a user names: its id (`j1099511627777` or the bare number) or
 /// its name (the most recent job of that name).
 pub async fn find_job(client: &Client, name_or_id: &str) -> Result<JobInfo> {
-    let jobs = client.jobs().await?;
+    let JobList { jobs, dropped } = client.list_jobs().await?;
     let as_id = name_or_id
         .strip_prefix('j')
         .unwrap_or(name_or_id)
@@ -78,11 +150,19 @@ pub async fn find_job(client: &Client, name_or_id: &str) -> Result<JobInfo> {
         .filter(|j| !is_default_job(j.id) || j.counts.total > 0)
         .map(|j| format!("{} ({})", j.id, j.name))
         .collect();
+    let dropped = if dropped > 0 {
+        format!(
+            " ({dropped} finished jobs were dropped after their retention; a dropped job's \
+             manifest stays under its output prefix)"
+        )
+    } else {
+        String::new()
+    };
     if known.is_empty() {
-        bail!("no job `{name_or_id}`: the scheduler has no jobs");
+        bail!("no job `{name_or_id}`: the scheduler has no jobs{dropped}");
     }
     bail!(
-        "no job `{name_or_id}` on this scheduler; it has: {}",
+        "no job `{name_or_id}` on this scheduler{dropped}; it has: {}",
         known.join(", ")
     )
 }
@@ -90,6 +170,26 @@ pub async fn find_job(client: &Client, name_or_id: &str) -> Result<JobInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::testing::example_with_every_setting_on;
+
+    #[test]
+    fn the_example_config_parses_with_every_setting_on() {
+        let settings: SchedulerArgs = example_with_every_setting_on(
+            include_str!("../../../../configs/client.toml"),
+            |flags: &mut SchedulerArgs, file| flags.config = Some(file),
+        );
+        assert_eq!(settings.scheduler.as_deref(), Some("tcp://127.0.0.1:8786"));
+        assert_eq!(
+            settings.key_file,
+            Some(PathBuf::from("/home/me/.config/quarry/client.key"))
+        );
+        assert_eq!(
+            settings.store.endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(settings.store.access_key_id.as_deref(), Some("quarry"));
+        assert_eq!(settings.store.allow_http, Some(true));
+    }
     use quarry_proto::ClientId;
 
     #[test]

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use quarry_client::Client;
+use quarry_client::{Client, SessionState, SessionStatus};
 use quarry_manifest::{resolve_results, ManifestRow};
 use quarry_proto::{JobId, JobInfo, JobState};
 use quarry_store::StoreResolver;
@@ -64,9 +64,11 @@ pub fn progress_line(info: &JobInfo) -> String {
 
 /// Watches a job until it ends, drawing a bar on stderr (or, when stderr
 /// is not a terminal, a line every few seconds), and returns its final
-/// status.
+/// status. A lost scheduler is waited for (up to the client's reconnect
+/// timeout): the watch carries on once it is back, and says so.
 pub async fn follow(client: &Client, job: JobId, total: u64) -> Result<JobInfo> {
-    let mut updates = client.watch(job)?;
+    let mut updates = client.watch(job).await?;
+    let mut session = client.session_status();
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
@@ -75,8 +77,27 @@ pub async fn follow(client: &Client, job: JobId, total: u64) -> Result<JobInfo> 
     bar.enable_steady_tick(Duration::from_millis(200));
     let mut last_plain = Instant::now();
     loop {
-        let Some(info) = updates.recv().await else {
+        let info = tokio::select! {
+            info = updates.recv() => info,
+            changed = session.changed() => {
+                if changed.is_ok() {
+                    let status = session.borrow_and_update().clone();
+                    bar.suspend(|| say_session(client, &status));
+                }
+                continue;
+            }
+        };
+        let Some(info) = info else {
             bar.abandon();
+            let status = session.borrow().clone();
+            if status.state == SessionState::CutOff {
+                bail!(
+                    "lost track of job {job}: the scheduler at {} stayed unreachable past the \
+                     reconnect timeout (the job may still be running there; see `quarry status \
+                     {job}` once it is back)",
+                    client.address()
+                );
+            }
             bail!("lost track of job {job}: the connection to the scheduler closed");
         };
         bar.set_length(info.counts.total.max(total));
@@ -95,6 +116,29 @@ pub async fn follow(client: &Client, job: JobId, total: u64) -> Result<JobInfo> 
             bar.finish_and_clear();
             return Ok(info);
         }
+    }
+}
+
+/// Tells the user the connection to the scheduler changed.
+fn say_session(client: &Client, status: &SessionStatus) {
+    match status.state {
+        SessionState::Reconnecting => eprintln!(
+            "lost the connection to the scheduler at {}; reconnecting",
+            client.address()
+        ),
+        SessionState::Connected if status.resumed => eprintln!(
+            "reconnected to the scheduler at {}; still watching",
+            client.address()
+        ),
+        SessionState::Connected => eprintln!(
+            "reconnected to the scheduler at {}, but it restarted without its journal: the job \
+             is gone",
+            client.address()
+        ),
+        SessionState::CutOff => eprintln!(
+            "the scheduler at {} stayed unreachable past the reconnect timeout",
+            client.address()
+        ),
     }
 }
 
@@ -133,15 +177,18 @@ const RESOLVE_RESULTS_UP_TO: u64 = 8 * 1024 * 1024;
 /// A job's rows as the scheduler holds them, one per task, with stored
 /// results read from the store into `result` (a result that cannot be read
 /// is reported on stderr and left empty).
-pub async fn job_rows(client: &Client, job: JobId) -> Result<Vec<ManifestRow>> {
+pub async fn job_rows(
+    client: &Client,
+    store: &StoreResolver,
+    job: JobId,
+) -> Result<Vec<ManifestRow>> {
     let mut rows: Vec<ManifestRow> = client
         .results(job)
         .await?
         .iter()
         .map(ManifestRow::from_status)
         .collect();
-    let store = StoreResolver::from_env();
-    for problem in resolve_results(&store, &mut rows, RESOLVE_RESULTS_UP_TO).await {
+    for problem in resolve_results(store, &mut rows, RESOLVE_RESULTS_UP_TO).await {
         eprintln!("warning: {problem}");
     }
     Ok(rows)
@@ -151,10 +198,11 @@ pub async fn job_rows(client: &Client, job: JobId) -> Result<Vec<ManifestRow>> {
 /// (see [`print_summary`]); returns the rows.
 pub async fn summarize(
     client: &Client,
+    store: &StoreResolver,
     info: &JobInfo,
     output: Option<&str>,
 ) -> Result<Vec<ManifestRow>> {
-    let rows = job_rows(client, info.id).await?;
+    let rows = job_rows(client, store, info.id).await?;
     print_summary(info, output, &rows);
     Ok(rows)
 }

@@ -6,6 +6,7 @@
 //! first) and emits the one `TaskDone` its owner gets.
 
 use super::Core;
+use crate::change::{AttemptEnd, Change, FinalState};
 use crate::task::{TaskState, NO_WORKER};
 use crate::{Command, Millis};
 use quarry_proto::{ErrorKind, TaskError, TaskId, TaskOutcome, TaskReport, WorkerId};
@@ -74,6 +75,23 @@ impl Core {
             report.stats.duration_ms
         };
         let (function, j) = (task.function, task.job);
+        let retried = match &report.outcome {
+            TaskOutcome::Ok(_) => false,
+            TaskOutcome::Err(error) => {
+                is_retryable(error.kind) && task.errors < task.spec.retries()
+            }
+        };
+        self.record(out, || {
+            Change::AttemptEnded(Box::new(AttemptEnd {
+                task: report.task,
+                attempt: report.attempt,
+                worker: self.workers[w as usize].name.clone(),
+                outcome: report.outcome.clone(),
+                outputs: report.outputs.clone(),
+                stats: report.stats.clone(),
+                retried,
+            }))
+        });
         self.record_duration(function, duration);
         self.jobs[j as usize].add_stats(&report.stats);
         self.take_off_worker(t);
@@ -88,9 +106,7 @@ impl Core {
             }
             TaskOutcome::Err(error) => {
                 task.errors += 1;
-                let retryable =
-                    !matches!(error.kind, ErrorKind::InputChanged | ErrorKind::Rejected);
-                if retryable && task.errors <= task.spec.retries() {
+                if retried {
                     debug!(
                         task = %task.spec.id(),
                         attempt = task.attempt,
@@ -104,6 +120,12 @@ impl Core {
             }
         }
         self.fill_worker(w, now, out);
+    }
+
+    /// The name of the worker of task `t`'s last attempt, if it had one.
+    pub(super) fn last_worker_name(&self, t: u32) -> Option<String> {
+        let w = self.tasks[t as usize].worker;
+        (w != NO_WORKER).then(|| self.workers[w as usize].name.clone())
     }
 
     /// Adds an attempt's duration to its function's mean. When that
@@ -217,6 +239,12 @@ impl Core {
             kind: ErrorKind::Cancelled,
             message: reason.to_owned(),
         });
+        self.record(out, || Change::TaskEnded {
+            task: self.tasks[t as usize].spec.id(),
+            state: FinalState::Cancelled,
+            outcome: outcome.clone(),
+            worker: self.last_worker_name(t),
+        });
         self.finalize(t, TaskState::Cancelled, outcome, now, out);
     }
 
@@ -228,6 +256,9 @@ impl Core {
             return;
         }
         job.stopped = true;
+        let id = job.spec.id;
+        self.record(out, || Change::JobStopped { job: id });
+        let job = &self.jobs[j as usize];
         let unfinished: Vec<u32> = job
             .tasks
             .iter()
@@ -250,6 +281,14 @@ impl Core {
         job.finished_at = Some(now);
         let info = job.info(now);
         debug!(job = %info.id, state = ?info.state, "job finished");
+        self.record(out, || Change::JobFinished {
+            job: info.id,
+            at: now,
+        });
+        self.running_jobs.remove(&j);
+        self.finished_jobs.push_back((now, info.id));
+        self.finished_since_update.push(info.id);
+        let job = &self.jobs[j as usize];
         for &client in &job.watchers {
             out.push(Command::JobProgress {
                 client,
@@ -303,11 +342,26 @@ impl Core {
                     kind: ErrorKind::WorkerLost,
                     message,
                 });
+                self.record(out, || Change::TaskEnded {
+                    task: self.tasks[t as usize].spec.id(),
+                    state: FinalState::Failed,
+                    outcome: outcome.clone(),
+                    worker: self.last_worker_name(t),
+                });
                 self.finalize(t, TaskState::Failed, outcome, now, out);
             } else {
                 self.requeue(t, now);
             }
         }
         self.dispatch_pending = true;
+        if self.workers[w as usize].refs == 0 {
+            self.reclaim_worker(w);
+        }
     }
+}
+
+/// Whether a failed attempt may be retried (within the task's retries):
+/// a changed input or a rejection fails the same way every time.
+fn is_retryable(kind: ErrorKind) -> bool {
+    !matches!(kind, ErrorKind::InputChanged | ErrorKind::Rejected)
 }

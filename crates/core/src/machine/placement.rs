@@ -3,10 +3,11 @@
 //! ("Placement").
 
 use super::Core;
+use crate::change::Change;
 use crate::locality::{fnv1a, rendezvous_draw, rendezvous_name, rendezvous_score};
 use crate::queue::{PriorityQueue, QueueEntry};
 use crate::task::{TaskState, TaskTable, NO_WORKER};
-use crate::worker::Worker;
+use crate::worker::{host_key, same_host, Worker};
 use crate::{Command, Millis};
 use quarry_proto::RunTask;
 use std::cmp::Reverse;
@@ -141,17 +142,19 @@ impl Core {
     }
 
     /// The worker a task with inputs should run on: the one caching most of
-    /// its input bytes, else the rendezvous owner of its largest input.
-    /// Only live workers serving its function count.
+    /// its input bytes, else a worker on a host holding a replica of its
+    /// data, else the rendezvous owner of its largest input. Only live
+    /// workers serving its function count.
     fn preferred_worker(&mut self, t: u32) -> Option<u32> {
         let task = &self.tasks[t as usize];
         let function = &self.functions[task.function as usize];
         if task.spec.input_count() == 0 || function.workers().is_empty() {
             return None;
         }
+        let (inputs, replica_hosts) = task.placement_inputs();
         let cached = self
             .locality
-            .cached_bytes(&task.inputs(), |w| function.is_served_by(w));
+            .cached_bytes(&inputs, |w| function.is_served_by(w));
         // Most bytes; among equals the less loaded worker, then the older.
         let rank = |&&(w, bytes): &&(u32, u64)| {
             (bytes, Reverse(self.workers[w as usize].load), Reverse(w))
@@ -162,8 +165,51 @@ impl Core {
             .max_by_key(rank);
         match most_cached {
             Some(&(w, _)) => Some(w),
-            None => self.rendezvous_owner(t),
+            None => self
+                .replica_host_worker(t, &inputs, &replica_hosts)
+                .or_else(|| self.rendezvous_owner(t)),
         }
+    }
+
+    /// Among the workers serving the task's function on one of its replica
+    /// hosts, the one with the shortest backlog per slot (assigned, running
+    /// and locally queued tasks); among equals the rendezvous winner for
+    /// its largest input, so that several workers on one host share its
+    /// blocks evenly and the same block goes to the same worker next time.
+    fn replica_host_worker(
+        &self,
+        t: u32,
+        inputs: &[quarry_proto::DataRef],
+        replica_hosts: &[String],
+    ) -> Option<u32> {
+        if replica_hosts.is_empty() {
+            return None;
+        }
+        let task = &self.tasks[t as usize];
+        let largest = inputs.iter().rev().max_by_key(|input| input.read_len())?;
+        let object_hash = fnv1a(&largest.object_key());
+        let function = &self.functions[task.function as usize];
+        let mut candidates: Vec<u32> = replica_hosts
+            .iter()
+            .filter_map(|replica| self.workers_by_host.get(&host_key(replica)))
+            .flatten()
+            .copied()
+            .filter(|&w| {
+                let host = &self.workers[w as usize].host;
+                function.is_served_by(w)
+                    && replica_hosts.iter().any(|replica| same_host(replica, host))
+            })
+            .collect();
+        // A worker on two of the replica hosts' names is one candidate.
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates.into_iter().min_by_key(|&w| {
+            let worker = &self.workers[w as usize];
+            let backlog = u64::from(worker.load) + u64::from(worker.local_queued);
+            // Per slot, in millislots so that integer division keeps order.
+            let per_slot = backlog * 1000 / u64::from(worker.slots.max(1));
+            (per_slot, Reverse(rendezvous_draw(object_hash, worker.key)))
+        })
     }
 
     /// The highest-scoring worker for the task's largest input under the
@@ -400,11 +446,18 @@ impl Core {
     fn assign(&mut self, w: u32, t: u32, now: Millis, out: &mut Vec<Command>) {
         let is_local = self.attempt_is_local(w, t);
         self.set_state(t, TaskState::Assigned);
+        self.set_worker(t, w);
         let task = &mut self.tasks[t as usize];
         let worker = &mut self.workers[w as usize];
         task.attempt += 1;
-        task.worker = w;
         task.timer = now;
+        if self.config.record_changes {
+            out.push(Command::Record(Change::Assigned {
+                task: task.spec.id(),
+                attempt: task.attempt,
+                local: is_local,
+            }));
+        }
         worker.load += task.occupancy(worker.slots);
         worker.tasks.insert(t);
         let job = &mut self.jobs[task.job as usize];

@@ -4,8 +4,8 @@
 
 use quarry_core::{Command, Core, CoreConfig, Event, Millis};
 use quarry_proto::{
-    CacheEntry, ClientId, DataRef, EncodedTask, ErrorKind, JobId, JobSpec, Pin, TaskError, TaskId,
-    TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, WorkerId,
+    CacheEntry, ClientId, DataRef, EncodedTask, ErrorKind, JobId, JobSpec, Pin, RequestId,
+    TaskError, TaskId, TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, WorkerId,
 };
 use std::sync::Arc;
 
@@ -48,6 +48,28 @@ impl Harness {
         functions: &[&str],
         cached: &[&DataRef],
     ) -> Vec<Command> {
+        self.join_full(worker, slots, functions, cached, "")
+    }
+
+    /// A worker named `w<id>` on the machine called `host`.
+    pub fn join_on_host(
+        &mut self,
+        worker: u32,
+        slots: u32,
+        functions: &[&str],
+        host: &str,
+    ) -> Vec<Command> {
+        self.join_full(worker, slots, functions, &[], host)
+    }
+
+    fn join_full(
+        &mut self,
+        worker: u32,
+        slots: u32,
+        functions: &[&str],
+        cached: &[&DataRef],
+        host: &str,
+    ) -> Vec<Command> {
         self.send(Event::WorkerJoined {
             worker: WorkerId(worker),
             name: format!("w{worker}"),
@@ -57,6 +79,7 @@ impl Harness {
                 .iter()
                 .map(|d| CacheEntry::whole(d.object_key(), d.size))
                 .collect(),
+            host: host.to_string(),
         })
     }
 
@@ -67,6 +90,7 @@ impl Harness {
     pub fn open_spec(&mut self, client: u32, spec: JobSpec) -> Vec<Command> {
         self.send(Event::JobOpened {
             client: ClientId(client),
+            request: RequestId(0),
             spec: Arc::new(spec),
         })
     }
@@ -74,6 +98,7 @@ impl Harness {
     pub fn submit(&mut self, client: u32, job: u64, tasks: Vec<TaskSpec>) -> Vec<Command> {
         self.send(Event::TasksSubmitted {
             client: ClientId(client),
+            request: RequestId(0),
             job: job_id(client, job),
             tasks: tasks
                 .iter()
@@ -84,6 +109,8 @@ impl Harness {
 
     pub fn seal(&mut self, client: u32, job: u64) -> Vec<Command> {
         self.send(Event::JobSealed {
+            client: ClientId(client),
+            request: RequestId(0),
             job: job_id(client, job),
         })
     }
@@ -181,6 +208,25 @@ pub fn runs(commands: &[Command]) -> Vec<(u32, TaskId, u32)> {
             Command::Run { worker, run } => Some((worker.0, run.task.id(), run.attempt)),
             _ => None,
         })
+        .collect()
+}
+
+/// The refusal texts among `commands` (answers to requests).
+pub fn refusals(commands: &[Command]) -> Vec<String> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Refused { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `commands` without the answers to requests (`Accepted`, `Refused`).
+pub fn without_answers(commands: Vec<Command>) -> Vec<Command> {
+    commands
+        .into_iter()
+        .filter(|c| !matches!(c, Command::Accepted { .. } | Command::Refused { .. }))
         .collect()
 }
 
