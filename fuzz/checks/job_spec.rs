@@ -4,7 +4,6 @@
 
 use quarry_command::output_object_key;
 use quarry_job::JobSpec;
-use quarry_proto::{DataRef, Pin};
 use std::path::Path;
 
 /// Tasks expanded per input: enough to cover keys and parameters, few
@@ -34,22 +33,11 @@ pub fn check_job_spec(bytes: &[u8]) -> Option<JobSpec> {
         }
         let _ = template.to_context();
     }
+    // Prefix jobs are listed and keyed by the planner (quarry-plan), whose
+    // keys go through `sanitize_key`, which the task_key target covers.
     let tasks: Vec<_> = match spec.expand() {
         Ok(tasks) => tasks.take(TASKS_PER_INPUT).collect(),
-        // Prefix jobs expand from a listing: feed one made of the text's
-        // own lines, hostile names included.
-        Err(_) => {
-            let listing = text.lines().take(TASKS_PER_INPUT).map(|line| DataRef {
-                url: format!("file:///fuzz/data/{line}"),
-                pin: Pin::ETag("\"e\"".into()),
-                size: line.len() as u64 * 1_000_003,
-                range: None,
-            });
-            match spec.expand_listing(listing) {
-                Ok(tasks) => tasks.take(TASKS_PER_INPUT).collect(),
-                Err(_) => Vec::new(),
-            }
-        }
+        Err(_) => Vec::new(),
     };
     for task in &tasks {
         let _ = spec.function_args(task);

@@ -17,8 +17,8 @@
 use quarry::{Client, ClientError, ClientOptions, JobOptions};
 use quarry_integration::{quarry_bin, worker_args, CapturedProcess};
 use quarry_proto::{
-    decode, encode, ClientId, Envelope, ErrorKind, JobId, Limits, Message, RequestId, Role,
-    TaskError, TaskId, TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, PROTOCOL_VERSION,
+    decode, encode, ClientId, EncodedTask, Envelope, ErrorKind, JobId, Limits, Message, RequestId,
+    Role, TaskError, TaskId, TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, PROTOCOL_VERSION,
 };
 use rand::{Rng, RngCore, SeedableRng};
 use std::process::Command;
@@ -174,8 +174,8 @@ fn hello(version: u32, role: Role) -> Message {
 }
 
 /// A task sleeping 1 ms (`1` is a one-byte MessagePack integer).
-fn sleep_task(id: TaskId) -> TaskSpec {
-    TaskSpec::new(id, "sleep_ms", vec![1])
+fn sleep_task(id: TaskId) -> EncodedTask {
+    EncodedTask::encode(&TaskSpec::new(id, "sleep_ms", vec![1])).unwrap()
 }
 
 // ----- hostile peers during a job -----
@@ -411,7 +411,7 @@ async fn an_inline_argument_over_the_cap_is_refused_naming_the_cap() {
     raw.send(vec![Message::Submit {
         request: RequestId(1),
         job: JobId::first_for(id),
-        tasks: vec![task],
+        tasks: vec![EncodedTask::encode(&task).unwrap()],
     }]);
     let refusal = raw.wait_for("Refused", |m| matches!(m, Message::Refused { .. }));
     let Message::Refused {

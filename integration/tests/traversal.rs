@@ -375,7 +375,7 @@ fn sanitized_prefix_keys_always_pass_the_output_rule() {
         long.as_str(),
     ] {
         for force_hash in [false, true] {
-            let key = quarry_job::sanitize_key(raw, force_hash);
+            let key = quarry_command::sanitize_key(raw, force_hash);
             assert!(
                 output_object_key(&key, "out.txt").is_ok(),
                 "{raw:?} became {key:?}"

@@ -4,8 +4,8 @@ use crate::job::{Job, JobOptions};
 use crate::session::{self, Answer, Session, SessionStatus, Welcomed};
 use quarry_net::{connect, ConnectOptions, ConnectionEvent, CurveClientKeys};
 use quarry_proto::{
-    encode_message, ClientId, DataRef, JobId, JobInfo, JobSpec, Limits, Message, Role, TaskId,
-    TaskSpec, TaskStatus, WorkerInfo, PROTOCOL_VERSION,
+    encode_message, ClientId, DataRef, EncodedTask, JobId, JobInfo, JobSpec, Limits, Message, Role,
+    TaskId, TaskSpec, TaskStatus, WorkerInfo, PROTOCOL_VERSION,
 };
 use quarry_store::{PutSource, StoreResolver};
 use serde::de::DeserializeOwned;
@@ -77,8 +77,14 @@ pub(crate) struct Inner {
 impl Inner {
     /// A future was dropped: its result is released on the scheduler.
     pub(crate) fn release(&self, task: TaskId) {
-        self.session.forget(task);
+        self.forget(task);
         let _ = self.session.notify(&Message::Release { tasks: vec![task] });
+    }
+
+    /// Stops waiting for a task's outcome, leaving its result on the
+    /// scheduler.
+    pub(crate) fn forget(&self, task: TaskId) {
+        self.session.forget(task);
     }
 }
 
@@ -342,13 +348,15 @@ impl Client {
         let mut batch = Vec::new();
         let mut batch_bytes = 0;
         for spec in specs {
-            let size = approximate_size(&spec);
+            let encoded =
+                EncodedTask::encode(&spec).map_err(|e| ClientError::Codec(e.to_string()))?;
+            let size = encoded.encoded_len();
             if !batch.is_empty() && (batch.len() >= max_tasks || batch_bytes + size > budget) {
                 batches.push(std::mem::take(&mut batch));
                 batch_bytes = 0;
             }
             batch_bytes += size;
-            batch.push(spec);
+            batch.push(encoded);
         }
         if !batch.is_empty() {
             batches.push(batch);
@@ -530,17 +538,4 @@ impl Client {
     ) -> Result<R, ClientError> {
         decode_value(&self.inner.store, value).await
     }
-}
-
-fn approximate_size(spec: &TaskSpec) -> usize {
-    64 + spec.args.len()
-        + spec.key.len()
-        + spec.function.len()
-        + spec.params_json.len()
-        + spec
-            .inputs
-            .iter()
-            .chain(spec.args_ref.iter())
-            .map(|r| 48 + r.url.len())
-            .sum::<usize>()
 }

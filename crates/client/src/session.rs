@@ -333,7 +333,7 @@ impl Session {
     pub(crate) fn submit(
         &self,
         job: JobId,
-        batches: Vec<Vec<quarry_proto::TaskSpec>>,
+        batches: Vec<Vec<quarry_proto::EncodedTask>>,
     ) -> Result<Vec<oneshot::Receiver<Resolution>>, ClientError> {
         let mut state = self.lock();
         if state.cut_off {
@@ -357,7 +357,7 @@ impl Session {
         }
         let mut receivers = Vec::new();
         for tasks in batches {
-            let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+            let ids: Vec<TaskId> = tasks.iter().map(|t| t.id()).collect();
             for &id in &ids {
                 let (tx, rx) = oneshot::channel();
                 state.pending.insert(id, tx);

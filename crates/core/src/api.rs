@@ -2,8 +2,8 @@
 
 use crate::change::Change;
 use quarry_proto::{
-    CacheEntry, ClientId, JobId, JobInfo, JobSpec, RequestId, RunTask, TaskId, TaskOutcome,
-    TaskReport, TaskSpec, WorkerId,
+    CacheEntry, ClientId, EncodedTask, JobId, JobInfo, JobSpec, RequestId, RunTask, TaskId,
+    TaskOutcome, TaskReport, WorkerId,
 };
 use std::sync::Arc;
 
@@ -162,10 +162,10 @@ pub enum Event {
     CacheDelta {
         /// The worker.
         worker: WorkerId,
-        /// Newly cached objects.
+        /// Newly cached byte ranges.
         added: Vec<CacheEntry>,
-        /// Object keys evicted.
-        evicted: Vec<String>,
+        /// Byte ranges evicted.
+        evicted: Vec<CacheEntry>,
     },
     /// A client opened a job.
     JobOpened {
@@ -184,8 +184,8 @@ pub enum Event {
         request: RequestId,
         /// The job.
         job: JobId,
-        /// The tasks.
-        tasks: Vec<TaskSpec>,
+        /// The tasks, as the client encoded them.
+        tasks: Vec<EncodedTask>,
     },
     /// No more tasks will be added to the job.
     JobSealed {

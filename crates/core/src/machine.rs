@@ -20,7 +20,7 @@ use crate::worker::{host_key, Function, Worker, WorkerIdentity};
 use crate::{Command, CoreConfig, Event, Millis};
 use quarry_proto::{
     CacheEntry, ClientId, EncodedTask, ErrorKind, JobId, JobInfo, JobSpec, RequestId, TaskError,
-    TaskId, TaskOutcome, TaskSpec, TaskStatus, WorkerId,
+    TaskId, TaskOutcome, TaskStatus, WorkerId,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -370,14 +370,15 @@ impl Core {
         let task = &self.tasks[t as usize];
         let record = task.record.as_deref();
         // Key and parameters stay encoded until someone asks for them.
-        let (key, params_json) = match task.spec.decode() {
-            Ok(spec) => (spec.key, spec.params_json),
-            Err(e) => (format!("(undecodable: {e})"), String::new()),
+        let (key, params_json, inputs) = match task.spec.decode() {
+            Ok(spec) => (spec.key, spec.params_json, spec.inputs),
+            Err(e) => (format!("(undecodable: {e})"), String::new(), Vec::new()),
         };
         TaskStatus {
             id: task.spec.id(),
             key,
             params_json,
+            inputs,
             state: task.state.as_str().to_owned(),
             outcome: record.and_then(|r| r.outcome.clone()),
             outputs: record.map(|r| r.outputs.clone()).unwrap_or_default(),
@@ -470,7 +471,7 @@ impl Core {
             self.functions[f as usize].add_worker(w, worker.slots);
         }
         for entry in inventory {
-            if self.locality.add(w, &entry.object_key) {
+            if self.locality.add(w, &entry) {
                 worker.cached.insert(entry.object_key);
             }
         }
@@ -487,7 +488,7 @@ impl Core {
         &mut self,
         worker: WorkerId,
         added: Vec<CacheEntry>,
-        evicted: Vec<String>,
+        evicted: Vec<CacheEntry>,
         now: Millis,
     ) {
         let Some(w) = self.touch(worker, now) else {
@@ -495,13 +496,13 @@ impl Core {
         };
         let cached = &mut self.workers[w as usize].cached;
         for entry in added {
-            if self.locality.add(w, &entry.object_key) {
+            if self.locality.add(w, &entry) {
                 cached.insert(entry.object_key);
             }
         }
-        for key in evicted {
-            if cached.remove(&key) {
-                self.locality.remove(w, &key);
+        for entry in evicted {
+            if cached.contains(&entry.object_key) && self.locality.remove(w, &entry) {
+                cached.remove(&entry.object_key);
             }
         }
     }
@@ -577,23 +578,26 @@ impl Core {
         &mut self,
         client: ClientId,
         job: JobId,
-        specs: Vec<TaskSpec>,
+        specs: Vec<EncodedTask>,
         now: Millis,
         out: &mut Vec<Command>,
     ) -> Result<(), String> {
-        let mut encoded = Vec::with_capacity(specs.len());
-        for spec in &specs {
-            let task = EncodedTask::encode(spec)
-                .map_err(|e| format!("task {} cannot be stored: {e}", spec.id))?;
-            encoded.push(task);
+        // Only the function is read: the rest stays encoded until a worker
+        // decodes it.
+        let mut functions = Vec::with_capacity(specs.len());
+        for task in &specs {
+            let summary = task
+                .summary()
+                .map_err(|e| format!("task {} cannot be read: {e}", task.id()))?;
+            functions.push(summary.function);
         }
-        let is_new = self.check_submission(client, job, &encoded)?;
-        let new_tasks: Vec<(EncodedTask, u32)> = encoded
+        let is_new = self.check_submission(client, job, &specs)?;
+        let new_tasks: Vec<(EncodedTask, u32)> = specs
             .into_iter()
-            .zip(&specs)
+            .zip(functions)
             .zip(is_new)
             .filter(|&(_, new)| new)
-            .map(|((task, spec), _)| (task, self.function_id(&spec.function)))
+            .map(|((task, function), _)| (task, self.function_id(&function)))
             .collect();
         if new_tasks.is_empty() {
             return Ok(());

@@ -1,23 +1,10 @@
 //! Locations in job files: local paths become `file://` URLs, and prefixes
 //! split into their listed base and glob.
 
-use std::path::{Component, Path, PathBuf};
+use quarry_proto::url::{has_scheme, normalize_path};
+use std::path::Path;
 
-/// Characters that make a path segment a glob (as quarry-store's listing
-/// understands them).
-pub(crate) const GLOB_CHARS: &[char] = &['*', '?', '[', '{'];
-
-/// Whether `text` starts with a URL scheme such as `s3://`.
-pub(crate) fn has_scheme(text: &str) -> bool {
-    match text.split_once("://") {
-        Some((scheme, _)) => {
-            let mut chars = scheme.chars();
-            chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-                && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        }
-        None => false,
-    }
-}
+pub(crate) use quarry_proto::url::{split_glob, GLOB_CHARS};
 
 /// What is wrong with a URL that no store could serve, as a sentence
 /// fragment following the key: an `s3://` or `memory://` URL without a
@@ -59,37 +46,12 @@ pub(crate) fn resolve(text: &str, base_dir: &Path) -> String {
     if has_scheme(text) {
         return text.to_owned();
     }
-    let joined = base_dir.join(text);
-    let mut normal = PathBuf::from("/");
-    for component in joined.components() {
-        match component {
-            Component::Normal(part) => normal.push(part),
-            Component::ParentDir => {
-                normal.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
+    let normal = normalize_path(&base_dir.join(text));
     let mut path = normal.to_string_lossy().replace('%', "%25");
     if text.ends_with('/') && !path.ends_with('/') {
         path.push('/');
     }
     format!("file://{path}")
-}
-
-/// The part of a prefix URL that is listed, ending in `/`, and the glob
-/// matched below it, if any.
-pub(crate) fn split_glob(prefix: &str) -> (String, Option<String>) {
-    let (scheme, key) = prefix.split_once("://").unwrap_or(("", prefix));
-    let segments: Vec<&str> = key.split('/').collect();
-    match segments.iter().position(|s| s.contains(GLOB_CHARS)) {
-        Some(at) => (
-            format!("{scheme}://{}/", segments[..at].join("/")),
-            Some(segments[at..].join("/")),
-        ),
-        None if prefix.ends_with('/') => (prefix.to_owned(), None),
-        None => (format!("{prefix}/"), None),
-    }
 }
 
 #[cfg(test)]
@@ -108,8 +70,6 @@ mod tests {
             "file:///jobs/shared/model.pkl"
         );
         assert_eq!(resolve("/abs/100%/x", base), "file:///abs/100%25/x");
-        assert!(!has_scheme("C:/data"));
-        assert!(!has_scheme("weird/a://b"));
     }
 
     #[test]
@@ -127,19 +87,5 @@ mod tests {
         for bad in ["s3://", "S3:///key", "memory://", "file://", "file://rel/x"] {
             assert!(url_problem(bad).is_some(), "{bad}");
         }
-    }
-
-    #[test]
-    fn prefixes_split_at_the_first_glob_segment() {
-        assert_eq!(split_glob("s3://b/logs/"), ("s3://b/logs/".into(), None));
-        assert_eq!(split_glob("s3://b/logs"), ("s3://b/logs/".into(), None));
-        assert_eq!(
-            split_glob("s3://b/logs/**/*.gz"),
-            ("s3://b/logs/".into(), Some("**/*.gz".into()))
-        );
-        assert_eq!(
-            split_glob("file:///d/2024-*/part-?.csv"),
-            ("file:///d/".into(), Some("2024-*/part-?.csv".into()))
-        );
     }
 }

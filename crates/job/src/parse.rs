@@ -6,7 +6,7 @@ use crate::location::{resolve, split_glob, url_problem, GLOB_CHARS};
 use crate::size::parse_size;
 use crate::spec::{
     BroadcastInput, FunctionCall, Grid, GridAxis, JobSpec, MapOver, OpCall, PrefixInput, RangeSpec,
-    Resources, Run, BUILTIN_OPS, DEFAULT_RETRIES, MAX_TASKS,
+    Resources, Run, Split, BUILTIN_OPS, DEFAULT_RETRIES, MAX_TASKS,
 };
 use crate::yaml::{self, Key, Node, NodeValue, YamlErrorKind};
 use quarry_command::{input_env_var, param_env_var, ArgTemplate, Placeholder};
@@ -500,8 +500,8 @@ fn broadcast_inputs(ctx: &Ctx<'_>, node: &Node) -> Result<Vec<BroadcastInput>> {
 
 fn prefix_input(ctx: &Ctx<'_>, key: &Key, node: &Node) -> Result<PrefixInput> {
     // `input: s3://bucket/logs/` is short for `input: {prefix: …}`.
-    let (prefix_node, chunk_size) = if let NodeValue::Str(_) = node.value {
-        (node, None)
+    let (prefix_node, chunk_size, split) = if let NodeValue::Str(_) = node.value {
+        (node, None, Split::Lines)
     } else {
         let section = Section::new(
             ctx,
@@ -509,13 +509,37 @@ fn prefix_input(ctx: &Ctx<'_>, key: &Key, node: &Node) -> Result<PrefixInput> {
             "input",
             "input",
             key.at,
-            &["prefix", "chunk_size"],
+            &["prefix", "chunk_size", "split"],
         )?;
         let chunk_size = section
             .get("chunk_size")
             .map(|n| chunk_size(ctx, n))
             .transpose()?;
-        (section.required(ctx, "prefix")?, chunk_size)
+        let split = match section.get("split") {
+            None => Split::Lines,
+            Some(n) => {
+                let split = match string(ctx, n, "input.split")? {
+                    "lines" => Split::Lines,
+                    "bytes" => Split::Bytes,
+                    other => {
+                        return Err(ctx.invalid(
+                            n.at,
+                            "input.split",
+                            format!("must be `lines` or `bytes`, not `{other}`"),
+                        ))
+                    }
+                };
+                if chunk_size.is_none() {
+                    return Err(ctx.invalid(
+                        n.at,
+                        "input.split",
+                        "says how to cut chunks, but there is no `chunk_size`",
+                    ));
+                }
+                split
+            }
+        };
+        (section.required(ctx, "prefix")?, chunk_size, split)
     };
     let text = non_empty_string(ctx, prefix_node, "input.prefix")?;
     if let Some(problem) = url_problem(&text) {
@@ -534,7 +558,11 @@ fn prefix_input(ctx: &Ctx<'_>, key: &Key, node: &Node) -> Result<PrefixInput> {
                 )
             })?;
     }
-    Ok(PrefixInput { prefix, chunk_size })
+    Ok(PrefixInput {
+        prefix,
+        chunk_size,
+        split,
+    })
 }
 
 fn chunk_size(ctx: &Ctx<'_>, node: &Node) -> Result<u64> {

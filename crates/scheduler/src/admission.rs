@@ -6,7 +6,7 @@
 //! Every check runs before the core sees anything, so a refused message
 //! changes nothing. The texts say what to do.
 
-use quarry_proto::{Limits, Role, TaskSpec, PROTOCOL_VERSION};
+use quarry_proto::{EncodedTask, Limits, Role, PROTOCOL_VERSION};
 use tracing::warn;
 
 /// Caps on what one Hello can make the scheduler hold: the names a worker
@@ -141,7 +141,7 @@ fn check_names(
 
 /// Checks a submission against the limits; the error text is sent back to
 /// the client as is. (Which ids a client may use is the core's rule.)
-pub(crate) fn check_submission(limits: &Limits, tasks: &[TaskSpec]) -> Result<(), String> {
+pub(crate) fn check_submission(limits: &Limits, tasks: &[EncodedTask]) -> Result<(), String> {
     if tasks.len() > limits.max_tasks_per_submit {
         return Err(format!(
             "a submission of {} tasks exceeds the cap of {} tasks per submission \
@@ -151,12 +151,15 @@ pub(crate) fn check_submission(limits: &Limits, tasks: &[TaskSpec]) -> Result<()
         ));
     }
     for task in tasks {
-        if task.args.len() > limits.max_inline_bytes {
+        let id = task.id();
+        let args_len = task
+            .summary()
+            .map_err(|e| format!("task {id} cannot be read: {e}"))?
+            .args_len;
+        if args_len > limits.max_inline_bytes {
             return Err(format!(
-                "task {} has {} bytes of inline arguments, over the {}-byte cap \
+                "task {id} has {args_len} bytes of inline arguments, over the {}-byte cap \
                  (limits.max_inline_bytes); pass large values by reference (Client::put)",
-                task.id,
-                task.args.len(),
                 limits.max_inline_bytes
             ));
         }

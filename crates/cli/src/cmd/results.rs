@@ -21,11 +21,12 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    args.scheduler
-        .resolve()?
+    let scheduler = args.scheduler.resolve()?;
+    let store = scheduler.stores();
+    scheduler
         .with_client(async |client| {
             let info = find_job(client, &args.job).await?;
-            let rows = job_rows(client, info.id).await?;
+            let rows = job_rows(client, &store, info.id).await?;
             render(
                 &select(rows, &args.view)?,
                 args.format,

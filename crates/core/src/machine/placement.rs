@@ -4,7 +4,7 @@
 
 use super::Core;
 use crate::change::Change;
-use crate::locality::{fnv1a, rendezvous_draw, rendezvous_score};
+use crate::locality::{fnv1a, rendezvous_draw, rendezvous_name, rendezvous_score};
 use crate::queue::{PriorityQueue, QueueEntry};
 use crate::task::{TaskState, TaskTable, NO_WORKER};
 use crate::worker::{host_key, same_host, Worker};
@@ -219,7 +219,7 @@ impl Core {
         let task = &self.tasks[t as usize];
         let inputs = task.inputs();
         let largest = inputs.iter().rev().max_by_key(|input| input.read_len())?;
-        let object_hash = fnv1a(&largest.object_key());
+        let object_hash = fnv1a(&rendezvous_name(largest));
         let function = &self.functions[task.function as usize];
         let job = &mut self.jobs[task.job as usize];
         // A worker is under the cap while its count is below

@@ -4,8 +4,8 @@
 
 use quarry_core::{Command, Core, CoreConfig, Event, Millis};
 use quarry_proto::{
-    CacheEntry, ClientId, DataRef, ErrorKind, JobId, JobSpec, Pin, RequestId, TaskError, TaskId,
-    TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, WorkerId,
+    CacheEntry, ClientId, DataRef, EncodedTask, ErrorKind, JobId, JobSpec, Pin, RequestId,
+    TaskError, TaskId, TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, WorkerId,
 };
 use std::sync::Arc;
 
@@ -77,10 +77,7 @@ impl Harness {
             functions: functions.iter().map(|f| f.to_string()).collect(),
             inventory: cached
                 .iter()
-                .map(|d| CacheEntry {
-                    object_key: d.object_key(),
-                    size: d.size,
-                })
+                .map(|d| CacheEntry::whole(d.object_key(), d.size))
                 .collect(),
             host: host.to_string(),
         })
@@ -103,7 +100,10 @@ impl Harness {
             client: ClientId(client),
             request: RequestId(0),
             job: job_id(client, job),
-            tasks,
+            tasks: tasks
+                .iter()
+                .map(|spec| EncodedTask::encode(spec).expect("encodable"))
+                .collect(),
         })
     }
 
