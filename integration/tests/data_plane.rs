@@ -337,7 +337,10 @@ async fn a_chunked_map_counts_every_line_exactly_once() {
         .await
         .unwrap();
 
-    let cluster = Cluster::start(minio.env(), 2);
+    // Blocks smaller than the chunks, as the worker's docs advise.
+    let mut env = minio.env();
+    env.push(("QUARRY_CACHE_BLOCK_SIZE", "64KiB".to_string()));
+    let cluster = Cluster::start(env, 2);
     let client = cluster.client(&minio.env(), None).await;
     cluster.wait_for_workers(&client).await;
 
@@ -368,11 +371,13 @@ async fn a_chunked_map_counts_every_line_exactly_once() {
     assert_eq!(counts, expected_counts([&file[..]]));
 
     // Each chunk fetches its own blocks: the object is read from the store
-    // about once in all, not once per worker.
+    // about once in all, not once per worker (2x before blocks). The
+    // 300 KB lines that run past a chunk's end make the readers of
+    // neighbouring chunks, on different workers, share a few blocks.
     let info = job_info(&client, job).await;
     assert!(info.stats.bytes_from_store >= size, "{info:?}");
     assert!(
-        info.stats.bytes_from_store <= size + size / 20,
+        info.stats.bytes_from_store <= size + size / 10,
         "{} bytes from the store for a {size}-byte object",
         info.stats.bytes_from_store
     );

@@ -59,7 +59,12 @@ fn is_cache_file_name(name: &str) -> bool {
     };
     hash.len() == 64
         && hash.bytes().all(|b| b.is_ascii_hexdigit())
-        && matches!(extension, "data" | "meta")
+        && match extension.split_once('.') {
+            // A block's sidecar: HASH.INDEX.block.
+            Some((index, "block")) => index.bytes().all(|b| b.is_ascii_digit()),
+            Some(_) => false,
+            None => matches!(extension, "data" | "meta"),
+        }
 }
 
 /// A cache in `root/cache` reading through `resolver`, plus what `root`

@@ -165,6 +165,22 @@ pub fn output_object_key(task_key: &str, relative_path: &str) -> Result<String, 
     Ok(key)
 }
 
+/// The directory of a task's outputs under the job's output prefix
+/// (`<task key>/`), checked as [`output_object_key`] checks the task key,
+/// for listing or clearing it before any file is written.
+pub fn output_dir_key(task_key: &str) -> Result<String, KeyError> {
+    check_relative("task key", task_key)?;
+    let key = format!("{task_key}/");
+    if key.len() >= MAX_OUTPUT_KEY_BYTES {
+        return Err(KeyError::TooLong {
+            what: "task key",
+            len: task_key.len(),
+            limit: MAX_OUTPUT_KEY_BYTES - 1,
+        });
+    }
+    Ok(key)
+}
+
 fn check_relative(what: &'static str, path: &str) -> Result<(), KeyError> {
     if path.is_empty() {
         return Err(KeyError::Empty { what });

@@ -228,7 +228,9 @@ impl Inputs {
         task_key: &str,
         kept: &[String],
     ) -> Result<(), TaskError> {
-        let dir = format!("{}/{task_key}/", output.trim_end_matches('/'));
+        let dir_key = quarry_command::output_dir_key(task_key)
+            .map_err(|e| failure(ErrorKind::Failed, e.to_string()))?;
+        let dir = format!("{}/{dir_key}", output.trim_end_matches('/'));
         let fail = |e: String| {
             failure(
                 ErrorKind::Failed,
