@@ -4,7 +4,6 @@
 
 use quarry_command::output_object_key;
 use quarry_job::JobSpec;
-use quarry_proto::{DataRef, Pin};
 use std::path::Path;
 
 /// Tasks expanded per input: enough to cover keys and parameters, few
@@ -15,12 +14,17 @@ const TASKS_PER_INPUT: usize = 64;
 /// valid spec: summarise it, expand its first tasks, build function
 /// arguments and command templates. Returns the spec when it parsed.
 ///
-/// Panics when a property breaks: parsing or expanding panicked, a parsed
+/// Panics when a property breaks: parsing or expanding panicked, an error
+/// has no position in the file, a parsed
 /// command job has an invalid template, or a task key is refused by the
 /// output-key rule (so a task could write outside its own directory).
 pub fn check_job_spec(bytes: &[u8]) -> Option<JobSpec> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let spec = JobSpec::from_yaml(text, "fuzz.yaml", Path::new("/fuzz/jobs")).ok()?;
+    let spec = match JobSpec::from_yaml(text, "fuzz.yaml", Path::new("/fuzz/jobs")) {
+        Ok(spec) => spec,
+        Err(e) if e.position.is_none() => panic!("a parse error has no position: {e}"),
+        Err(_) => return None,
+    };
     let _ = spec.task_count();
     let _ = spec.summary(4);
     if let Some(template) = spec.command_template() {
@@ -29,22 +33,11 @@ pub fn check_job_spec(bytes: &[u8]) -> Option<JobSpec> {
         }
         let _ = template.to_context();
     }
+    // Prefix jobs are listed and keyed by the planner (quarry-plan), whose
+    // keys go through `sanitize_key`, which the task_key target covers.
     let tasks: Vec<_> = match spec.expand() {
         Ok(tasks) => tasks.take(TASKS_PER_INPUT).collect(),
-        // Prefix jobs expand from a listing: feed one made of the text's
-        // own lines, hostile names included.
-        Err(_) => {
-            let listing = text.lines().take(TASKS_PER_INPUT).map(|line| DataRef {
-                url: format!("file:///fuzz/data/{line}"),
-                pin: Pin::ETag("\"e\"".into()),
-                size: line.len() as u64 * 1_000_003,
-                range: None,
-            });
-            match spec.expand_listing(listing) {
-                Ok(tasks) => tasks.take(TASKS_PER_INPUT).collect(),
-                Err(_) => Vec::new(),
-            }
-        }
+        Err(_) => Vec::new(),
     };
     for task in &tasks {
         let _ = spec.function_args(task);

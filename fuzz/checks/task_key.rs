@@ -2,8 +2,7 @@
 //! regression test (crates/job/tests/fuzz_regressions.rs) so that both
 //! check exactly the same thing.
 
-use quarry_command::{output_object_key, MAX_OUTPUT_KEY_BYTES};
-use quarry_job::{sanitize_key, MAX_TASK_KEY_BYTES};
+use quarry_command::{output_object_key, sanitize_key, MAX_OUTPUT_KEY_BYTES, MAX_TASK_KEY_BYTES};
 
 /// Splits a `task_key` input: one flag byte (`force_hash`), then a raw key
 /// and a relative path separated by the first 0xFF byte (never part of

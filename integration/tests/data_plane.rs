@@ -284,33 +284,15 @@ async fn a_large_result_comes_back_as_a_readable_reference() {
         .strip_prefix("s3://big/")
         .unwrap_or_else(|| panic!("result outside the bucket: {}", data_ref.url));
     assert!(key.starts_with("results/"), "{key}");
+    assert!(key.ends_with("/_result.json"), "stored as JSON: {key}");
 
     // Readable through the client and, independently, with aws-sdk-s3.
     let through_client: String = client.value(&value).await.unwrap();
     assert_eq!(through_client, text);
     let stored = minio.get_object_bytes("big", key).await.unwrap();
     assert_eq!(stored.len() as u64, data_ref.size);
-    let mut expected = Vec::new();
-    serialize_msgpack_str(&text, &mut expected);
-    assert_eq!(&stored[..], &expected[..]);
-}
-
-/// MessagePack of a string (str 32 format for long strings), written here
-/// so that the check does not go through quarry's codec.
-fn serialize_msgpack_str(text: &str, out: &mut Vec<u8>) {
-    let len = text.len();
-    if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else if len < 256 {
-        out.extend_from_slice(&[0xd9, len as u8]);
-    } else if len < 65_536 {
-        out.push(0xda);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-    }
-    out.extend_from_slice(text.as_bytes());
+    let parsed: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+    assert_eq!(parsed, serde_json::Value::String(text));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,7 +337,10 @@ async fn a_chunked_map_counts_every_line_exactly_once() {
         .await
         .unwrap();
 
-    let cluster = Cluster::start(minio.env(), 2);
+    // Blocks smaller than the chunks, as the worker's docs advise.
+    let mut env = minio.env();
+    env.push(("QUARRY_CACHE_BLOCK_SIZE", "64KiB".to_string()));
+    let cluster = Cluster::start(env, 2);
     let client = cluster.client(&minio.env(), None).await;
     cluster.wait_for_workers(&client).await;
 
@@ -385,13 +370,16 @@ async fn a_chunked_map_counts_every_line_exactly_once() {
     assert!(counts.values().all(|&n| n == 1), "no line counted twice");
     assert_eq!(counts, expected_counts([&file[..]]));
 
-    // The object is fetched whole into each worker's cache once; chunks
-    // are read from there.
+    // Each chunk fetches its own blocks: the object is read from the store
+    // about once in all, not once per worker (2x before blocks). The
+    // 300 KB lines that run past a chunk's end make the readers of
+    // neighbouring chunks, on different workers, share a few blocks.
     let info = job_info(&client, job).await;
-    assert!(info.stats.cache_misses <= 2, "{info:?}");
-    assert_eq!(
-        info.stats.bytes_from_store,
-        size * u64::from(info.stats.cache_misses)
+    assert!(info.stats.bytes_from_store >= size, "{info:?}");
+    assert!(
+        info.stats.bytes_from_store <= size + size / 10,
+        "{} bytes from the store for a {size}-byte object",
+        info.stats.bytes_from_store
     );
 }
 

@@ -17,8 +17,8 @@
 use quarry::{Client, ClientError, ClientOptions, JobOptions};
 use quarry_integration::{quarry_bin, worker_args, CapturedProcess};
 use quarry_proto::{
-    decode, encode, ClientId, Envelope, ErrorKind, JobId, Limits, Message, RequestId, Role,
-    TaskError, TaskId, TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, PROTOCOL_VERSION,
+    decode, encode, ClientId, EncodedTask, Envelope, ErrorKind, JobId, Limits, Message, RequestId,
+    Role, TaskError, TaskId, TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, PROTOCOL_VERSION,
 };
 use rand::{Rng, RngCore, SeedableRng};
 use std::process::Command;
@@ -174,8 +174,8 @@ fn hello(version: u32, role: Role) -> Message {
 }
 
 /// A task sleeping 1 ms (`1` is a one-byte MessagePack integer).
-fn sleep_task(id: TaskId) -> TaskSpec {
-    TaskSpec::new(id, "sleep_ms", vec![1])
+fn sleep_task(id: TaskId) -> EncodedTask {
+    EncodedTask::encode(&TaskSpec::new(id, "sleep_ms", vec![1])).unwrap()
 }
 
 // ----- hostile peers during a job -----
@@ -411,7 +411,7 @@ async fn an_inline_argument_over_the_cap_is_refused_naming_the_cap() {
     raw.send(vec![Message::Submit {
         request: RequestId(1),
         job: JobId::first_for(id),
-        tasks: vec![task],
+        tasks: vec![EncodedTask::encode(&task).unwrap()],
     }]);
     let refusal = raw.wait_for("Refused", |m| matches!(m, Message::Refused { .. }));
     let Message::Refused {
@@ -526,6 +526,175 @@ async fn a_frame_over_the_cap_is_refused_naming_the_cap_and_the_scheduler_keeps_
         .await
         .unwrap();
     assert_eq!(echoed, (0..50).collect::<Vec<i64>>());
+    scheduler.assert_running();
+    steady.stop();
+    scheduler.stop();
+}
+
+/// The resident memory of process `pid`, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .expect("no VmRSS line");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("VmRSS in kB");
+    kib * 1024
+}
+
+/// Says Hello as a worker registering `functions` and returns the reason
+/// of the Rejected that must answer it.
+fn hello_refused(raw: &RawPeer, name: &str, functions: Vec<String>) -> String {
+    raw.send(vec![Message::Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Worker,
+        name: name.into(),
+        slots: 1,
+        functions,
+        inventory: Vec::new(),
+        host: String::new(),
+        resume: None,
+    }]);
+    let answer = raw.wait_for("Rejected or Welcome", |m| {
+        matches!(m, Message::Rejected { .. } | Message::Welcome { .. })
+    });
+    match answer {
+        Message::Rejected { reason, fatal } => {
+            assert!(fatal, "{reason}");
+            reason
+        }
+        other => panic!("an oversized Hello was welcomed: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_hellos_are_refused_naming_the_cap_and_leave_memory_flat() {
+    let cache = tempfile::tempdir().unwrap();
+    let (mut scheduler, endpoint) = scheduler(&[]);
+    let steady = worker(&endpoint, "steady", cache.path());
+    let client = connect(&endpoint).await;
+    wait_for_workers(&client, 1).await;
+    let echoed = client
+        .gather(client.map::<i64, i64, _>("echo", 0..100).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(echoed, (0..100).collect::<Vec<i64>>());
+    let baseline = rss_bytes(scheduler.id());
+
+    // Ten Hellos, each under the 1 MiB frame cap, listing 60,000 unique
+    // function names.
+    let context = zmq::Context::new();
+    for peer in 0..10 {
+        let raw = RawPeer::connect(&context, &endpoint);
+        let functions = (0..60_000).map(|n| format!("f{peer}-{n:08}")).collect();
+        let reason = hello_refused(&raw, &format!("greedy-{peer}"), functions);
+        assert!(
+            reason.contains("60000 functions") && reason.contains("(max_worker_functions)"),
+            "{reason}"
+        );
+    }
+    // A name far over the length cap.
+    let raw = RawPeer::connect(&context, &endpoint);
+    let reason = hello_refused(&raw, "long", vec!["x".repeat(500_000)]);
+    assert!(reason.contains("(max_name_bytes)"), "{reason}");
+    let reason = hello_refused(&raw, &"n".repeat(500_000), Vec::new());
+    assert!(reason.contains("peer name"), "{reason}");
+
+    let after = rss_bytes(scheduler.id());
+    assert!(
+        after < baseline + 20 * 1024 * 1024,
+        "the scheduler went from {baseline} to {after} bytes resident"
+    );
+
+    // It still serves, and knows only the real worker.
+    let echoed = client
+        .gather(client.map::<i64, i64, _>("echo", 0..100).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(echoed, (0..100).collect::<Vec<i64>>());
+    let names: Vec<String> = client
+        .workers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(names, vec!["steady".to_string()]);
+    scheduler.assert_running();
+    steady.stop();
+    scheduler.stop();
+}
+
+/// What a fake worker that never starts its tasks was sent.
+#[derive(Debug, Default)]
+struct Stuck {
+    runs: usize,
+    cancels: usize,
+}
+
+/// A raw worker serving `echo` that heartbeats every 200 ms but never
+/// starts what it is sent, until `stop` is set. `ready` gets its Welcome.
+fn stuck_worker(endpoint: &str, ready: std::sync::mpsc::Sender<()>, stop: &AtomicBool) -> Stuck {
+    let context = zmq::Context::new();
+    let raw = RawPeer::connect(&context, endpoint);
+    raw.send(vec![Message::Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Worker,
+        name: "stuck".into(),
+        slots: 4,
+        functions: vec!["echo".into()],
+        inventory: Vec::new(),
+        host: String::new(),
+        resume: None,
+    }]);
+    raw.wait_for("Welcome", |m| matches!(m, Message::Welcome { .. }));
+    ready.send(()).unwrap();
+    let mut seen = Stuck::default();
+    while !stop.load(Ordering::Relaxed) {
+        raw.send(vec![Message::Heartbeat]);
+        for message in raw.drain(Duration::from_millis(200)) {
+            match message {
+                Message::Run(_) => seen.runs += 1,
+                Message::CancelTask { .. } => seen.cancels += 1,
+                _ => {}
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_a_heartbeating_worker_never_starts_go_back_after_the_start_deadline() {
+    let cache = tempfile::tempdir().unwrap();
+    // Only the start deadline can take the tasks back: the stuck worker
+    // heartbeats, and silence would take ten minutes to notice anyway.
+    let (mut scheduler, endpoint) =
+        scheduler(&["--start-deadline", "2s", "--heartbeat-timeout", "10m"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let stuck = {
+        let (endpoint, stop) = (endpoint.clone(), stop.clone());
+        std::thread::spawn(move || stuck_worker(&endpoint, ready_tx, &stop))
+    };
+    ready.recv_timeout(LIMIT).unwrap();
+    let client = connect(&endpoint).await;
+    wait_for_workers(&client, 1).await;
+    // Every task goes to the only worker, the stuck one.
+    let futures = client.map::<i64, i64, _>("echo", 0..20).unwrap();
+    let steady = worker(&endpoint, "steady", cache.path());
+    let results = tokio::time::timeout(LIMIT, client.gather(futures))
+        .await
+        .expect("the stuck worker held the job")
+        .unwrap();
+    assert_eq!(results, (0..20).collect::<Vec<i64>>());
+    stop.store(true, Ordering::Relaxed);
+    let seen = stuck.join().expect("the stuck worker's thread panicked");
+    assert!(seen.runs > 0, "the stuck worker was sent nothing: {seen:?}");
+    assert_eq!(seen.cancels, seen.runs, "told to drop each: {seen:?}");
     scheduler.assert_running();
     steady.stop();
     scheduler.stop();

@@ -128,7 +128,7 @@ fn run_trial(n: usize) -> Trial {
             "--watch".into(),
         ],
     );
-    submit.wait_for_line("submitted job");
+    submit.wait_for_line("submitting job");
 
     // Watch from the outside until the job is well under way, then take
     // the tasks the scheduler reports done and kill it at once.

@@ -304,6 +304,36 @@ async fn a_worker_with_an_unknown_key_never_receives_a_task() {
     scheduler.stop();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_workers_sharing_one_key_all_join_under_a_low_connection_cap() {
+    let keys = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    keygen(keys.path());
+    // The documented deployment: every worker holds the same worker.key.
+    // The per-key cap counts client connections only.
+    let (scheduler, endpoint) =
+        scheduler(Some(keys.path()), &["--max-connections-per-peer", "4"], &[]);
+    let mut args = worker_args(&endpoint, "pool", cache.path());
+    args.extend([
+        "--nprocs".to_string(),
+        "100".to_string(),
+        "--server-key".to_string(),
+        keys.path().join("scheduler.pub").display().to_string(),
+        "--key-file".to_string(),
+        keys.path().join("worker.key").display().to_string(),
+    ]);
+    let pool = quarry_process("pool", &args, &[]);
+    let client = keyed_client(&endpoint, keys.path()).await;
+    wait_for_workers(&client, 100).await;
+    let results = client
+        .gather(client.map::<i64, i64, _>("echo", 0..1_000).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(results, (0..1_000).collect::<Vec<i64>>());
+    pool.stop();
+    scheduler.stop();
+}
+
 #[tokio::test]
 async fn with_the_right_keys_map_and_gather_work_through_curve() {
     let keys = tempfile::tempdir().unwrap();

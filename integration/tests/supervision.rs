@@ -6,6 +6,10 @@
 //!   with it, so a requeued task never runs beside a survivor of its
 //!   earlier attempt: a ledger the command appends to gets one line per
 //!   task.
+//! - A worker killed with SIGKILL and started again under its name with
+//!   its cache directory takes over its predecessor (issue #15 item 3):
+//!   the scheduler requeues the old session's tasks at once instead of
+//!   waiting out the heartbeat timeout.
 //! - A `--nprocs` supervisor killed with SIGKILL takes its worker processes
 //!   with it.
 //! - Two workers started with default settings on one host both join.
@@ -41,6 +45,12 @@ fn quarry(name: &str, args: &[&str], env: &[(&str, &str)]) -> CapturedProcess {
 /// A scheduler on a free loopback port that drops a silent worker after
 /// 2 s; returns it and its endpoint.
 fn scheduler() -> (CapturedProcess, String) {
+    scheduler_with_heartbeat_timeout("2s")
+}
+
+/// A scheduler on a free loopback port that drops a silent worker after
+/// `timeout`; returns it and its endpoint.
+fn scheduler_with_heartbeat_timeout(timeout: &str) -> (CapturedProcess, String) {
     let process = quarry(
         "scheduler",
         &[
@@ -50,7 +60,7 @@ fn scheduler() -> (CapturedProcess, String) {
             "--dashboard",
             "none",
             "--heartbeat-timeout",
-            "2s",
+            timeout,
         ],
         &[],
     );
@@ -76,7 +86,9 @@ async fn wait_for_names(client: &Client, expected: &[String]) {
             .map(|w| w.name)
             .collect();
         names.sort();
-        if names == expected {
+        let mut wanted = expected.to_vec();
+        wanted.sort();
+        if names == wanted {
             return;
         }
         assert!(
@@ -221,6 +233,138 @@ retries: 3
         8,
         "every task started twice: once on the killed worker, once on the other"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_under_its_name_takes_over_its_tasks_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, started) = (dir.path().join("ledger"), dir.path().join("started"));
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+name: takeover
+items: [a, b]
+command: [sh, -c, 'echo "$QUARRY_TASK_KEY" >> "$STARTED"; sleep 3; echo "$QUARRY_TASK_KEY" >> "$LEDGER"']
+env:
+  STARTED: {}
+  LEDGER: {}
+"#,
+            started.display(),
+            ledger.display()
+        ),
+    )
+    .unwrap();
+    // Only a takeover can requeue the killed worker's tasks in time: its
+    // silence would be noticed after ten minutes.
+    let (mut scheduler, endpoint) = scheduler_with_heartbeat_timeout("10m");
+    let cache = dir.path().join("cache").display().to_string();
+    let args = [
+        "worker",
+        &endpoint,
+        "--nthreads",
+        "2",
+        "--name",
+        "node-a",
+        "--cache-dir",
+        &cache,
+    ];
+    let mut first = quarry("worker node-a", &args, &[]);
+    let job_path = job.display().to_string();
+    let mut submit = quarry(
+        "submit",
+        &["submit", &job_path, "--scheduler", &endpoint, "--watch"],
+        &[],
+    );
+    wait_until("both tasks to start on node-a", || {
+        lines(&started).len() == 2
+    });
+    first.assert_running();
+    kill_9(first.id());
+    first.wait_exit();
+
+    let _second = quarry("worker node-a again", &args, &[]);
+    let status = submit.wait_exit();
+    assert!(status.success(), "the job failed:\n{}", submit.output());
+    let mut done = lines(&ledger);
+    done.sort();
+    assert_eq!(done, ["00000", "00001"], "each task ran to the end once");
+    assert_eq!(lines(&started).len(), 4, "each task started again");
+    scheduler.assert_running();
+    let log = scheduler.output();
+    assert!(
+        log.contains("took over its predecessor"),
+        "the scheduler did not log a takeover:\n{log}"
+    );
+    assert!(!log.contains("no heartbeat"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_over_the_connection_cap_join_and_cli_calls_in_a_row_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every peer here comes from one address, so one origin, with a cap of
+    // 4 client connections; clients that go without a goodbye would hold
+    // their sessions for the 15 s client timeout.
+    let scheduler = quarry(
+        "scheduler",
+        &[
+            "scheduler",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--dashboard",
+            "none",
+            "--max-connections-per-peer",
+            "4",
+            "--heartbeat-timeout",
+            "15s",
+        ],
+        &[],
+    );
+    let endpoint = scheduler.wait_for_scheduler_endpoint();
+    let cache = dir.path().display().to_string();
+    let pool = quarry(
+        "pool",
+        &[
+            "worker",
+            &endpoint,
+            "--nprocs",
+            "100",
+            "--nthreads",
+            "1",
+            "--name",
+            "pool",
+            "--cache-dir",
+            &cache,
+        ],
+        &[],
+    );
+    let client = connect(&endpoint).await;
+    wait_for_names(&client, &names("pool", 100)).await;
+    drop(client);
+
+    // Each CLI call says goodbye, so 200 in a row fit under a cap of 4.
+    for call in 0..200 {
+        let output = quarry_output(&["jobs", "--scheduler", &endpoint], &[]);
+        assert!(
+            output.status.success(),
+            "call {call} of `quarry jobs` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // So does a library client dropped without closing it.
+    for round in 0..20 {
+        let client = tokio::time::timeout(Duration::from_secs(10), Client::connect(&endpoint))
+            .await
+            .expect("connect within 10 s")
+            .unwrap_or_else(|e| panic!("connection {round} refused: {e}"));
+        client.list_jobs().await.unwrap();
+        drop(client);
+        // The goodbye goes out on the connection's own thread.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pool.stop();
+    scheduler.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

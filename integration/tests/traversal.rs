@@ -59,7 +59,12 @@ fn is_cache_file_name(name: &str) -> bool {
     };
     hash.len() == 64
         && hash.bytes().all(|b| b.is_ascii_hexdigit())
-        && matches!(extension, "data" | "meta")
+        && match extension.split_once('.') {
+            // A block's sidecar: HASH.INDEX.block.
+            Some((index, "block")) => index.bytes().all(|b| b.is_ascii_digit()),
+            Some(_) => false,
+            None => matches!(extension, "data" | "meta"),
+        }
 }
 
 /// A cache in `root/cache` reading through `resolver`, plus what `root`
@@ -375,7 +380,7 @@ fn sanitized_prefix_keys_always_pass_the_output_rule() {
         long.as_str(),
     ] {
         for force_hash in [false, true] {
-            let key = quarry_job::sanitize_key(raw, force_hash);
+            let key = quarry_command::sanitize_key(raw, force_hash);
             assert!(
                 output_object_key(&key, "out.txt").is_ok(),
                 "{raw:?} became {key:?}"

@@ -1,43 +1,58 @@
 use crate::disk::{
-    data_path, lock_dir, meta_path, reindex, remove_entry, sha256_file, temp_path, write_sidecar,
-    Sidecar, TempFile,
+    block_path, data_path, lock_dir, meta_path, punch_hole, reindex, remove_entry, remove_quietly,
+    sha256_range, temp_path, write_json, BlockSidecar, Sidecar,
 };
 use crate::error::CacheError;
-use crate::fetch::{fetch, Fetched};
+use crate::fetch::{fetch_range, write_bytes, OnBlock};
+use crate::table::{
+    Acquire, CacheTable, EntryId, FileDamage, Geometry, Need, OpId, Pinned, Removal,
+};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use quarry_proto::{ByteRange, CacheEntry, DataRef};
 use quarry_store::StoreResolver;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
 use tokio::sync::watch;
+
+/// The default block size: 8 MiB.
+pub const DEFAULT_BLOCK_SIZE: u64 = 8 * 1024 * 1024;
 
 /// Tuning of a [`ShardCache`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheConfig {
-    /// Bytes of cached objects to keep. Entries in use are never evicted, so
+    /// Bytes of cached blocks to keep. Blocks in use are never evicted, so
     /// the cache may exceed this while they are (see [`ShardCache`]).
     pub max_bytes: u64,
-    /// Objects larger than this are downloaded with parallel ranged GETs.
+    /// Objects are cached in blocks of this many bytes (the last block of
+    /// an object may be shorter); a reader of a byte range fetches only
+    /// the blocks it touches.
+    pub block_size: u64,
+    /// A run of missing blocks larger than this is fetched one ranged GET
+    /// per block, in parallel; a smaller run with one GET.
     pub parallel_threshold: u64,
-    /// Size of each ranged GET of a parallel download.
-    pub part_size: u64,
-    /// Ranged GETs of one object in flight at once.
+    /// Ranged GETs of one run in flight at once.
     pub max_parallel_parts: usize,
-    /// Re-hash an entry on every hit, not only on its first hit after the
-    /// cache was opened. Costs one read of the entry per hit.
+    /// Hash every block on every hit, not only on its first hit after the
+    /// cache was opened or its file was modified. Costs one read of the
+    /// block per hit.
     pub verify_checksum_on_hit: bool,
 }
 
 impl CacheConfig {
-    /// Defaults for everything but the size: parallel downloads above
-    /// 16 MiB in 8 MiB parts, 4 at a time; checksums verified after restarts.
+    /// Defaults for everything but the size: 8 MiB blocks, parallel GETs
+    /// for runs above 16 MiB, 4 at a time; checksums verified after
+    /// restarts and after outside modifications.
     pub fn new(max_bytes: u64) -> Self {
         CacheConfig {
             max_bytes,
+            block_size: DEFAULT_BLOCK_SIZE,
             parallel_threshold: 16 * 1024 * 1024,
-            part_size: 8 * 1024 * 1024,
             max_parallel_parts: 4,
             verify_checksum_on_hit: false,
         }
@@ -47,90 +62,97 @@ impl CacheConfig {
 /// A snapshot of how full the cache is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheUsage {
-    /// Cached objects.
+    /// Objects with cached blocks.
     pub entries: usize,
-    /// Their total size.
+    /// Bytes of cached blocks.
     pub stored_bytes: u64,
     /// Objects currently in use (held by a [`ShardGuard`]).
     pub pinned_entries: usize,
     /// The configured budget.
     pub max_bytes: u64,
-    /// Entries evicted to make room since the cache was opened.
-    pub evictions: u64,
-    /// Bytes downloaded from the store into the cache since it was opened.
+    /// Blocks evicted to make room since the cache was opened.
+    pub evicted_blocks: u64,
+    /// Bytes of blocks downloaded from the store since the cache was
+    /// opened.
     pub downloaded_bytes: u64,
 }
 
-/// A cached object handed to a reader.
+/// A cached object (or the part of it a reference means) handed to a
+/// reader.
 ///
-/// The cache always holds whole objects; when [`Shard::data_ref`] has a byte
-/// range, [`Shard::path`] is still the whole object and [`Shard::range`]
-/// says where to seek.
+/// [`Shard::path`] is one file as long as the whole object; the bytes the
+/// reference means, [`Shard::range`] (or all of them), are in it while the
+/// guard lives. Other parts of the file may be holes that read as zeros:
+/// read only the range.
 #[derive(Debug)]
 pub struct Shard {
-    /// The local file holding the whole object. Read it while `guard` lives.
+    /// The local file holding the object at its offsets.
     pub path: PathBuf,
     /// The reference that was asked for.
     pub data_ref: DataRef,
     /// The part of the file the reference means; `None` is all of it.
     pub range: Option<ByteRange>,
-    /// Whether this call found the object without downloading it (callers
-    /// that joined another caller's download count as cached: the bytes
-    /// were downloaded once and reported once).
+    /// Whether this call found everything it needed without downloading
+    /// (callers that joined another caller's download count as cached: the
+    /// bytes were downloaded once and reported once).
     pub from_cache: bool,
     /// Bytes this call downloaded from the store.
     pub bytes_from_store: u64,
-    /// Keeps the entry from being evicted until dropped.
+    /// Keeps the blocks from being evicted until dropped.
     pub guard: ShardGuard,
 }
 
-/// Pins a cache entry: while it lives, the entry is not evicted.
+/// Pins cached blocks: while it lives, they are not evicted.
 pub struct ShardGuard {
     inner: Arc<Inner>,
-    object_key: String,
-    id: u64,
+    entry: EntryId,
+    blocks: Range<u64>,
 }
 
 impl fmt::Debug for ShardGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShardGuard")
-            .field("object_key", &self.object_key)
+            .field("entry", &self.entry)
+            .field("blocks", &self.blocks)
             .finish()
     }
 }
 
 impl Drop for ShardGuard {
     fn drop(&mut self) {
-        let mut state = self.inner.lock();
-        let Some(entry) = state.entries.get_mut(&self.object_key) else {
-            return;
-        };
-        if entry.id != self.id {
-            return;
-        }
-        entry.pins -= 1;
-        if entry.pins == 0 {
-            state.evict_to_fit(&self.inner.dir, self.inner.config.max_bytes);
-        }
+        let removals = self.inner.lock().table.unpin(
+            self.entry,
+            self.blocks.clone(),
+            self.inner.config.max_bytes,
+        );
+        self.inner.carry_out(removals);
     }
 }
 
-/// A worker's local cache of whole objects, keyed by
-/// [`DataRef::object_key`] (URL plus ETag or version), evicting the least
-/// recently used entries when it holds more than `max_bytes`.
+/// A worker's local cache of objects, in fixed blocks keyed by
+/// [`DataRef::object_key`] (URL plus ETag or version) and block number,
+/// evicting the least recently used blocks when it holds more than
+/// `max_bytes`.
 ///
-/// - **Restarts**: entries are files plus a sidecar in one directory (see
+/// - **Ranges**: [`ShardCache::get`] of a reference with a byte range
+///   fetches only the blocks the range touches; of an edge block it needs
+///   less than half of (the few bytes of a line running into the next
+///   chunk), only those bytes. A whole-object reference fetches every
+///   block (with one GET up to `parallel_threshold`).
+/// - **Restarts**: entries are files plus sidecars in one directory (see
 ///   the crate docs); opening re-indexes them and deletes leftovers. Each
-///   re-indexed entry's SHA-256 is verified on its first hit.
-/// - **Pinning**: a [`Shard`]'s [`ShardGuard`] keeps its entry. If every
-///   entry is pinned, the cache grows past `max_bytes` and shrinks back as
+///   re-indexed block's SHA-256 is verified on its first hit.
+/// - **Integrity**: every hit checks the data file's size and modification
+///   time against what the cache last wrote. A file changed by anyone else
+///   has its blocks hashed before they are used again; a damaged block is
+///   fetched again, never used. With `verify_checksum_on_hit`, every hit
+///   is hashed.
+/// - **Pinning**: a [`Shard`]'s [`ShardGuard`] keeps its blocks. If every
+///   block is pinned, the cache grows past `max_bytes` and shrinks back as
 ///   guards drop.
-/// - **Single flight**: concurrent `get`s of one key share one download,
-///   which runs on its own task and completes even if its caller goes away.
-/// - **Integrity**: downloads stream into a temporary file, are checked for
-///   size, hashed, then renamed into place; a hit whose file has the wrong
-///   size (or, when verified, the wrong checksum) is dropped and fetched
-///   again.
+/// - **Single flight**: concurrent readers of one block share one
+///   download, which runs on its own task and completes even if its caller
+///   goes away.
 ///
 /// Cloning is cheap and shares the cache.
 #[derive(Clone)]
@@ -147,7 +169,7 @@ impl fmt::Debug for ShardCache {
     }
 }
 
-/// What a download's waiters learn when it ends.
+/// What a block download's waiters learn when it ends.
 type FlightOutcome = Option<Result<(), CacheError>>;
 
 struct Inner {
@@ -155,129 +177,35 @@ struct Inner {
     config: CacheConfig,
     resolver: StoreResolver,
     state: Mutex<State>,
+    /// Bumped each time a removal is carried out, for readers waiting on a
+    /// block or entry that was being removed.
+    removals_done: watch::Sender<u64>,
     temp_serial: AtomicU64,
     /// Held (locked) for as long as the cache is open.
     _dir_lock: std::fs::File,
 }
 
-#[derive(Default)]
+/// The table plus the block downloads in flight, under one lock.
 struct State {
-    entries: HashMap<String, Entry>,
-    /// Entries by last use (oldest first): `Entry::last_used` → key.
-    lru: BTreeMap<u64, String>,
-    clock: u64,
-    next_id: u64,
-    stored_bytes: u64,
-    /// Space promised to downloads in flight.
-    reserved_bytes: u64,
-    inflight: HashMap<String, watch::Receiver<FlightOutcome>>,
-    added: HashMap<String, u64>,
-    evicted: HashSet<String>,
-    /// Entries evicted to make room, ever.
-    evictions: u64,
-    /// Bytes downloaded into the cache, ever.
-    downloaded_bytes: u64,
+    table: CacheTable,
+    flights: HashMap<OpId, watch::Receiver<FlightOutcome>>,
 }
 
-struct Entry {
-    /// Distinguishes this entry from a later one with the same key, so a
-    /// stale guard cannot unpin the new one.
-    id: u64,
-    size: u64,
-    sha256: String,
-    pins: usize,
-    last_used: u64,
-    /// Whether the data was hashed since this cache was opened.
-    verified: bool,
+/// Where the bytes of led blocks come from.
+#[derive(Clone)]
+enum Source {
+    /// The store, with the reference's pin.
+    Store,
+    /// The whole object, already in memory.
+    Bytes(Bytes),
 }
 
-impl State {
-    fn tick(&mut self) -> u64 {
-        self.clock += 1;
-        self.clock
-    }
-
-    fn touch(&mut self, key: &str) {
-        let now = self.tick();
-        if let Some(entry) = self.entries.get_mut(key) {
-            self.lru.remove(&entry.last_used);
-            entry.last_used = now;
-            self.lru.insert(now, key.to_string());
-        }
-    }
-
-    fn insert(&mut self, key: &str, size: u64, sha256: String, verified: bool, pins: usize) -> u64 {
-        let now = self.tick();
-        self.next_id += 1;
-        let id = self.next_id;
-        self.entries.insert(
-            key.to_string(),
-            Entry {
-                id,
-                size,
-                sha256,
-                pins,
-                last_used: now,
-                verified,
-            },
-        );
-        self.lru.insert(now, key.to_string());
-        self.stored_bytes += size;
-        self.evicted.remove(key);
-        self.added.insert(key.to_string(), size);
-        id
-    }
-
-    /// Drops an entry and deletes its files (under the state lock, so that a
-    /// new download of the same key cannot be renamed in meanwhile).
-    fn remove(&mut self, dir: &Path, key: &str) {
-        if let Some(entry) = self.entries.remove(key) {
-            self.lru.remove(&entry.last_used);
-            self.stored_bytes -= entry.size;
-            self.added.remove(key);
-            self.evicted.insert(key.to_string());
-            remove_entry(dir, key);
-        }
-    }
-
-    /// Evicts unpinned entries, least recently used first, until stored and
-    /// reserved bytes fit in `max_bytes` or only pinned entries are left.
-    fn evict_to_fit(&mut self, dir: &Path, max_bytes: u64) {
-        while self.stored_bytes + self.reserved_bytes > max_bytes {
-            let victim = self
-                .lru
-                .values()
-                .find(|key| self.entries.get(*key).is_some_and(|e| e.pins == 0))
-                .cloned();
-            let Some(key) = victim else {
-                tracing::debug!(
-                    stored = self.stored_bytes,
-                    reserved = self.reserved_bytes,
-                    max_bytes,
-                    "shard cache over budget: every entry is in use"
-                );
-                return;
-            };
-            tracing::debug!(object_key = %key, "evicting from the shard cache");
-            self.remove(dir, &key);
-            self.evictions += 1;
-        }
-    }
-}
-
-/// What `get` does next for a key.
-enum Step {
-    /// The entry is cached (and now pinned).
-    Hit {
-        guard: ShardGuard,
-        size: u64,
-        sha256: String,
-        verify_checksum: bool,
-    },
-    /// Another call is downloading it.
-    Wait(watch::Receiver<FlightOutcome>),
-    /// This call downloads it.
-    Lead(watch::Sender<FlightOutcome>),
+/// What one reader does about the blocks it pinned.
+struct Plan {
+    leads: Vec<Flight>,
+    joins: Vec<watch::Receiver<FlightOutcome>>,
+    verify: Vec<(u64, String)>,
+    fragments: Vec<Range<u64>>,
 }
 
 impl Inner {
@@ -285,136 +213,436 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn begin(self: &Arc<Self>, key: &str, size: u64) -> Step {
-        let mut state = self.lock();
-        if let Some(entry) = state.entries.get_mut(key) {
-            entry.pins += 1;
-            let step = Step::Hit {
-                guard: ShardGuard {
-                    inner: Arc::clone(self),
-                    object_key: key.to_string(),
-                    id: entry.id,
-                },
-                size: entry.size,
-                sha256: entry.sha256.clone(),
-                verify_checksum: !entry.verified || self.config.verify_checksum_on_hit,
-            };
-            state.touch(key);
-            return step;
-        }
-        if let Some(flight) = state.inflight.get(key) {
-            return Step::Wait(flight.clone());
-        }
-        let (sender, receiver) = watch::channel(None);
-        state.inflight.insert(key.to_string(), receiver);
-        state.reserved_bytes += size;
-        state.evict_to_fit(&self.dir, self.config.max_bytes);
-        Step::Lead(sender)
-    }
-
-    /// Checks a hit's file; `Err` says why it cannot be used.
-    async fn check_hit(
-        &self,
-        key: &str,
-        size: u64,
-        sha256: &str,
-        verify_checksum: bool,
-    ) -> Result<(), String> {
-        let path = data_path(&self.dir, key);
-        let on_disk = std::fs::metadata(&path)
-            .map_err(|e| format!("unreadable: {e}"))?
-            .len();
-        if on_disk != size {
-            return Err(format!("has {on_disk} bytes instead of {size}"));
-        }
-        if verify_checksum {
-            let hashed = tokio::task::spawn_blocking(move || sha256_file(&path))
-                .await
-                .map_err(|e| format!("checksum task failed: {e}"))?
-                .map_err(|e| format!("unreadable: {e}"))?;
-            if hashed != sha256 {
-                return Err("checksum mismatch".to_string());
-            }
-        }
-        Ok(())
-    }
-
-    fn mark_verified(&self, key: &str, id: u64) {
-        if let Some(entry) = self.lock().entries.get_mut(key).filter(|e| e.id == id) {
-            entry.verified = true;
-        }
-    }
-
-    fn discard(&self, key: &str, id: u64) {
-        let mut state = self.lock();
-        if state.entries.get(key).is_some_and(|e| e.id == id) {
-            state.remove(&self.dir, key);
-        }
-    }
-
-    /// Moves a finished download into place and indexes it, pinned once for
-    /// the caller that led the download.
-    fn commit(
-        self: &Arc<Self>,
-        key: &str,
-        fetched: Fetched,
-        sidecar: TempFile,
-        flight: &mut Flight,
-    ) -> Result<ShardGuard, CacheError> {
-        let mut state = self.lock();
-        flight.settle(&mut state);
-        let data = data_path(&self.dir, key);
-        std::fs::rename(fetched.temp.path(), &data).map_err(|e| CacheError::io(&data, e))?;
-        fetched.temp.persisted();
-        let meta = meta_path(&self.dir, key);
-        if let Err(e) = std::fs::rename(sidecar.path(), &meta) {
-            remove_entry(&self.dir, key);
-            return Err(CacheError::io(&meta, e));
-        }
-        sidecar.persisted();
-        let size = fetched.bytes_from_store;
-        state.downloaded_bytes += size;
-        let id = state.insert(key, size, fetched.sha256, true, 1);
-        state.evict_to_fit(&self.dir, self.config.max_bytes);
-        Ok(ShardGuard {
-            inner: Arc::clone(self),
-            object_key: key.to_string(),
-            id,
-        })
-    }
-
-    fn temp_path(&self, key: &str) -> PathBuf {
+    fn temp(&self, key: &str) -> PathBuf {
         temp_path(
             &self.dir,
             key,
             self.temp_serial.fetch_add(1, Ordering::Relaxed),
         )
     }
+
+    /// Carries out removals the table decided on, outside the lock, and
+    /// tells the table (and anyone waiting) when they are done. Removing a
+    /// block can leave its entry empty, whose removal follows.
+    fn carry_out(&self, mut removals: Vec<Removal>) {
+        if removals.is_empty() {
+            return;
+        }
+        while let Some(removal) = removals.pop() {
+            match removal {
+                Removal::Block {
+                    entry,
+                    key,
+                    index,
+                    range,
+                } => {
+                    remove_quietly(&block_path(&self.dir, &key, index));
+                    punch_hole(&data_path(&self.dir, &key), range);
+                    removals.extend(self.lock().table.block_removed(entry, index));
+                }
+                Removal::Entry { entry, key } => {
+                    remove_entry(&self.dir, &key);
+                    self.lock().table.entry_removed(entry);
+                }
+            }
+        }
+        self.removals_done.send_modify(|done| *done += 1);
+    }
+
+    /// One attempt of [`Inner::acquire`]: `None` while a removal is in the
+    /// way.
+    fn try_acquire(
+        self: &Arc<Self>,
+        key: &str,
+        geometry: Geometry,
+        range: Range<u64>,
+        file: Option<(u64, SystemTime)>,
+    ) -> Option<(Pinned, Plan)> {
+        let mut state = self.lock();
+        let acquired = state.table.acquire(
+            key,
+            geometry,
+            range,
+            file,
+            self.config.verify_checksum_on_hit,
+            self.config.max_bytes,
+        );
+        let Acquire::Pinned(pinned) = acquired else {
+            return None;
+        };
+        let mut plan = Plan {
+            leads: Vec::new(),
+            joins: Vec::new(),
+            verify: Vec::new(),
+            fragments: Vec::new(),
+        };
+        for need in &pinned.needs {
+            match need {
+                Need::Cached { index, verify } => {
+                    if *verify {
+                        let sha = state.table.block_sha(pinned.entry, *index);
+                        plan.verify.push((*index, sha.unwrap_or_default()));
+                    }
+                }
+                Need::Join { op, .. } => {
+                    if let Some(flight) = state.flights.get(op) {
+                        plan.joins.push(flight.clone());
+                    }
+                }
+                Need::Lead { index, op } => {
+                    plan.leads.push(Flight::register(
+                        self,
+                        &mut state,
+                        pinned.entry,
+                        *index,
+                        *op,
+                    ));
+                }
+                Need::Fragment { range, .. } => plan.fragments.push(range.clone()),
+            }
+        }
+        Some((pinned, plan))
+    }
+
+    /// Pins the blocks `range` of `object` touches, waiting out removals
+    /// under way, and registers this reader's downloads.
+    async fn acquire(
+        self: &Arc<Self>,
+        object: &DataRef,
+        range: Range<u64>,
+    ) -> (Pinned, Plan, ShardGuard) {
+        let key = object.object_key();
+        let path = data_path(&self.dir, &key);
+        let geometry = Geometry {
+            size: object.size,
+            block_size: self.config.block_size.max(1),
+        };
+        loop {
+            let file = file_state(&path);
+            let mut removed = self.removals_done.subscribe();
+            let Some((mut pinned, plan)) = self.try_acquire(&key, geometry, range.clone(), file)
+            else {
+                // The sender lives as long as the cache.
+                let _ = removed.changed().await;
+                continue;
+            };
+            let guard = ShardGuard {
+                inner: Arc::clone(self),
+                entry: pinned.entry,
+                blocks: pinned.blocks.clone(),
+            };
+            match &pinned.damage {
+                Some(FileDamage::Modified) => tracing::warn!(
+                    object_key = %key,
+                    file = %path.display(),
+                    "a cache file was modified outside quarry; its blocks are checked before use"
+                ),
+                Some(FileDamage::Size { expected, actual }) => tracing::warn!(
+                    object_key = %key,
+                    file = %path.display(),
+                    expected,
+                    actual = ?actual,
+                    "a cache file is missing or has the wrong size; its blocks are fetched again"
+                ),
+                None => {}
+            }
+            let removals = std::mem::take(&mut pinned.removals);
+            self.carry_out(removals);
+            return (pinned, plan, guard);
+        }
+    }
+
+    /// Hashes blocks that must be verified; a damaged one is fetched again
+    /// (the reader leads its download).
+    async fn verify(
+        self: &Arc<Self>,
+        key: &str,
+        pinned: &Pinned,
+        plan: &mut Plan,
+    ) -> Result<(), CacheError> {
+        let path = data_path(&self.dir, key);
+        for (index, expected) in std::mem::take(&mut plan.verify) {
+            let range = pinned.geometry.block_range(index);
+            let file = path.clone();
+            let hashed = tokio::task::spawn_blocking(move || sha256_range(&file, range))
+                .await
+                .map_err(|_| CacheError::Interrupted {
+                    object_key: key.to_string(),
+                })?;
+            if matches!(&hashed, Ok(Some(sha)) if *sha == expected) {
+                self.lock().table.verified(pinned.entry, index);
+                continue;
+            }
+            tracing::warn!(
+                object_key = %key,
+                block = index,
+                file = %path.display(),
+                "a cached block is damaged (checksum mismatch); fetching it again"
+            );
+            plan.leads.extend(self.refetch(pinned.entry, index));
+        }
+        Ok(())
+    }
+
+    /// Makes a damaged block this reader's to fetch again.
+    fn refetch(self: &Arc<Self>, entry: EntryId, index: u64) -> Option<Flight> {
+        let mut state = self.lock();
+        let op = state.table.refetch(entry, index)?;
+        Some(Flight::register(self, &mut state, entry, index, op))
+    }
+
+    /// Runs a write into an entry's data file, telling the table it is
+    /// under way (so that the file's new modification time is expected).
+    async fn writing<T>(
+        &self,
+        entry: EntryId,
+        path: &Path,
+        write: impl std::future::Future<Output = T>,
+    ) -> T {
+        self.lock().table.begin_write(entry);
+        let outcome = write.await;
+        let modified = file_state(path).map(|(_, modified)| modified);
+        let removals = self.lock().table.end_write(entry, modified);
+        self.carry_out(removals);
+        outcome
+    }
+
+    /// Writes the led blocks (grouped into runs of consecutive blocks) from
+    /// `source`, completing each block's flight as its bytes land; returns
+    /// the bytes downloaded.
+    async fn download(
+        self: Arc<Self>,
+        object: DataRef,
+        geometry: Geometry,
+        entry: EntryId,
+        mut leads: Vec<Flight>,
+        source: Source,
+    ) -> Result<u64, CacheError> {
+        let key = object.object_key();
+        let path = data_path(&self.dir, &key);
+        leads.sort_by_key(|flight| flight.index);
+        let mut runs: Vec<Vec<Flight>> = Vec::new();
+        for flight in leads {
+            match runs.last_mut() {
+                Some(run) if run.last().is_some_and(|f| f.index + 1 == flight.index) => {
+                    run.push(flight)
+                }
+                _ => runs.push(vec![flight]),
+            }
+        }
+        let mut downloaded = 0;
+        let mut first_error = None;
+        for run in runs {
+            let start = geometry.block_range(run[0].index).start;
+            let end = geometry.block_range(run[run.len() - 1].index).end;
+            let parallel = matches!(source, Source::Store)
+                && end - start > self.config.parallel_threshold
+                && run.len() > 1;
+            let outcome = if parallel {
+                let parts = futures::stream::iter(run.into_iter().map(|flight| {
+                    let (inner, object, path, source) =
+                        (Arc::clone(&self), &object, &path, source.clone());
+                    async move {
+                        inner
+                            .write_run(object, geometry, entry, path, vec![flight], source)
+                            .await
+                    }
+                }))
+                .buffer_unordered(self.config.max_parallel_parts.max(1));
+                parts
+                    .try_fold(0u64, |total, part| futures::future::ready(Ok(total + part)))
+                    .await
+            } else {
+                self.write_run(&object, geometry, entry, &path, run, source.clone())
+                    .await
+            };
+            match outcome {
+                Ok(bytes) => downloaded += bytes,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(downloaded),
+        }
+    }
+
+    /// Writes one run of consecutive led blocks. Blocks of the run that did
+    /// not complete fail their flights with the error.
+    async fn write_run(
+        &self,
+        object: &DataRef,
+        geometry: Geometry,
+        entry: EntryId,
+        path: &Path,
+        run: Vec<Flight>,
+        source: Source,
+    ) -> Result<u64, CacheError> {
+        let key = object.object_key();
+        let range = geometry.block_range(run[0].index).start
+            ..geometry.block_range(run[run.len() - 1].index).end;
+        let mut flights: HashMap<u64, Flight> = run.into_iter().map(|f| (f.index, f)).collect();
+        let mut on_block = |index: u64, sha256: String| -> Result<(), CacheError> {
+            let Some(mut flight) = flights.remove(&index) else {
+                return Ok(());
+            };
+            let meta = meta_path(&self.dir, &key);
+            if !meta.exists() {
+                write_json(self.temp(&key), &meta, &Sidecar::new(&key, geometry))?;
+            }
+            write_json(
+                self.temp(&key),
+                &block_path(&self.dir, &key, index),
+                &BlockSidecar {
+                    sha256: sha256.clone(),
+                },
+            )?;
+            let mut state = self.lock();
+            let removals =
+                state
+                    .table
+                    .fetched(entry, index, flight.op, sha256, self.config.max_bytes);
+            flight.settle(&mut state);
+            drop(state);
+            flight.finish(Ok(()));
+            self.carry_out(removals);
+            Ok(())
+        };
+        let on_block: OnBlock<'_> = &mut on_block;
+        let written = self
+            .writing(entry, path, async {
+                match &source {
+                    Source::Store => {
+                        fetch_range(&self.resolver, object, geometry, path, range, on_block).await
+                    }
+                    Source::Bytes(bytes) => {
+                        write_bytes(bytes.clone(), geometry, path, range, on_block).await
+                    }
+                }
+            })
+            .await;
+        // Whatever did not complete fails, and its waiters learn why.
+        if !flights.is_empty() {
+            let error = match &written {
+                Err(error) => error.clone(),
+                Ok(_) => CacheError::Interrupted {
+                    object_key: key.clone(),
+                },
+            };
+            for (_, mut flight) in flights.drain() {
+                flight.finish(Err(error.clone()));
+            }
+        }
+        let written = written?;
+        Ok(match source {
+            Source::Store => written,
+            Source::Bytes(_) => 0,
+        })
+    }
+
+    /// Fetches the fragments a reader needs into the data file, uncached;
+    /// returns the bytes downloaded.
+    async fn fragments(
+        &self,
+        object: &DataRef,
+        geometry: Geometry,
+        entry: EntryId,
+        fragments: Vec<Range<u64>>,
+    ) -> Result<u64, CacheError> {
+        let path = data_path(&self.dir, &object.object_key());
+        let mut downloaded = 0;
+        for range in fragments {
+            let mut ignore = |_: u64, _: String| Ok(());
+            downloaded += self
+                .writing(
+                    entry,
+                    &path,
+                    fetch_range(&self.resolver, object, geometry, &path, range, &mut ignore),
+                )
+                .await?;
+        }
+        Ok(downloaded)
+    }
+
+    /// Makes sure the data file exists (an empty read still hands out a
+    /// path).
+    async fn touch_file(&self, entry: EntryId, path: &Path, size: u64) -> Result<(), CacheError> {
+        if file_state(path).is_some_and(|(len, _)| len == size) {
+            return Ok(());
+        }
+        self.writing(entry, path, async {
+            let file = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+                .map_err(|e| CacheError::io(path, e))?;
+            file.set_len(size).map_err(|e| CacheError::io(path, e))
+        })
+        .await
+    }
 }
 
-/// One download in flight: releases its reservation and in-flight marker
-/// exactly once, and tells waiters how it ended even if the task dies.
+/// The data file's size and modification time, or `None` if it is missing.
+fn file_state(path: &Path) -> Option<(u64, SystemTime)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((
+        metadata.len(),
+        metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+    ))
+}
+
+/// One block download in flight: tells the table and the waiters how it
+/// ended exactly once, even if its task dies.
 struct Flight {
     inner: Arc<Inner>,
-    key: String,
-    reserved: u64,
+    entry: EntryId,
+    index: u64,
+    op: OpId,
     settled: bool,
     sender: Option<watch::Sender<FlightOutcome>>,
 }
 
 impl Flight {
+    /// A flight for a block the table just marked as fetched by `op`,
+    /// registered for joiners under the same lock.
+    fn register(
+        inner: &Arc<Inner>,
+        state: &mut State,
+        entry: EntryId,
+        index: u64,
+        op: OpId,
+    ) -> Flight {
+        let (sender, receiver) = watch::channel(None);
+        state.flights.insert(op, receiver);
+        Flight {
+            inner: Arc::clone(inner),
+            entry,
+            index,
+            op,
+            settled: false,
+            sender: Some(sender),
+        }
+    }
+
+    /// Forgets the flight (the table already knows how it ended).
     fn settle(&mut self, state: &mut State) {
         if !self.settled {
             self.settled = true;
-            state.reserved_bytes -= self.reserved;
-            state.inflight.remove(&self.key);
+            state.flights.remove(&self.op);
         }
     }
 
     fn finish(&mut self, outcome: Result<(), CacheError>) {
         if !self.settled {
             let inner = Arc::clone(&self.inner);
-            self.settle(&mut inner.lock());
+            let mut state = inner.lock();
+            let removals = state.table.fetch_failed(self.entry, self.index, self.op);
+            self.settle(&mut state);
+            drop(state);
+            inner.carry_out(removals);
         }
         if let Some(sender) = self.sender.take() {
             sender.send_replace(Some(outcome));
@@ -426,42 +654,11 @@ impl Drop for Flight {
     fn drop(&mut self) {
         if self.sender.is_some() || !self.settled {
             let interrupted = CacheError::Interrupted {
-                object_key: self.key.clone(),
+                object_key: format!("block {} of cache entry {}", self.index, self.entry),
             };
             self.finish(Err(interrupted));
         }
     }
-}
-
-/// The download task behind a [`Step::Lead`].
-async fn download(
-    inner: Arc<Inner>,
-    object: DataRef,
-    key: String,
-    sender: watch::Sender<FlightOutcome>,
-) -> Result<(ShardGuard, u64), CacheError> {
-    let mut flight = Flight {
-        inner: Arc::clone(&inner),
-        key: key.clone(),
-        reserved: object.size,
-        settled: false,
-        sender: Some(sender),
-    };
-    let outcome = async {
-        let temp = TempFile::new(inner.temp_path(&key));
-        let fetched = fetch(&inner.resolver, &inner.config, &object, temp).await?;
-        let bytes = fetched.bytes_from_store;
-        let sidecar = write_sidecar(
-            inner.temp_path(&key),
-            &Sidecar::new(&key, bytes, fetched.sha256.clone()),
-        )?;
-        let guard = inner.commit(&key, fetched, sidecar, &mut flight)?;
-        tracing::debug!(object_key = %key, bytes, "cached a shard");
-        Ok((guard, bytes))
-    }
-    .await;
-    flight.finish(outcome.as_ref().map(|_| ()).map_err(CacheError::clone));
-    outcome
 }
 
 impl ShardCache {
@@ -477,9 +674,9 @@ impl ShardCache {
 
     /// Opens (creating if needed) the cache in `dir`: locks the directory
     /// against other processes, deletes temporary and incomplete files,
-    /// re-indexes complete entries (least recently modified first in LRU
-    /// order) and evicts down to `config.max_bytes`. Re-indexed entries are
-    /// reported by [`ShardCache::inventory`], not as a delta.
+    /// re-indexes complete blocks (least recently modified entries first in
+    /// LRU order) and evicts down to `config.max_bytes`. Re-indexed blocks
+    /// are reported by [`ShardCache::inventory`], not as a delta.
     pub async fn open_with(
         dir: impl Into<PathBuf>,
         config: CacheConfig,
@@ -497,35 +694,46 @@ impl ShardCache {
         .map_err(|e| CacheError::io(&dir, std::io::Error::other(e)))??;
 
         indexed.sort_by_key(|entry| entry.modified);
-        let mut state = State::default();
+        let mut table = CacheTable::default();
+        let mut empty = Vec::new();
         for entry in indexed {
-            let Sidecar {
-                object_key,
-                size,
-                sha256,
-                ..
-            } = entry.sidecar;
-            state.insert(&object_key, size, sha256, false, 0);
+            if entry.blocks.is_empty() {
+                empty.push(entry.object_key);
+                continue;
+            }
+            table.restore(
+                &entry.object_key,
+                entry.geometry,
+                entry.blocks,
+                entry.modified,
+            );
         }
-        state.evict_to_fit(&dir, config.max_bytes);
-        state.added.clear();
-        state.evicted.clear();
+        let removals = table.evict_to_fit(config.max_bytes);
+        drop(table.take_delta());
+        let (entries, bytes, _) = table.usage();
         tracing::info!(
             dir = %dir.display(),
-            entries = state.entries.len(),
-            bytes = state.stored_bytes,
+            entries,
+            bytes,
             "opened the shard cache"
         );
-        Ok(ShardCache {
-            inner: Arc::new(Inner {
-                dir,
-                config,
-                resolver,
-                state: Mutex::new(state),
-                temp_serial: AtomicU64::new(0),
-                _dir_lock: dir_lock,
+        for key in empty {
+            remove_entry(&dir, &key);
+        }
+        let inner = Arc::new(Inner {
+            dir,
+            config,
+            resolver,
+            state: Mutex::new(State {
+                table,
+                flights: HashMap::new(),
             }),
-        })
+            removals_done: watch::channel(0).0,
+            temp_serial: AtomicU64::new(0),
+            _dir_lock: dir_lock,
+        });
+        inner.carry_out(removals);
+        Ok(ShardCache { inner })
     }
 
     /// The cache directory (absolute).
@@ -533,126 +741,129 @@ impl ShardCache {
         &self.inner.dir
     }
 
-    /// Returns the object `data_ref` pins as a local file, downloading it
-    /// if needed (see [`ShardCache`] for single flight and integrity). A
-    /// byte range in `data_ref` does not change the key: the whole object
-    /// is cached and the range is passed on in [`Shard::range`].
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &CacheConfig {
+        &self.inner.config
+    }
+
+    /// Returns the bytes `data_ref` means (its range, or the whole object)
+    /// in a local file, downloading the blocks that are missing (see
+    /// [`ShardCache`] for ranges, single flight and integrity).
     ///
     /// Store errors, including [`quarry_store::StoreError::Changed`] when
     /// the object was modified since it was pinned, come back as
     /// [`CacheError::Store`]; nothing is cached then.
     pub async fn get(&self, data_ref: &DataRef) -> Result<Shard, CacheError> {
+        self.get_from(data_ref, Source::Store).await
+    }
+
+    /// Caches `bytes` as the content of the object `data_ref` pins (for
+    /// example a result this worker just uploaded), with no download.
+    /// Blocks already cached are left as they are.
+    pub async fn insert(&self, data_ref: &DataRef, bytes: Bytes) -> Result<(), CacheError> {
+        if bytes.len() as u64 != data_ref.size {
+            return Err(CacheError::Incomplete {
+                url: data_ref.url.clone(),
+                expected: data_ref.size,
+                actual: bytes.len() as u64,
+            });
+        }
+        let whole = DataRef {
+            range: None,
+            ..data_ref.clone()
+        };
+        self.get_from(&whole, Source::Bytes(bytes)).await.map(drop)
+    }
+
+    async fn get_from(&self, data_ref: &DataRef, source: Source) -> Result<Shard, CacheError> {
         let key = data_ref.object_key();
+        let size = data_ref.size;
+        let range = data_ref
+            .range
+            .map_or(0..size, |r| r.start.min(size)..r.end.min(size));
         let object = DataRef {
             range: None,
             ..data_ref.clone()
         };
-        loop {
-            match self.inner.begin(&key, object.size) {
-                Step::Hit {
-                    guard,
-                    size,
-                    sha256,
-                    verify_checksum,
-                } => match self
-                    .inner
-                    .check_hit(&key, size, &sha256, verify_checksum)
-                    .await
-                {
-                    Ok(()) => {
-                        if verify_checksum {
-                            self.inner.mark_verified(&key, guard.id);
-                        }
-                        return Ok(self.shard(data_ref, &key, true, 0, guard));
-                    }
-                    Err(reason) => {
-                        tracing::warn!(object_key = %key, %reason, "dropping a damaged cache entry");
-                        self.inner.discard(&key, guard.id);
-                    }
-                },
-                Step::Wait(mut flight) => {
-                    if let Ok(outcome) = flight.wait_for(Option::is_some).await {
-                        if let Some(Err(error)) = &*outcome {
-                            return Err(error.clone());
-                        }
-                    }
-                }
-                Step::Lead(sender) => {
-                    let task = tokio::spawn(download(
-                        Arc::clone(&self.inner),
-                        object.clone(),
-                        key.clone(),
-                        sender,
-                    ));
-                    let (guard, bytes) = task.await.map_err(|_| CacheError::Interrupted {
-                        object_key: key.clone(),
-                    })??;
-                    return Ok(self.shard(data_ref, &key, false, bytes, guard));
+        if range.is_empty() && matches!(source, Source::Store) {
+            // Nothing to read, but a changed object must still fail.
+            self.inner.resolver.get_pinned_range(&object, 0..0).await?;
+        }
+        let (pinned, mut plan, guard) = self.inner.acquire(&object, range.clone()).await;
+        let path = data_path(&self.inner.dir, &key);
+        if range.is_empty() {
+            self.inner.touch_file(pinned.entry, &path, size).await?;
+        }
+        self.inner.verify(&key, &pinned, &mut plan).await?;
+        let from_cache = plan.leads.is_empty() && plan.fragments.is_empty();
+        let mut bytes_from_store = 0;
+        if !plan.leads.is_empty() {
+            // On a task of its own, so that it completes for the joiners
+            // even if this caller goes away.
+            let task = tokio::spawn(Arc::clone(&self.inner).download(
+                object.clone(),
+                pinned.geometry,
+                pinned.entry,
+                std::mem::take(&mut plan.leads),
+                source,
+            ));
+            bytes_from_store += task.await.map_err(|_| CacheError::Interrupted {
+                object_key: key.clone(),
+            })??;
+        }
+        for mut flight in plan.joins {
+            if let Ok(outcome) = flight.wait_for(Option::is_some).await {
+                if let Some(Err(error)) = &*outcome {
+                    return Err(error.clone());
                 }
             }
         }
-    }
-
-    fn shard(
-        &self,
-        data_ref: &DataRef,
-        key: &str,
-        from_cache: bool,
-        bytes_from_store: u64,
-        guard: ShardGuard,
-    ) -> Shard {
-        Shard {
-            path: data_path(&self.inner.dir, key),
+        bytes_from_store += self
+            .inner
+            .fragments(&object, pinned.geometry, pinned.entry, plan.fragments)
+            .await?;
+        Ok(Shard {
+            path,
             data_ref: data_ref.clone(),
             range: data_ref.range,
             from_cache,
             bytes_from_store,
             guard,
-        }
+        })
     }
 
-    /// Whether the object with this [`DataRef::object_key`] is cached.
+    /// Whether any block of the object with this [`DataRef::object_key`]
+    /// is cached.
     pub fn contains(&self, object_key: &str) -> bool {
-        self.inner.lock().entries.contains_key(object_key)
+        self.inner.lock().table.contains(object_key)
     }
 
-    /// Every cached object, for the worker's `Hello`.
+    /// Every object with cached blocks and their byte ranges, for the
+    /// worker's `Hello`.
     pub fn inventory(&self) -> Vec<CacheEntry> {
-        self.inner
-            .lock()
-            .entries
-            .iter()
-            .map(|(key, entry)| CacheEntry {
-                object_key: key.clone(),
-                size: entry.size,
-            })
-            .collect()
+        self.inner.lock().table.inventory()
     }
 
-    /// Objects added and object keys evicted since the previous call (or
-    /// since the cache was opened). The two lists never share a key: a key
-    /// added then evicted shows as evicted, evicted then added as added, so
-    /// they can be applied in either order.
-    pub fn take_delta(&self) -> (Vec<CacheEntry>, Vec<String>) {
-        let mut state = self.inner.lock();
-        let added = std::mem::take(&mut state.added)
-            .into_iter()
-            .map(|(object_key, size)| CacheEntry { object_key, size })
-            .collect();
-        let evicted = std::mem::take(&mut state.evicted).into_iter().collect();
-        (added, evicted)
+    /// Byte ranges added and evicted since the previous call (or since the
+    /// cache was opened). A block is in at most one of the two lists: added
+    /// then evicted shows as evicted, evicted then added as added, so they
+    /// can be applied in either order.
+    pub fn take_delta(&self) -> (Vec<CacheEntry>, Vec<CacheEntry>) {
+        self.inner.lock().table.take_delta()
     }
 
     /// How full the cache is.
     pub fn usage(&self) -> CacheUsage {
         let state = self.inner.lock();
+        let (entries, stored_bytes, pinned_entries) = state.table.usage();
+        let (evicted_blocks, downloaded_bytes) = state.table.counters();
         CacheUsage {
-            entries: state.entries.len(),
-            stored_bytes: state.stored_bytes,
-            pinned_entries: state.entries.values().filter(|e| e.pins > 0).count(),
+            entries,
+            stored_bytes,
+            pinned_entries,
             max_bytes: self.inner.config.max_bytes,
-            evictions: state.evictions,
-            downloaded_bytes: state.downloaded_bytes,
+            evicted_blocks,
+            downloaded_bytes,
         }
     }
 }

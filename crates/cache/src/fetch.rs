@@ -1,8 +1,11 @@
-//! Downloading one object into a temporary file of the cache directory.
+//! Writing an object's bytes into its data file: runs of blocks or
+//! fragments fetched from the store with the object's pin, or bytes the
+//! worker already holds.
 
-use crate::disk::{sha256_file, TempFile};
 use crate::error::CacheError;
-use crate::CacheConfig;
+use crate::table::Geometry;
+use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use quarry_proto::DataRef;
 use quarry_store::StoreResolver;
@@ -11,143 +14,148 @@ use std::ops::Range;
 use std::path::Path;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-/// A complete download, not yet part of the cache.
-pub(crate) struct Fetched {
-    pub temp: TempFile,
-    pub sha256: String,
-    pub bytes_from_store: u64,
-}
+/// Called once per whole block written, with the block number and the
+/// SHA-256 of its bytes, after they reached the file.
+pub(crate) type OnBlock<'a> = &'a mut (dyn FnMut(u64, String) -> Result<(), CacheError> + Send);
 
-/// Streams the whole object `object` pins into `temp`: one GET up to
-/// `config.parallel_threshold`, ranged GETs in parallel above it. Every
-/// request carries the pin, so an object modified meanwhile fails the
-/// download with `StoreError::Changed`.
-pub(crate) async fn fetch(
-    resolver: &StoreResolver,
-    config: &CacheConfig,
-    object: &DataRef,
-    temp: TempFile,
-) -> Result<Fetched, CacheError> {
-    let size = object.size;
-    let (sha256, received) = if size > config.parallel_threshold {
-        let received = fetch_parallel(resolver, config, object, temp.path()).await?;
-        let path = temp.path().to_path_buf();
-        let sha256 = tokio::task::spawn_blocking(move || sha256_file(&path))
-            .await
-            .map_err(|_| CacheError::Interrupted {
-                object_key: object.object_key(),
-            })?
-            .map_err(|e| CacheError::io(temp.path(), e))?;
-        (sha256, received)
-    } else {
-        fetch_sequential(resolver, object, temp.path()).await?
-    };
-    if received != size {
-        return Err(CacheError::Incomplete {
-            url: object.url.clone(),
-            expected: size,
-            actual: received,
-        });
-    }
-    let on_disk = tokio::fs::metadata(temp.path())
-        .await
-        .map_err(|e| CacheError::io(temp.path(), e))?
-        .len();
-    if on_disk != size {
-        return Err(CacheError::Incomplete {
-            url: object.url.clone(),
-            expected: size,
-            actual: on_disk,
-        });
-    }
-    Ok(Fetched {
-        temp,
-        sha256,
-        bytes_from_store: received,
-    })
-}
-
-/// One GET, written and hashed as it arrives.
-async fn fetch_sequential(
-    resolver: &StoreResolver,
-    object: &DataRef,
-    path: &Path,
-) -> Result<(String, u64), CacheError> {
+/// Opens the data file for writing, making it as long as the object (a
+/// sparse file: unwritten bytes take no space) if it is not already.
+async fn open_data(path: &Path, size: u64) -> Result<tokio::fs::File, CacheError> {
     let io = |e| CacheError::io(path, e);
-    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
-    let mut body = resolver
-        .get_pinned_range(object, 0..object.size)
-        .await?
-        .body;
-    let mut hasher = Sha256::new();
-    let mut received = 0u64;
-    while let Some(chunk) = body.try_next().await? {
-        hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(io)?;
-        received += chunk.len() as u64;
-    }
-    // Finish the writes still in flight before the file is checked and
-    // renamed.
-    file.flush().await.map_err(io)?;
-    Ok((hex::encode(hasher.finalize()), received))
-}
-
-/// Ranged GETs of `config.part_size`, at most `config.max_parallel_parts`
-/// at once, each written at its offset through its own file handle.
-async fn fetch_parallel(
-    resolver: &StoreResolver,
-    config: &CacheConfig,
-    object: &DataRef,
-    path: &Path,
-) -> Result<u64, CacheError> {
-    let io = |e| CacheError::io(path, e);
-    let file = tokio::fs::File::create(path).await.map_err(io)?;
-    file.set_len(object.size).await.map_err(io)?;
-    drop(file);
-
-    let part_size = config.part_size.max(1);
-    let parts = (0..object.size.div_ceil(part_size)).map(|k| {
-        let start = k * part_size;
-        start..(start + part_size).min(object.size)
-    });
-    futures::stream::iter(parts)
-        .map(|range| fetch_part(resolver, object, path, range))
-        .buffer_unordered(config.max_parallel_parts.max(1))
-        .try_fold(0u64, |total, part| futures::future::ready(Ok(total + part)))
-        .await
-}
-
-async fn fetch_part(
-    resolver: &StoreResolver,
-    object: &DataRef,
-    path: &Path,
-    range: Range<u64>,
-) -> Result<u64, CacheError> {
-    let io = |e| CacheError::io(path, e);
-    let mut file = tokio::fs::OpenOptions::new()
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
         .write(true)
         .open(path)
         .await
         .map_err(io)?;
-    file.seek(std::io::SeekFrom::Start(range.start))
-        .await
-        .map_err(io)?;
-    let mut body = resolver.get_pinned_range(object, range.clone()).await?.body;
-    let mut received = 0u64;
-    while let Some(chunk) = body.try_next().await? {
-        received += chunk.len() as u64;
-        if received > range.end - range.start {
-            break;
-        }
-        file.write_all(&chunk).await.map_err(io)?;
+    if file.metadata().await.map_err(io)?.len() != size {
+        file.set_len(size).await.map_err(io)?;
     }
-    file.flush().await.map_err(io)?;
-    if received != range.end - range.start {
+    Ok(file)
+}
+
+/// Reads `range` of the object `object` pins from the store (one ranged
+/// GET, conditional on the pin) and writes it at its offset of the data
+/// file `path`; returns the bytes received.
+pub(crate) async fn fetch_range(
+    resolver: &StoreResolver,
+    object: &DataRef,
+    geometry: Geometry,
+    path: &Path,
+    range: Range<u64>,
+    on_block: OnBlock<'_>,
+) -> Result<u64, CacheError> {
+    let body = resolver
+        .get_pinned_range(object, range.clone())
+        .await?
+        .body
+        .map_err(CacheError::from)
+        .boxed();
+    let written = write_stream(path, geometry, range.clone(), body, on_block).await?;
+    if written != range.end - range.start {
         return Err(CacheError::Incomplete {
             url: object.url.clone(),
             expected: range.end - range.start,
-            actual: received,
+            actual: written,
         });
     }
-    Ok(received)
+    Ok(written)
+}
+
+/// Writes `bytes`, the whole object, into the data file `path`.
+pub(crate) async fn write_bytes(
+    bytes: Bytes,
+    geometry: Geometry,
+    path: &Path,
+    range: Range<u64>,
+    on_block: OnBlock<'_>,
+) -> Result<u64, CacheError> {
+    let part = bytes.slice(range.start as usize..range.end as usize);
+    let body = futures::stream::iter([Ok(part)]).boxed();
+    write_stream(path, geometry, range, body, on_block).await
+}
+
+/// Writes `body`, the bytes of `range`, at their offset; hashes each whole
+/// block as it passes and reports it once its bytes are in the file.
+/// Stops at the end of `range` even if the body goes on.
+async fn write_stream(
+    path: &Path,
+    geometry: Geometry,
+    range: Range<u64>,
+    mut body: BoxStream<'_, Result<Bytes, CacheError>>,
+    on_block: OnBlock<'_>,
+) -> Result<u64, CacheError> {
+    let io = |e| CacheError::io(path, e);
+    let mut file = open_data(path, geometry.size).await?;
+    file.seek(std::io::SeekFrom::Start(range.start))
+        .await
+        .map_err(io)?;
+    let mut position = range.start;
+    // The block being hashed: its number, and a hasher when the write
+    // started at its first byte (a fragment hashes nothing).
+    let block_of = |offset: u64| offset / geometry.block_size.max(1);
+    let starts_block = |offset: u64| geometry.block_range(block_of(offset)).start == offset;
+    let mut hasher = starts_block(position).then(Sha256::new);
+    while position < range.end {
+        let Some(chunk) = body.try_next().await? else {
+            break;
+        };
+        let mut chunk = &chunk[..];
+        while !chunk.is_empty() && position < range.end {
+            let block = geometry.block_range(block_of(position));
+            let take = chunk
+                .len()
+                .min((block.end.min(range.end) - position) as usize);
+            file.write_all(&chunk[..take]).await.map_err(io)?;
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&chunk[..take]);
+            }
+            chunk = &chunk[take..];
+            position += take as u64;
+            if position == block.end {
+                if let Some(done) = hasher.take() {
+                    // The bytes must be in the file before the block
+                    // counts as cached.
+                    file.flush().await.map_err(io)?;
+                    on_block(block_of(block.start), hex::encode(done.finalize()))?;
+                }
+                hasher = Some(Sha256::new());
+            }
+        }
+    }
+    file.flush().await.map_err(io)?;
+    Ok(position - range.start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn whole_blocks_are_reported_and_fragments_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d");
+        let geometry = Geometry {
+            size: 10,
+            block_size: 4,
+        };
+        let bytes = Bytes::from_static(b"0123456789");
+        let mut blocks = Vec::new();
+        let mut record = |index: u64, sha: String| {
+            blocks.push((index, sha));
+            Ok(())
+        };
+        // A fragment of block 0, then blocks 1 and 2 (the last one short).
+        write_bytes(bytes.clone(), geometry, &path, 1..3, &mut record)
+            .await
+            .unwrap();
+        write_bytes(bytes.clone(), geometry, &path, 4..10, &mut record)
+            .await
+            .unwrap();
+        let indices: Vec<u64> = blocks.iter().map(|b| b.0).collect();
+        assert_eq!(indices, [1, 2]);
+        assert_eq!(blocks[1].1, hex::encode(Sha256::digest(b"89")));
+        assert_eq!(std::fs::read(&path).unwrap(), b"\x0012\x00456789");
+    }
 }

@@ -6,11 +6,9 @@ use quarry_proto::{ByteRange, DataRef};
 use quarry_store::object_store::path::Path;
 use quarry_store::object_store::ObjectStoreExt;
 use quarry_store::{
-    memory_store, CountingStore, FaultStore, RetryPolicy, RetryStore, StoreConfig, StoreCounters,
-    StoreError, StoreResolver,
+    memory_store, CountingStore, FaultStore, StoreConfig, StoreCounters, StoreError, StoreResolver,
 };
 use std::sync::Arc;
-use std::time::Duration;
 
 fn counted_resolver() -> (StoreResolver, Arc<StoreCounters>) {
     let counters = Arc::new(StoreCounters::default());
@@ -39,6 +37,34 @@ async fn pinned(resolver: &StoreResolver, url: &str) -> DataRef {
 
 fn gets(counters: &StoreCounters) -> u64 {
     counters.snapshot().get_requests
+}
+
+fn bytes_read(counters: &StoreCounters) -> u64 {
+    counters.snapshot().bytes_read
+}
+
+/// A configuration with small blocks, so that tests see several.
+fn blocks_of(block_size: u64) -> CacheConfig {
+    CacheConfig {
+        block_size,
+        ..CacheConfig::new(1 << 30)
+    }
+}
+
+fn ranged(r: &DataRef, start: u64, end: u64) -> DataRef {
+    DataRef {
+        range: Some(ByteRange { start, end }),
+        ..r.clone()
+    }
+}
+
+/// The bytes a shard means, read as a task would.
+fn read_shard(shard: &quarry_cache::Shard) -> Vec<u8> {
+    let data = std::fs::read(&shard.path).unwrap();
+    match shard.range {
+        Some(r) => data[r.start as usize..r.end as usize].to_vec(),
+        None => data,
+    }
 }
 
 fn temp_files(dir: &std::path::Path) -> Vec<String> {
@@ -137,7 +163,7 @@ async fn large_objects_download_in_parallel_ranges() {
     let r = seed(&resolver, "cache-parallel", "big.bin", &content).await;
     let config = CacheConfig {
         parallel_threshold: 1000,
-        part_size: 256,
+        block_size: 256,
         max_parallel_parts: 3,
         ..CacheConfig::new(1 << 20)
     };
@@ -151,26 +177,21 @@ async fn large_objects_download_in_parallel_ranges() {
 }
 
 #[tokio::test]
-async fn transient_faults_during_a_parallel_download_are_retried_by_the_store_layer() {
+async fn a_fault_during_a_parallel_download_fails_the_read_and_keeps_the_blocks_that_landed() {
     let dir = tempfile::tempdir().unwrap();
-    let faults = Arc::new(std::sync::Mutex::new(Vec::<Arc<FaultStore>>::new()));
-    let layer_faults = Arc::clone(&faults);
+    let counters = Arc::new(StoreCounters::default());
+    let shared = Arc::clone(&counters);
     let resolver = StoreResolver::new(StoreConfig::default()).with_layer(move |store| {
-        let faulty = Arc::new(FaultStore::new(store).fail_every_kth_get(5));
-        layer_faults.lock().unwrap().push(Arc::clone(&faulty));
-        let policy = RetryPolicy {
-            max_retries: 2,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(1),
-        };
-        Arc::new(RetryStore::new(faulty, policy))
+        let counted = Arc::new(CountingStore::with_counters(store, Arc::clone(&shared)));
+        Arc::new(FaultStore::new(counted).fail_request(5))
     });
+    let plain = StoreResolver::new(StoreConfig::default());
     let content: Vec<u8> = (0..20_000u32).map(|i| (i % 241) as u8).collect();
-    let r = seed(&resolver, "cache-faults", "big.bin", &content).await;
+    let r = seed(&plain, "cache-faults", "big.bin", &content).await;
     let config = CacheConfig {
         parallel_threshold: 1000,
-        part_size: 1000,
-        // One part at a time keeps the GET numbering, and so the faults,
+        block_size: 1000,
+        // One block at a time keeps the GET numbering, and so the faults,
         // deterministic.
         max_parallel_parts: 1,
         ..CacheConfig::new(1 << 20)
@@ -178,16 +199,25 @@ async fn transient_faults_during_a_parallel_download_are_retried_by_the_store_la
     let cache = ShardCache::open_with(dir.path(), config, resolver)
         .await
         .unwrap();
+    // The store layer does not retry: the read fails, and the task's own
+    // retry (here, the next call) takes it from there.
+    let err = cache.get(&r).await.unwrap_err();
+    assert!(
+        matches!(err.store_error(), Some(StoreError::Request { .. })),
+        "{err}"
+    );
+    let landed = cache.usage().stored_bytes;
+    assert!(
+        landed >= 4000,
+        "blocks before the fault stay cached: {landed}"
+    );
     let shard = cache.get(&r).await.unwrap();
-    assert!(std::fs::read(&shard.path).unwrap() == content);
-    let injected: u64 = faults
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|f| f.injected_faults())
-        .sum();
-    // 20 parts plus 4 retries: GETs 5, 10, 15 and 20 failed.
-    assert_eq!(injected, 4);
+    assert!(read_shard(&shard) == content);
+    assert_eq!(
+        counters.snapshot().bytes_read,
+        20_000,
+        "no block was read twice"
+    );
 }
 
 #[tokio::test]
@@ -210,7 +240,7 @@ async fn least_recently_used_entries_are_evicted_by_bytes() {
     let usage = cache.usage();
     assert_eq!(usage.stored_bytes, 80);
     assert_eq!(usage.entries, 2);
-    assert_eq!(usage.evictions, 1, "b made room for c");
+    assert_eq!(usage.evicted_blocks, 1, "b made room for c");
     assert_eq!(
         usage.downloaded_bytes, 120,
         "a, b and c downloaded once each"
@@ -274,9 +304,10 @@ async fn the_cache_survives_a_restart() {
         .await
         .unwrap();
     let inventory = cache.inventory();
-    assert_eq!(inventory.len(), 1);
-    assert_eq!(inventory[0].object_key, r.object_key());
-    assert_eq!(inventory[0].size, 9);
+    assert_eq!(
+        inventory,
+        vec![quarry_proto::CacheEntry::whole(r.object_key(), 9)]
+    );
     assert_eq!(
         cache.take_delta(),
         (vec![], vec![]),
@@ -440,35 +471,139 @@ async fn a_failed_download_reaches_every_waiter_and_a_later_get_retries() {
 }
 
 #[tokio::test]
-async fn a_ranged_reference_caches_the_whole_object_and_exposes_the_range() {
+async fn a_ranged_reference_fetches_only_the_blocks_it_reads() {
     let dir = tempfile::tempdir().unwrap();
     let (resolver, counters) = counted_resolver();
-    let r = seed(&resolver, "cache-range", "k", b"aaaa\nbbbb\ncccc\n").await;
-    let cache = ShardCache::open(dir.path(), 1 << 20, resolver)
+    let content: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let r = seed(&resolver, "cache-range", "k", &content).await;
+    let cache = ShardCache::open_with(dir.path(), blocks_of(100), resolver)
         .await
         .unwrap();
-    let first_half = DataRef {
-        range: Some(ByteRange { start: 0, end: 5 }),
-        ..r.clone()
-    };
-    let second_half = DataRef {
-        range: Some(ByteRange { start: 5, end: 15 }),
-        ..r.clone()
-    };
-    let one = cache.get(&first_half).await.unwrap();
-    let two = cache.get(&second_half).await.unwrap();
+    // Blocks 2..5, plus 10 bytes of block 5: a fragment, not the block.
+    let chunk = ranged(&r, 200, 510);
+    let one = cache.get(&chunk).await.unwrap();
     assert!(!one.from_cache);
-    assert!(two.from_cache);
-    assert_eq!(one.path, two.path);
-    assert_eq!(std::fs::read(&one.path).unwrap(), b"aaaa\nbbbb\ncccc\n");
-    assert_eq!(two.range, Some(ByteRange { start: 5, end: 15 }));
-    assert_eq!(two.data_ref, second_half);
-    assert_eq!(gets(&counters), 1);
+    assert_eq!(one.bytes_from_store, 310);
+    assert_eq!(read_shard(&one), &content[200..510]);
+    assert_eq!(
+        one.range,
+        Some(ByteRange {
+            start: 200,
+            end: 510
+        })
+    );
+    assert_eq!(one.data_ref, chunk);
+    assert_eq!(
+        cache.inventory(),
+        vec![quarry_proto::CacheEntry {
+            object_key: r.object_key(),
+            ranges: vec![ByteRange {
+                start: 200,
+                end: 500
+            }]
+        }]
+    );
+    drop(one);
+    // The same chunk again: the blocks are cached, the fragment is not.
+    let again = cache.get(&chunk).await.unwrap();
+    assert_eq!(again.bytes_from_store, 10);
+    assert_eq!(read_shard(&again), &content[200..510]);
+    // A whole-object read fetches what is missing, once.
+    let whole = cache.get(&r).await.unwrap();
+    assert_eq!(whole.bytes_from_store, 700);
+    assert_eq!(read_shard(&whole), content);
+    assert_eq!(bytes_read(&counters), 310 + 10 + 700);
 
-    let lines =
-        quarry_store::read_chunk_lines(std::fs::File::open(&two.path).unwrap(), two.range.unwrap())
-            .unwrap();
-    assert_eq!(lines, vec![b"bbbb".to_vec(), b"cccc".to_vec()]);
+    let lines = quarry_store::read_chunk_lines(
+        std::fs::File::open(&whole.path).unwrap(),
+        ByteRange {
+            start: 0,
+            end: 1000,
+        },
+    )
+    .unwrap();
+    assert_eq!(lines.concat(), content);
+}
+
+#[tokio::test]
+async fn neighbouring_chunks_on_two_workers_read_the_object_about_once() {
+    let (resolver, counters) = counted_resolver();
+    let content: Vec<u8> = (0..64_000u32).map(|i| (i % 251) as u8).collect();
+    let r = seed(&resolver, "cache-two-workers", "k", &content).await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut caches = Vec::new();
+    for dir in &dirs {
+        caches.push(
+            ShardCache::open_with(dir.path(), blocks_of(1000), resolver.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    // Line-aligned chunks start a few bytes past each 8,000-byte mark.
+    let cuts: Vec<u64> = (0..8)
+        .map(|i| if i == 0 { 0 } else { i * 8000 + 37 })
+        .collect();
+    for (i, start) in cuts.iter().enumerate() {
+        let end = cuts.get(i + 1).copied().unwrap_or(64_000);
+        let shard = caches[i % 2].get(&ranged(&r, *start, end)).await.unwrap();
+        assert_eq!(read_shard(&shard), &content[*start as usize..end as usize]);
+    }
+    let read = bytes_read(&counters);
+    assert!(
+        read <= 64_000 + 7 * 37,
+        "{read} bytes read for a 64,000-byte object"
+    );
+}
+
+#[tokio::test]
+async fn a_file_modified_under_a_running_cache_is_checked_and_its_damage_refetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (resolver, counters) = counted_resolver();
+    let content = vec![b'x'; 300];
+    let r = seed(&resolver, "cache-live-damage", "k", &content).await;
+    // No checksum on hit: the size and modification time give it away.
+    let cache = ShardCache::open_with(dir.path(), blocks_of(100), resolver)
+        .await
+        .unwrap();
+    let path = cache.get(&r).await.unwrap().path;
+    let written = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut data = std::fs::read(&path).unwrap();
+    data[150] = b'!';
+    std::fs::write(&path, &data).unwrap();
+    // However coarse the file system's clock, the write came later.
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(written + std::time::Duration::from_secs(1))
+        .unwrap();
+
+    let shard = cache.get(&r).await.unwrap();
+    assert!(!shard.from_cache);
+    assert_eq!(shard.bytes_from_store, 100, "only the damaged block");
+    assert_eq!(read_shard(&shard), content);
+    assert_eq!(bytes_read(&counters), 400);
+    drop(shard);
+    // Checked once: the next hit trusts the file again.
+    assert!(cache.get(&r).await.unwrap().from_cache);
+    assert_eq!(bytes_read(&counters), 400);
+}
+
+#[tokio::test]
+async fn a_result_inserted_from_memory_is_cached_without_a_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let (resolver, counters) = counted_resolver();
+    let content = b"a large result, already uploaded".to_vec();
+    let r = seed(&resolver, "cache-insert", "result", &content).await;
+    let cache = ShardCache::open_with(dir.path(), blocks_of(8), resolver)
+        .await
+        .unwrap();
+    cache.insert(&r, content.clone().into()).await.unwrap();
+    let shard = cache.get(&r).await.unwrap();
+    assert!(shard.from_cache);
+    assert_eq!(read_shard(&shard), content);
+    assert_eq!(gets(&counters), 0);
+    assert!(cache.insert(&r, b"short".to_vec().into()).await.is_err());
 }
 
 #[tokio::test]
@@ -532,9 +667,10 @@ async fn deltas_report_additions_and_evictions_once() {
 
     drop(cache.get(&a).await.unwrap());
     let (added, evicted) = cache.take_delta();
-    assert_eq!(added.len(), 1);
-    assert_eq!(added[0].object_key, a.object_key());
-    assert_eq!(added[0].size, 60);
+    assert_eq!(
+        added,
+        vec![quarry_proto::CacheEntry::whole(a.object_key(), 60)]
+    );
     assert!(evicted.is_empty());
     assert_eq!(cache.take_delta(), (vec![], vec![]));
 
@@ -542,7 +678,7 @@ async fn deltas_report_additions_and_evictions_once() {
     drop(cache.get(&c).await.unwrap()); // evicts b, which was never reported
     let (added, evicted) = cache.take_delta();
     let added: Vec<String> = added.into_iter().map(|e| e.object_key).collect();
-    let mut evicted = evicted;
+    let mut evicted: Vec<String> = evicted.into_iter().map(|e| e.object_key).collect();
     evicted.sort();
     let mut expected_evicted = vec![a.object_key(), b.object_key()];
     expected_evicted.sort();

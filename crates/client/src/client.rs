@@ -4,8 +4,8 @@ use crate::job::{Job, JobOptions};
 use crate::session::{self, Answer, Session, SessionStatus, Welcomed};
 use quarry_net::{connect, ConnectOptions, ConnectionEvent, CurveClientKeys};
 use quarry_proto::{
-    encode_message, ClientId, DataRef, JobId, JobInfo, JobSpec, Limits, Message, Role, TaskId,
-    TaskSpec, TaskStatus, WorkerInfo, PROTOCOL_VERSION,
+    encode_message, ClientId, DataRef, EncodedTask, JobId, JobInfo, JobSpec, Limits, Message, Role,
+    TaskId, TaskSpec, TaskStatus, WorkerInfo, PROTOCOL_VERSION,
 };
 use quarry_store::{PutSource, StoreResolver};
 use serde::de::DeserializeOwned;
@@ -77,10 +77,19 @@ pub(crate) struct Inner {
 impl Inner {
     /// A future was dropped: its result is released on the scheduler.
     pub(crate) fn release(&self, task: TaskId) {
-        self.session.forget(task);
+        self.forget(task);
         let _ = self.session.notify(&Message::Release { tasks: vec![task] });
     }
+
+    /// Stops waiting for a task's outcome, leaving its result on the
+    /// scheduler.
+    pub(crate) fn forget(&self, task: TaskId) {
+        self.session.forget(task);
+    }
 }
+
+/// How long [`Client::close`] waits for the scheduler to answer.
+pub const GOODBYE_WAIT: Duration = Duration::from_secs(2);
 
 /// A connection to a quarry scheduler. Cheap to clone; the connection
 /// closes when the last clone (and every future) is dropped.
@@ -165,6 +174,22 @@ impl Client {
             staging: options.staging,
         });
         Ok(Client { inner })
+    }
+
+    /// Ends the session for this handle, its clones and its futures
+    /// (those still waiting fail as closed): the scheduler forgets it at
+    /// once and gives its connection slot back. Waits for the scheduler's
+    /// answer at most [`GOODBYE_WAIT`]; a scheduler that does not answer
+    /// forgets the session after its client timeout instead. Dropping the
+    /// last handle and future says goodbye too, without waiting.
+    pub async fn close(self) {
+        if let Some(answer) = self.inner.session.goodbye() {
+            match tokio::time::timeout(GOODBYE_WAIT, answer).await {
+                Ok(Ok(())) => debug!("the scheduler ended this session"),
+                Ok(Err(e)) => debug!("goodbye not answered: {e}"),
+                Err(_) => debug!("goodbye not answered within {GOODBYE_WAIT:?}"),
+            }
+        }
     }
 
     /// The id of this client's session. It stays the same across
@@ -323,13 +348,15 @@ impl Client {
         let mut batch = Vec::new();
         let mut batch_bytes = 0;
         for spec in specs {
-            let size = approximate_size(&spec);
+            let encoded =
+                EncodedTask::encode(&spec).map_err(|e| ClientError::Codec(e.to_string()))?;
+            let size = encoded.encoded_len();
             if !batch.is_empty() && (batch.len() >= max_tasks || batch_bytes + size > budget) {
                 batches.push(std::mem::take(&mut batch));
                 batch_bytes = 0;
             }
             batch_bytes += size;
-            batch.push(spec);
+            batch.push(encoded);
         }
         if !batch.is_empty() {
             batches.push(batch);
@@ -511,17 +538,4 @@ impl Client {
     ) -> Result<R, ClientError> {
         decode_value(&self.inner.store, value).await
     }
-}
-
-fn approximate_size(spec: &TaskSpec) -> usize {
-    64 + spec.args.len()
-        + spec.key.len()
-        + spec.function.len()
-        + spec.params_json.len()
-        + spec
-            .inputs
-            .iter()
-            .chain(spec.args_ref.iter())
-            .map(|r| 48 + r.url.len())
-            .sum::<usize>()
 }

@@ -64,6 +64,9 @@ pub enum ClientError {
     /// The object store failed (large results, staging).
     #[error(transparent)]
     Store(#[from] quarry_store::StoreError),
+    /// The planner could not list, chunk or check what a job maps over.
+    #[error(transparent)]
+    Plan(#[from] quarry_plan::PlanError),
     /// The task failed; the text is the task's final error.
     #[error("task {key} failed ({kind:?}): {message}")]
     Task {

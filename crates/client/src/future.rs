@@ -2,7 +2,7 @@ use crate::client::Inner;
 use crate::error::ClientError;
 use crate::session::Resolution;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
-use quarry_proto::{TaskId, TaskOutcome, Value};
+use quarry_proto::{ResultFormat, TaskId, TaskOutcome, Value};
 use quarry_store::StoreResolver;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
@@ -23,6 +23,8 @@ pub struct TaskFuture<R> {
     key: String,
     rx: Option<oneshot::Receiver<Resolution>>,
     inner: Arc<Inner>,
+    /// Leave the result on the scheduler when dropped.
+    kept: bool,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -47,6 +49,7 @@ impl<R> TaskFuture<R> {
             key,
             rx: Some(rx),
             inner,
+            kept: false,
             _result: PhantomData,
         }
     }
@@ -59,6 +62,14 @@ impl<R> TaskFuture<R> {
     /// The task's key.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Dropping this future will not release the result on the scheduler:
+    /// it stays for `quarry results` (for a job without an output prefix,
+    /// until the scheduler forgets the job).
+    pub fn keep_result(mut self) -> Self {
+        self.kept = true;
+        self
     }
 
     /// Waits for the task's final outcome without decoding it.
@@ -83,11 +94,16 @@ impl<R: DeserializeOwned> TaskFuture<R> {
 
 impl<R> Drop for TaskFuture<R> {
     fn drop(&mut self) {
-        self.inner.release(self.id);
+        if self.kept {
+            self.inner.forget(self.id);
+        } else {
+            self.inner.release(self.id);
+        }
     }
 }
 
-/// Decodes a value: inline MessagePack, or a reference read from the store.
+/// Decodes a value: inline MessagePack, or a reference read from the store
+/// (JSON or MessagePack, as its name says: see [`ResultFormat`]).
 pub(crate) async fn decode_value<R: DeserializeOwned>(
     store: &StoreResolver,
     value: &Value,
@@ -98,7 +114,12 @@ pub(crate) async fn decode_value<R: DeserializeOwned>(
         }
         Value::Ref(data_ref) => {
             let bytes = store.get_pinned(data_ref).await?.bytes().await?;
-            rmp_serde::from_slice(&bytes).map_err(|e| ClientError::Codec(e.to_string()))
+            match ResultFormat::of_url(&data_ref.url) {
+                ResultFormat::Json => serde_json::from_slice(&bytes)
+                    .map_err(|e| ClientError::Codec(format!("{}: {e}", data_ref.url))),
+                ResultFormat::MessagePack => rmp_serde::from_slice(&bytes)
+                    .map_err(|e| ClientError::Codec(format!("{}: {e}", data_ref.url))),
+            }
         }
     }
 }

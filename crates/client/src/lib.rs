@@ -38,9 +38,11 @@ mod prefix;
 mod session;
 mod window;
 
-pub use client::{Client, ClientOptions, JobList, DEFAULT_RECONNECT_TIMEOUT};
+pub use client::{Client, ClientOptions, JobList, DEFAULT_RECONNECT_TIMEOUT, GOODBYE_WAIT};
 pub use error::ClientError;
 pub use future::{as_completed, for_each_completed, TaskFuture};
 pub use job::{Job, JobOptions};
 pub use prefix::{MapPrefixOptions, PrefixMap, PrefixProgress, PrefixResult};
+pub use quarry_plan::{PlannedTask, Split};
 pub use session::{Answer, SessionState, SessionStatus};
+pub use window::{Finished, TaskPlan, WindowOptions, WindowProgress, WindowedRun};

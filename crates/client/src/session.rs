@@ -135,6 +135,8 @@ struct State {
     ids: Ids,
     online: bool,
     cut_off: bool,
+    /// The client said goodbye: the session is over, nothing more is sent.
+    closed: bool,
     next_request: u64,
     requests: BTreeMap<RequestId, InFlight>,
     pending: HashMap<TaskId, oneshot::Sender<Resolution>>,
@@ -195,6 +197,7 @@ impl Session {
                 ids: Ids::for_session(welcomed.session),
                 online: true,
                 cut_off: false,
+                closed: false,
                 next_request: 1,
                 requests: BTreeMap::new(),
                 pending: HashMap::new(),
@@ -280,6 +283,9 @@ impl Session {
         make: impl FnOnce(RequestId) -> Message,
         waiter: Waiter,
     ) -> Result<RequestId, ClientError> {
+        if state.closed {
+            return Err(ClientError::Closed);
+        }
         if state.cut_off {
             return Err(self.disconnected());
         }
@@ -327,7 +333,7 @@ impl Session {
     pub(crate) fn submit(
         &self,
         job: JobId,
-        batches: Vec<Vec<quarry_proto::TaskSpec>>,
+        batches: Vec<Vec<quarry_proto::EncodedTask>>,
     ) -> Result<Vec<oneshot::Receiver<Resolution>>, ClientError> {
         let mut state = self.lock();
         if state.cut_off {
@@ -351,7 +357,7 @@ impl Session {
         }
         let mut receivers = Vec::new();
         for tasks in batches {
-            let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+            let ids: Vec<TaskId> = tasks.iter().map(|t| t.id()).collect();
             for &id in &ids {
                 let (tx, rx) = oneshot::channel();
                 state.pending.insert(id, tx);
@@ -374,6 +380,26 @@ impl Session {
             }
         }
         Ok(receivers)
+    }
+
+    /// Ends the session: tells the scheduler, which answers and forgets
+    /// it at once. From now on nothing is sent and every request fails as
+    /// closed; what still waits fails once the answer comes. `None` when
+    /// the session was already over.
+    pub(crate) fn goodbye(&self) -> Option<Answer> {
+        let mut state = self.lock();
+        if state.closed || !state.online {
+            state.closed = true;
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        let sent = self.request_locked(
+            &mut state,
+            |request| Message::Goodbye { request },
+            Waiter::Answer(tx),
+        );
+        state.closed = true;
+        sent.ok().map(|_| Answer { rx })
     }
 
     /// Forgets a future (dropped): its result need not come.
@@ -426,7 +452,7 @@ impl Session {
 
     /// The connection is gone: requests wait until it is back.
     fn go_offline(&self, state: &mut State, why: &str) {
-        if !state.online {
+        if !state.online || state.closed {
             return;
         }
         warn!(
@@ -565,6 +591,9 @@ impl Session {
                     if let Waiter::Answer(tx) = in_flight.waiter {
                         let _ = tx.send(Ok(()));
                     }
+                    if in_flight.kind == "Goodbye" {
+                        fail_everything(state, |_| ClientError::Closed);
+                    }
                 }
             }
             Message::Refused { request, reason } => self.refused(state, request, reason),
@@ -659,6 +688,9 @@ impl Session {
     /// Timers: heartbeats while connected (and noticing a silent
     /// scheduler), Hellos with backoff while not, and the cut-off.
     fn on_tick(&self, state: &mut State) {
+        if state.closed {
+            return;
+        }
         let now = Instant::now();
         if state.online {
             if now - state.last_heartbeat >= self.heartbeat {
@@ -687,6 +719,23 @@ impl Session {
                 state.hello_backoff = (state.hello_backoff * 2).min(MAX_HELLO_BACKOFF);
             }
             self.hello(state);
+        }
+    }
+}
+
+impl Drop for Session {
+    /// The last handle and future are gone: say goodbye without waiting
+    /// for the answer, so the scheduler frees this session's slot now.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if state.closed || !state.online {
+            return;
+        }
+        let goodbye = Message::Goodbye {
+            request: RequestId(state.next_request),
+        };
+        if let Ok(bytes) = encode_message(&goodbye) {
+            self.conn.send(bytes);
         }
     }
 }
@@ -751,7 +800,7 @@ impl Session {
                 self.go_offline(&mut state, "the connection dropped");
             }
             ConnectionEvent::Connected => {
-                if !state.online {
+                if !state.online && !state.closed {
                     // Back at the transport level: say Hello right away.
                     state.hello_backoff = FIRST_HELLO_BACKOFF;
                     self.hello(&mut state);

@@ -29,8 +29,9 @@ mod run;
 mod template;
 
 pub use outputs::{
-    list_outputs, output_object_key, KeyError, ListError, OutputListing, SkippedOutput,
-    MAX_OUTPUT_KEY_BYTES, MAX_SEGMENT_BYTES,
+    list_outputs, output_dir_key, output_object_key, sanitize_key, stale_outputs, KeyError,
+    ListError, OutputListing, SkippedOutput, MAX_OUTPUT_KEY_BYTES, MAX_SEGMENT_BYTES,
+    MAX_TASK_KEY_BYTES,
 };
 pub use run::{
     run, run_cancellable, run_prepared, CommandError, CommandInvocation, CommandOutcome,

@@ -1,6 +1,7 @@
 //! Output files: listing what a command wrote, and the object keys they are
 //! uploaded under.
 
+use sha2::{Digest, Sha256};
 use std::io;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -63,6 +64,87 @@ pub enum KeyError {
     },
 }
 
+/// Longest task key [`sanitize_key`] returns, in bytes (the planner may
+/// append a chunk suffix `@NNNNN`). Longer keys are cut and get a hash
+/// suffix.
+pub const MAX_TASK_KEY_BYTES: usize = 200;
+
+/// Hex digits of the hash that makes altered keys unique.
+const KEY_HASH_HEX: usize = 16;
+
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '=')
+}
+
+/// A relative object key made safe to name an output directory: `/`
+/// separates segments; empty, `.` and `..` segments are dropped; characters
+/// other than ASCII letters, digits, `.`, `_`, `-` and `=` become `_`. If
+/// anything changed (or `force_hash`), or the result is longer than
+/// [`MAX_TASK_KEY_BYTES`], it is cut to fit and `~` plus a hash of the
+/// original is appended: `~` never appears in an unchanged key, so keys stay
+/// unique within a listing.
+pub fn sanitize_key(relative: &str, force_hash: bool) -> String {
+    let mut altered = force_hash;
+    let mut segments = Vec::new();
+    for segment in relative.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            altered = true;
+            continue;
+        }
+        let clean: String = segment
+            .chars()
+            .map(|c| {
+                if is_key_char(c) {
+                    c
+                } else {
+                    altered = true;
+                    '_'
+                }
+            })
+            .collect();
+        segments.push(clean);
+    }
+    let mut key = segments.join("/");
+    if !altered && !key.is_empty() && key.len() <= MAX_TASK_KEY_BYTES {
+        return key;
+    }
+    let digest = hex::encode(Sha256::digest(relative.as_bytes()));
+    // Only ASCII remains, so any byte index is a character boundary.
+    key.truncate(MAX_TASK_KEY_BYTES - 1 - KEY_HASH_HEX);
+    while key.ends_with('/') {
+        key.pop();
+    }
+    format!("{key}~{}", &digest[..KEY_HASH_HEX])
+}
+
+/// What an earlier attempt or run left in a task's output directory that
+/// this attempt does not write: of `listed` (paths relative to
+/// `OUTPUT/<task key>/`), those not in `kept`, to delete before the new
+/// outputs go up, so that the directory holds exactly this attempt's files
+/// (and logs of one attempt never sit beside another's).
+///
+/// Directories that hold quarry's own files of another task (`_logs/` or a
+/// `_result.*`: objects `a` and `a/b` under one prefix give the tasks `a`
+/// and `a/b`, whose directories nest) are left alone.
+pub fn stale_outputs<'a>(listed: &'a [String], kept: &[String]) -> Vec<&'a str> {
+    let foreign: Vec<String> = listed
+        .iter()
+        .filter_map(|path| {
+            let (dir, name) = path.rsplit_once('/')?;
+            let dir = dir
+                .strip_suffix("/_logs")
+                .or_else(|| name.starts_with("_result.").then_some(dir))?;
+            (!dir.is_empty() && dir != "_logs").then(|| format!("{dir}/"))
+        })
+        .collect();
+    listed
+        .iter()
+        .filter(|path| !kept.contains(path))
+        .filter(|path| !foreign.iter().any(|dir| path.starts_with(dir.as_str())))
+        .map(String::as_str)
+        .collect()
+}
+
 /// The object key (relative to the job's output prefix) of a file a task
 /// wrote: `task_key/relative_path`. Both parts must be relative,
 /// `/`-separated paths without `..`, `.` or empty segments, NUL, backslashes
@@ -78,6 +160,22 @@ pub fn output_object_key(task_key: &str, relative_path: &str) -> Result<String, 
             what: "output key",
             len: key.len(),
             limit: MAX_OUTPUT_KEY_BYTES,
+        });
+    }
+    Ok(key)
+}
+
+/// The directory of a task's outputs under the job's output prefix
+/// (`<task key>/`), checked as [`output_object_key`] checks the task key,
+/// for listing or clearing it before any file is written.
+pub fn output_dir_key(task_key: &str) -> Result<String, KeyError> {
+    check_relative("task key", task_key)?;
+    let key = format!("{task_key}/");
+    if key.len() >= MAX_OUTPUT_KEY_BYTES {
+        return Err(KeyError::TooLong {
+            what: "task key",
+            len: task_key.len(),
+            limit: MAX_OUTPUT_KEY_BYTES - 1,
         });
     }
     Ok(key)
@@ -215,6 +313,51 @@ pub fn list_outputs(output_dir: &Path, max_files: usize) -> Result<OutputListing
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_keys_stay_as_they_are() {
+        assert_eq!(
+            sanitize_key("2024/01/part-0001.csv", false),
+            "2024/01/part-0001.csv"
+        );
+        assert_eq!(
+            sanitize_key("date=2024-01-01/x.parquet", false),
+            "date=2024-01-01/x.parquet"
+        );
+    }
+
+    #[test]
+    fn altered_keys_get_a_hash_suffix() {
+        let key = sanitize_key("a b.txt", false);
+        assert!(key.starts_with("a_b.txt~"), "{key}");
+        assert_eq!(key.len(), "a_b.txt~".len() + KEY_HASH_HEX);
+        assert_ne!(key, sanitize_key("a_b.txt", false));
+        assert_ne!(key, sanitize_key("a?b.txt", false));
+        assert_ne!(sanitize_key("a\\b", false), sanitize_key("a_b", false));
+        assert_eq!(key, sanitize_key("a b.txt", false), "deterministic");
+    }
+
+    #[test]
+    fn stale_outputs_are_what_this_attempt_does_not_write() {
+        let listed: Vec<String> = [
+            "part.csv",
+            "old/extra.csv",
+            "_logs/stdout.log",
+            "_logs/stderr.log",
+            "_result.json",
+            // Another task's directory nested in this one.
+            "b/_logs/stdout.log",
+            "b/out.txt",
+            "c/_result.msgpack",
+        ]
+        .map(String::from)
+        .to_vec();
+        let kept = ["part.csv".to_string(), "_logs/stderr.log".to_string()];
+        assert_eq!(
+            stale_outputs(&listed, &kept),
+            ["old/extra.csv", "_logs/stdout.log", "_result.json"]
+        );
+    }
 
     #[test]
     fn joins_task_key_and_relative_path() {

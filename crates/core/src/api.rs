@@ -2,8 +2,8 @@
 
 use crate::change::Change;
 use quarry_proto::{
-    CacheEntry, ClientId, JobId, JobInfo, JobSpec, RequestId, RunTask, TaskId, TaskOutcome,
-    TaskReport, TaskSpec, WorkerId,
+    CacheEntry, ClientId, EncodedTask, JobId, JobInfo, JobSpec, RequestId, RunTask, TaskId,
+    TaskOutcome, TaskReport, WorkerId,
 };
 use std::sync::Arc;
 
@@ -47,6 +47,20 @@ pub struct CoreConfig {
     /// How many times a task may be requeued because its worker was lost
     /// before it fails with `WorkerLost` (separate from `TaskSpec::retries`).
     pub max_worker_losses: u32,
+    /// A worker that holds tasks it was sent, runs none of them, and has
+    /// neither started nor finished a task for this long is stalled: its
+    /// unstarted tasks go back to the queue (the worker is told to drop
+    /// them) and it gets no work until it starts or finishes one. Liveness
+    /// means progress, not only heartbeats. 0 turns the check off.
+    pub start_deadline_ms: u64,
+    /// How long a failed attempt waits before its retry is queued, for the
+    /// first retry; each further retry of the task waits twice as long (up
+    /// to `retry_backoff_max_ms`), and each wait is jittered to between
+    /// half and one and a half times its length, so that tasks failing
+    /// together do not retry together. 0 retries at once.
+    pub retry_backoff_ms: u64,
+    /// The longest wait before a retry (before jitter).
+    pub retry_backoff_max_ms: u64,
     /// How long, and how many, finished jobs are kept before they are
     /// dropped from the tables (see [`Retention`]).
     pub retention: Retention,
@@ -91,6 +105,9 @@ impl Default for CoreConfig {
             fetch_bytes_per_second: 200_000_000,
             owner_load_cap: 1.05,
             max_worker_losses: 3,
+            start_deadline_ms: 120_000,
+            retry_backoff_ms: 1_000,
+            retry_backoff_max_ms: 60_000,
             retention: Retention::default(),
             record_changes: false,
         }
@@ -145,10 +162,10 @@ pub enum Event {
     CacheDelta {
         /// The worker.
         worker: WorkerId,
-        /// Newly cached objects.
+        /// Newly cached byte ranges.
         added: Vec<CacheEntry>,
-        /// Object keys evicted.
-        evicted: Vec<String>,
+        /// Byte ranges evicted.
+        evicted: Vec<CacheEntry>,
     },
     /// A client opened a job.
     JobOpened {
@@ -167,8 +184,8 @@ pub enum Event {
         request: RequestId,
         /// The job.
         job: JobId,
-        /// The tasks.
-        tasks: Vec<TaskSpec>,
+        /// The tasks, as the client encoded them.
+        tasks: Vec<EncodedTask>,
     },
     /// No more tasks will be added to the job.
     JobSealed {
@@ -322,5 +339,18 @@ pub enum Command {
     DropWorker {
         /// The worker.
         worker: WorkerId,
+    },
+    /// A worker joined under the name of a live worker, which it takes
+    /// over: the old session's tasks were requeued at once (a restarted
+    /// worker need not wait out the heartbeat timeout). The shell tells the
+    /// old connection, if it is still there, that it was replaced, and
+    /// forgets it.
+    WorkerReplaced {
+        /// The worker taken over.
+        worker: WorkerId,
+        /// The worker that took over.
+        by: WorkerId,
+        /// Their name.
+        name: String,
     },
 }

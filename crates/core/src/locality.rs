@@ -1,51 +1,90 @@
 //! Where data is cached, and the deterministic hash that decides who owns
 //! data cached nowhere.
 
-use quarry_proto::DataRef;
-use std::collections::HashMap;
+use quarry_proto::{ByteRange, CacheEntry, DataRef};
+use std::collections::{HashMap, HashSet};
 
-/// Which workers cache which object versions, keyed by
-/// [`DataRef::object_key`]. Built from each worker's inventory at join and
-/// its later cache deltas.
+/// Which workers cache which bytes of which object versions, keyed by
+/// [`DataRef::object_key`]. Workers cache objects in blocks and report the
+/// cached byte ranges (block-aligned runs); built from each worker's
+/// inventory at join and its later cache deltas.
 #[derive(Debug, Default)]
 pub(crate) struct LocalityIndex {
-    holders: HashMap<String, Vec<u32>>,
+    holders: HashMap<String, Vec<(u32, Vec<ByteRange>)>>,
 }
 
 impl LocalityIndex {
-    /// Records that `worker` caches `key`; returns whether that is new.
-    pub fn add(&mut self, worker: u32, key: &str) -> bool {
-        let holders = match self.holders.get_mut(key) {
+    /// Records that `worker` caches the entry's ranges; returns whether the
+    /// worker held nothing of that object before.
+    pub fn add(&mut self, worker: u32, entry: &CacheEntry) -> bool {
+        let holders = match self.holders.get_mut(&entry.object_key) {
             Some(holders) => holders,
-            None => self.holders.entry(key.to_owned()).or_default(),
+            None => self.holders.entry(entry.object_key.clone()).or_default(),
         };
-        if holders.contains(&worker) {
-            return false;
-        }
-        holders.push(worker);
-        true
-    }
-
-    /// Records that `worker` no longer caches `key`.
-    pub fn remove(&mut self, worker: u32, key: &str) {
-        if let Some(holders) = self.holders.get_mut(key) {
-            holders.retain(|&w| w != worker);
-            if holders.is_empty() {
-                self.holders.remove(key);
+        match holders.iter_mut().find(|(w, _)| *w == worker) {
+            Some((_, ranges)) => {
+                for range in &entry.ranges {
+                    add_range(ranges, *range);
+                }
+                false
+            }
+            None => {
+                let mut ranges = Vec::new();
+                for range in &entry.ranges {
+                    add_range(&mut ranges, *range);
+                }
+                holders.push((worker, ranges));
+                true
             }
         }
     }
 
+    /// Records that `worker` no longer caches the entry's ranges; returns
+    /// whether it now holds nothing of that object.
+    pub fn remove(&mut self, worker: u32, entry: &CacheEntry) -> bool {
+        let Some(holders) = self.holders.get_mut(&entry.object_key) else {
+            return true;
+        };
+        let Some(at) = holders.iter().position(|(w, _)| *w == worker) else {
+            return true;
+        };
+        for range in &entry.ranges {
+            remove_range(&mut holders[at].1, *range);
+        }
+        let gone = holders[at].1.is_empty();
+        if gone {
+            holders.swap_remove(at);
+            if holders.is_empty() {
+                self.holders.remove(&entry.object_key);
+            }
+        }
+        gone
+    }
+
+    /// Bytes of object `key` that `worker` caches.
+    pub fn held_bytes(&self, worker: u32, key: &str) -> u64 {
+        self.holders
+            .get(key)
+            .and_then(|holders| holders.iter().find(|(w, _)| *w == worker))
+            .map_or(0, |(_, ranges)| ranges.iter().map(ByteRange::len).sum())
+    }
+
     /// Forgets everything a departed worker cached.
-    pub fn remove_worker<'k>(&mut self, worker: u32, keys: impl IntoIterator<Item = &'k String>) {
+    pub fn remove_worker(&mut self, worker: u32, keys: &HashSet<String>) {
         for key in keys {
-            self.remove(worker, key);
+            if let Some(holders) = self.holders.get_mut(key) {
+                holders.retain(|(w, _)| *w != worker);
+                if holders.is_empty() {
+                    self.holders.remove(key);
+                }
+            }
         }
     }
 
     /// Input bytes each worker (accepted by `eligible`) already caches, in
-    /// a deterministic order. Byte counts use [`DataRef::read_len`]: what the
-    /// task would otherwise download.
+    /// a deterministic order: for each input, the bytes of what it reads
+    /// (its range, or the whole object) that lie in the worker's cached
+    /// ranges, which is what the task would otherwise download.
     pub fn cached_bytes(
         &self,
         inputs: &[DataRef],
@@ -56,14 +95,84 @@ impl LocalityIndex {
             let Some(holders) = self.holders.get(&input.object_key()) else {
                 continue;
             };
-            for &worker in holders.iter().filter(|&&w| eligible(w)) {
-                match bytes.iter_mut().find(|(w, _)| *w == worker) {
-                    Some((_, b)) => *b += input.read_len(),
-                    None => bytes.push((worker, input.read_len())),
+            let wanted = input.range.unwrap_or(ByteRange {
+                start: 0,
+                end: input.size,
+            });
+            for (worker, ranges) in holders.iter().filter(|(w, _)| eligible(*w)) {
+                let held = overlap(ranges, wanted);
+                if held == 0 {
+                    continue;
+                }
+                match bytes.iter_mut().find(|(w, _)| w == worker) {
+                    Some((_, b)) => *b += held,
+                    None => bytes.push((*worker, held)),
                 }
             }
         }
         bytes
+    }
+}
+
+/// Adds `range` to sorted, disjoint `ranges`, merging what touches it.
+fn add_range(ranges: &mut Vec<ByteRange>, range: ByteRange) {
+    if range.is_empty() {
+        return;
+    }
+    let first = ranges.partition_point(|r| r.end < range.start);
+    let last = ranges.partition_point(|r| r.start <= range.end);
+    let merged = ranges[first..last].iter().fold(range, |acc, r| ByteRange {
+        start: acc.start.min(r.start),
+        end: acc.end.max(r.end),
+    });
+    ranges.splice(first..last, [merged]);
+}
+
+/// Removes `range` from sorted, disjoint `ranges`.
+fn remove_range(ranges: &mut Vec<ByteRange>, range: ByteRange) {
+    if range.is_empty() {
+        return;
+    }
+    let mut kept = Vec::with_capacity(ranges.len() + 1);
+    for r in ranges.drain(..) {
+        if r.end <= range.start || r.start >= range.end {
+            kept.push(r);
+            continue;
+        }
+        if r.start < range.start {
+            kept.push(ByteRange {
+                start: r.start,
+                end: range.start,
+            });
+        }
+        if r.end > range.end {
+            kept.push(ByteRange {
+                start: range.end,
+                end: r.end,
+            });
+        }
+    }
+    *ranges = kept;
+}
+
+/// Bytes of `wanted` inside sorted, disjoint `ranges`.
+fn overlap(ranges: &[ByteRange], wanted: ByteRange) -> u64 {
+    let first = ranges.partition_point(|r| r.end <= wanted.start);
+    ranges[first..]
+        .iter()
+        .take_while(|r| r.start < wanted.end)
+        .map(|r| r.end.min(wanted.end) - r.start.max(wanted.start))
+        .sum()
+}
+
+/// What the rendezvous hash of an input is computed from: the object
+/// version, and for a byte range its start, so that the chunks of one
+/// large object spread over the workers (and land on the same ones on
+/// every pass).
+pub(crate) fn rendezvous_name(input: &DataRef) -> String {
+    match input.range {
+        Some(range) => format!("{}@{}", input.object_key(), range.start),
+        None => input.object_key(),
     }
 }
 
@@ -127,20 +236,97 @@ mod tests {
         assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
     }
 
+    fn range(start: u64, end: u64) -> ByteRange {
+        ByteRange { start, end }
+    }
+
     #[test]
     fn cached_bytes_sums_read_lengths_per_holder() {
         let a = input("s3://b/a", 100, None);
-        let b = input("s3://b/b", 1000, Some(ByteRange { start: 0, end: 10 }));
+        let b = input("s3://b/b", 1000, Some(range(0, 10)));
         let mut index = LocalityIndex::default();
-        assert!(index.add(1, &a.object_key()));
-        assert!(!index.add(1, &a.object_key()));
-        index.add(1, &b.object_key());
-        index.add(2, &b.object_key());
-        index.add(3, &b.object_key());
+        let whole_a = CacheEntry::whole(a.object_key(), 100);
+        assert!(index.add(1, &whole_a));
+        assert!(!index.add(1, &whole_a));
+        let whole_b = CacheEntry::whole(b.object_key(), 1000);
+        index.add(1, &whole_b);
+        index.add(2, &whole_b);
+        index.add(3, &whole_b);
         let bytes = index.cached_bytes(&[a.clone(), b.clone()], |w| w != 3);
         assert_eq!(bytes, vec![(1, 110), (2, 10)]);
-        index.remove(1, &a.object_key());
+        assert!(index.remove(1, &whole_a));
         assert_eq!(index.cached_bytes(&[a], |_| true), vec![]);
+    }
+
+    #[test]
+    fn cached_bytes_count_only_the_blocks_a_chunk_reads() {
+        let object = input("s3://b/big", 100, None);
+        let key = object.object_key();
+        let mut index = LocalityIndex::default();
+        index.add(
+            1,
+            &CacheEntry {
+                object_key: key.clone(),
+                ranges: vec![range(0, 20), range(40, 60)],
+            },
+        );
+        index.add(
+            1,
+            &CacheEntry {
+                object_key: key.clone(),
+                ranges: vec![range(20, 30)],
+            },
+        );
+        index.add(
+            2,
+            &CacheEntry {
+                object_key: key.clone(),
+                ranges: vec![range(60, 100)],
+            },
+        );
+        let chunk = |s, e| DataRef {
+            range: Some(range(s, e)),
+            ..object.clone()
+        };
+        assert_eq!(
+            index.cached_bytes(&[chunk(10, 50)], |_| true),
+            vec![(1, 30)]
+        );
+        assert_eq!(
+            index.cached_bytes(&[chunk(50, 80)], |_| true),
+            vec![(1, 10), (2, 20)]
+        );
+        assert_eq!(
+            index.cached_bytes(std::slice::from_ref(&object), |_| true),
+            vec![(1, 50), (2, 40)]
+        );
+        // Evicting the middle block splits the run.
+        assert!(!index.remove(
+            1,
+            &CacheEntry {
+                object_key: key.clone(),
+                ranges: vec![range(20, 40)]
+            }
+        ));
+        assert_eq!(
+            index.cached_bytes(&[chunk(0, 60)], |w| w == 1),
+            vec![(1, 40)]
+        );
+        assert!(index.remove(2, &CacheEntry::whole(key, 100)));
+        assert_eq!(index.cached_bytes(&[chunk(60, 100)], |_| true), vec![]);
+    }
+
+    #[test]
+    fn ranges_merge_and_split() {
+        let mut ranges = Vec::new();
+        add_range(&mut ranges, range(10, 20));
+        add_range(&mut ranges, range(30, 40));
+        add_range(&mut ranges, range(20, 30));
+        assert_eq!(ranges, vec![range(10, 40)]);
+        remove_range(&mut ranges, range(15, 25));
+        assert_eq!(ranges, vec![range(10, 15), range(25, 40)]);
+        assert_eq!(overlap(&ranges, range(0, 100)), 20);
+        assert_eq!(overlap(&ranges, range(12, 30)), 8);
     }
 
     #[test]

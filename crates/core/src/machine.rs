@@ -20,7 +20,7 @@ use crate::worker::{host_key, Function, Worker, WorkerIdentity};
 use crate::{Command, CoreConfig, Event, Millis};
 use quarry_proto::{
     CacheEntry, ClientId, EncodedTask, ErrorKind, JobId, JobInfo, JobSpec, RequestId, TaskError,
-    TaskId, TaskOutcome, TaskSpec, TaskStatus, WorkerId,
+    TaskId, TaskOutcome, TaskStatus, WorkerId,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -73,12 +73,17 @@ pub struct Core {
     vacant_job: Arc<JobSpec>,
     workers: Vec<Worker>,
     worker_index: HashMap<WorkerId, u32>,
+    /// Live workers by name: a worker joining under a live worker's name
+    /// takes it over.
+    live_by_name: HashMap<String, u32>,
     /// Slots of workers that left and that no task names any more.
     free_workers: Vec<u32>,
     /// Records of workers known only by name (restored tasks ran there).
     ghosts: HashMap<String, u32>,
     functions: Vec<Function>,
     function_index: HashMap<String, u32>,
+    /// Slots of functions nothing names any more, reused first.
+    free_functions: Vec<u32>,
     /// Jobs not finished yet: their info changes all the time.
     running_jobs: BTreeSet<u32>,
     /// Finished jobs in the order they finished, with when: the retention
@@ -104,6 +109,11 @@ pub struct Core {
     open_workers: BTreeSet<u32>,
     /// Unfinished jobs with watchers, for periodic progress.
     watched_jobs: BTreeSet<u32>,
+    /// Tasks waiting out their retry backoff, by when they may be queued
+    /// again: (not before, task, its ticket when it began to wait). An
+    /// entry whose task moved on (cancelled, or its slot reused) has a
+    /// stale ticket and is skipped.
+    backoff: BTreeSet<(Millis, u32, u32)>,
     /// Tasks in the queued state.
     queued: usize,
     /// Work was queued or capacity freed: offer queued tasks to open
@@ -132,10 +142,12 @@ impl Core {
             vacant_job,
             workers: Vec::new(),
             worker_index: HashMap::new(),
+            live_by_name: HashMap::new(),
             free_workers: Vec::new(),
             ghosts: HashMap::new(),
             functions: Vec::new(),
             function_index: HashMap::new(),
+            free_functions: Vec::new(),
             running_jobs: BTreeSet::new(),
             finished_jobs: VecDeque::new(),
             finished_since_update: Vec::new(),
@@ -147,6 +159,7 @@ impl Core {
             workers_by_host: HashMap::new(),
             open_workers: BTreeSet::new(),
             watched_jobs: BTreeSet::new(),
+            backoff: BTreeSet::new(),
             queued: 0,
             dispatch_pending: false,
         }
@@ -390,6 +403,12 @@ impl Core {
         Some((job, &self.functions[task.function as usize].name))
     }
 
+    /// Function names held: those some task names or some live worker
+    /// serves.
+    pub fn function_count(&self) -> usize {
+        self.function_index.len()
+    }
+
     /// Tasks waiting for a worker.
     pub fn queued_tasks(&self) -> usize {
         self.queued
@@ -423,14 +442,15 @@ impl Core {
         let task = &self.tasks[t as usize];
         let record = task.record.as_deref();
         // Key and parameters stay encoded until someone asks for them.
-        let (key, params_json) = match task.spec.decode() {
-            Ok(spec) => (spec.key, spec.params_json),
-            Err(e) => (format!("(undecodable: {e})"), String::new()),
+        let (key, params_json, inputs) = match task.spec.decode() {
+            Ok(spec) => (spec.key, spec.params_json, spec.inputs),
+            Err(e) => (format!("(undecodable: {e})"), String::new(), Vec::new()),
         };
         TaskStatus {
             id: task.spec.id(),
             key,
             params_json,
+            inputs,
             state: task.state.as_str().to_owned(),
             outcome: record.and_then(|r| r.outcome.clone()),
             outputs: record.map(|r| r.outputs.clone()).unwrap_or_default(),
@@ -445,10 +465,32 @@ impl Core {
         if let Some(&f) = self.function_index.get(name) {
             return f;
         }
-        let f = self.functions.len() as u32;
-        self.functions.push(Function::new(name, &self.config));
+        let function = Function::new(name.to_owned(), &self.config);
+        let f = match self.free_functions.pop() {
+            Some(f) => {
+                self.functions[f as usize] = function;
+                f
+            }
+            None => {
+                self.functions.push(function);
+                self.functions.len() as u32 - 1
+            }
+        };
         self.function_index.insert(name.to_owned(), f);
         f
+    }
+
+    /// Frees function `f`'s slot (its queues and measurements) when no task
+    /// names it and no live worker serves it, so that names a peer made up
+    /// do not stay in memory after it.
+    pub(crate) fn release_function(&mut self, f: u32) {
+        let function = &self.functions[f as usize];
+        if !function.is_unused() || self.function_index.get(&function.name) != Some(&f) {
+            return;
+        }
+        self.function_index.remove(&function.name);
+        self.functions[f as usize] = Function::new(String::new(), &self.config);
+        self.free_functions.push(f);
     }
 
     /// Refreshes a live worker's heartbeat; `None` for unknown workers.
@@ -472,6 +514,19 @@ impl Core {
             // Rejoined without us noticing it left: its old tasks are gone.
             self.lose_worker(old, now, out);
         }
+        if let Some(&old) = self.live_by_name.get(&name) {
+            // The same worker restarted (a name is one worker, and its
+            // cache directory is locked to one process): what its earlier
+            // session held will never be reported, so requeue it now.
+            let replaced = self.workers[old as usize].id;
+            debug!(worker = %id, %replaced, name = %name, "worker took over its earlier session");
+            out.push(Command::WorkerReplaced {
+                worker: replaced,
+                by: id,
+                name: name.clone(),
+            });
+            self.lose_worker(old, now, out);
+        }
         let w = self.add_worker_record(Worker::ghost(String::new()));
         let mut served: Vec<u32> = functions.iter().map(|f| self.function_id(f)).collect();
         served.sort_unstable();
@@ -488,14 +543,17 @@ impl Core {
             self.functions[f as usize].add_worker(w, worker.slots);
         }
         for entry in inventory {
-            if self.locality.add(w, &entry.object_key) {
-                worker.cached_bytes += entry.size;
-                worker.cached.insert(entry.object_key, entry.size);
+            let before = self.locality.held_bytes(w, &entry.object_key);
+            if self.locality.add(w, &entry) {
+                worker.cached.insert(entry.object_key.clone());
             }
+            worker.cached_bytes += self.locality.held_bytes(w, &entry.object_key) - before;
         }
         debug!(worker = %id, name = %worker.name, slots = worker.slots, "worker joined");
         self.workers[w as usize] = worker;
         self.worker_index.insert(id, w);
+        self.live_by_name
+            .insert(self.workers[w as usize].name.clone(), w);
         self.refresh_open(w);
         self.dispatch_pending = true;
     }
@@ -504,7 +562,7 @@ impl Core {
         &mut self,
         worker: WorkerId,
         added: Vec<CacheEntry>,
-        evicted: Vec<String>,
+        evicted: Vec<CacheEntry>,
         now: Millis,
     ) {
         let Some(w) = self.touch(worker, now) else {
@@ -512,16 +570,21 @@ impl Core {
         };
         let worker = &mut self.workers[w as usize];
         for entry in added {
-            if self.locality.add(w, &entry.object_key) {
-                worker.cached_bytes += entry.size;
-                worker.cached.insert(entry.object_key, entry.size);
+            let before = self.locality.held_bytes(w, &entry.object_key);
+            if self.locality.add(w, &entry) {
+                worker.cached.insert(entry.object_key.clone());
             }
+            worker.cached_bytes += self.locality.held_bytes(w, &entry.object_key) - before;
         }
-        for key in evicted {
-            if let Some(size) = worker.cached.remove(&key) {
-                worker.cached_bytes -= size;
-                self.locality.remove(w, &key);
+        for entry in evicted {
+            if !worker.cached.contains(&entry.object_key) {
+                continue;
             }
+            let before = self.locality.held_bytes(w, &entry.object_key);
+            if self.locality.remove(w, &entry) {
+                worker.cached.remove(&entry.object_key);
+            }
+            worker.cached_bytes -= before - self.locality.held_bytes(w, &entry.object_key);
         }
     }
 
@@ -596,23 +659,26 @@ impl Core {
         &mut self,
         client: ClientId,
         job: JobId,
-        specs: Vec<TaskSpec>,
+        specs: Vec<EncodedTask>,
         now: Millis,
         out: &mut Vec<Command>,
     ) -> Result<(), String> {
-        let mut encoded = Vec::with_capacity(specs.len());
-        for spec in &specs {
-            let task = EncodedTask::encode(spec)
-                .map_err(|e| format!("task {} cannot be stored: {e}", spec.id))?;
-            encoded.push(task);
+        // Only the function is read: the rest stays encoded until a worker
+        // decodes it.
+        let mut functions = Vec::with_capacity(specs.len());
+        for task in &specs {
+            let summary = task
+                .summary()
+                .map_err(|e| format!("task {} cannot be read: {e}", task.id()))?;
+            functions.push(summary.function);
         }
-        let is_new = self.check_submission(client, job, &encoded)?;
-        let new_tasks: Vec<(EncodedTask, u32)> = encoded
+        let is_new = self.check_submission(client, job, &specs)?;
+        let new_tasks: Vec<(EncodedTask, u32)> = specs
             .into_iter()
-            .zip(&specs)
+            .zip(functions)
             .zip(is_new)
             .filter(|&(_, new)| new)
-            .map(|((task, spec), _)| (task, self.function_id(&spec.function)))
+            .map(|((task, function), _)| (task, self.function_id(&function)))
             .collect();
         if new_tasks.is_empty() {
             return Ok(());
@@ -638,6 +704,7 @@ impl Core {
         let mut added = Vec::with_capacity(tasks.len());
         for (spec, function) in tasks {
             let id = spec.id();
+            self.functions[function as usize].tasks += 1;
             let t = self.tasks.push(Task::new(spec, j, function));
             self.task_index.insert(id, t);
             let job = &mut self.jobs[j as usize];
@@ -842,6 +909,8 @@ impl Core {
         // First, so that a job finishing during this tick has its
         // `JobFinished` carried out before it can be dropped.
         self.apply_retention(now, out);
+        self.end_backoffs(now);
+        self.check_start_deadlines(now, out);
         let timeout = self.config.heartbeat_timeout_ms;
         let silent: Vec<u32> = (0..self.workers.len() as u32)
             .filter(|&w| {

@@ -4,7 +4,7 @@ use crate::locality::worker_key;
 use crate::queue::PriorityQueue;
 use crate::{CoreConfig, Millis};
 use quarry_proto::WorkerId;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 
 /// Who a joining worker is.
 pub(crate) struct WorkerIdentity {
@@ -62,14 +62,20 @@ pub(crate) struct Worker {
     /// How many live entries `local` holds (it keeps stale ones until they
     /// reach its front): the queued part of its backlog.
     pub local_queued: u32,
-    /// Object keys its cache holds, with their sizes.
-    pub cached: HashMap<String, u64>,
-    /// The sum of those sizes.
+    /// Object keys its cache holds.
+    pub cached: HashSet<String>,
+    /// Bytes of its cache's blocks, as it reported them.
     pub cached_bytes: u64,
     /// Its machine's host name, lowercase; empty if unknown.
     pub host: String,
     /// Tasks whose current or last attempt was on it.
     pub refs: u32,
+    /// When it last started or finished a task, or was given work while it
+    /// held none: the clock of [`crate::CoreConfig::start_deadline_ms`].
+    pub progress_at: Millis,
+    /// It sat on tasks without starting any past the start deadline: it
+    /// gets no work, and serves no function, until it shows progress.
+    pub stalled: bool,
     /// Draining: it finishes what it runs and is given nothing new (it no
     /// longer counts among its functions' workers).
     pub draining: bool,
@@ -92,10 +98,12 @@ impl Worker {
             tasks: BTreeSet::new(),
             local: PriorityQueue::default(),
             local_queued: 0,
-            cached: HashMap::new(),
+            cached: HashSet::new(),
             cached_bytes: 0,
             host: String::new(),
             refs: 0,
+            progress_at: now,
+            stalled: false,
             draining: false,
             drained: false,
         }
@@ -112,11 +120,14 @@ impl Worker {
 }
 
 /// A function name some task or worker mentioned, with the queues of its
-/// tasks and the measurements that decide its prefetch.
+/// tasks and the measurements that decide its prefetch. Its slot is freed
+/// once no task names it and no live worker serves it.
 #[derive(Debug)]
 pub(crate) struct Function {
-    /// Its name.
+    /// Its name (the key of the core's function index).
     pub name: String,
+    /// Tasks in the tables that name it, in every state.
+    pub tasks: u64,
     /// Tasks with no placement preference, for any worker serving it.
     pub free: PriorityQueue,
     /// Tasks waiting for their preferred worker, in time order; any worker
@@ -142,10 +153,11 @@ pub(crate) struct Function {
 const MEAN_WEIGHT: f64 = 0.1;
 
 impl Function {
-    /// A function no attempt of which was measured yet.
-    pub fn new(name: &str, config: &CoreConfig) -> Function {
+    /// A function named `name` no attempt of which was measured yet.
+    pub fn new(name: String, config: &CoreConfig) -> Function {
         Function {
-            name: name.to_owned(),
+            name,
+            tasks: 0,
             free: PriorityQueue::default(),
             waiting: PriorityQueue::default(),
             workers: Vec::new(),
@@ -164,6 +176,11 @@ impl Function {
     /// Sum of the slots of its live workers.
     pub fn total_slots(&self) -> u64 {
         self.total_slots
+    }
+
+    /// Whether nothing names it any more: no task and no live worker.
+    pub fn is_unused(&self) -> bool {
+        self.tasks == 0 && self.workers.is_empty()
     }
 
     /// Whether live worker `w` serves it.

@@ -6,7 +6,7 @@ mod common;
 
 use common::{job_id, task};
 use quarry_core::{Command, Core, CoreConfig, Event};
-use quarry_proto::{ClientId, RequestId, TaskSpec};
+use quarry_proto::{ClientId, EncodedTask, RequestId};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -48,9 +48,13 @@ fn a_queued_task_costs_less_than_250_bytes_spec_included() {
         },
         &mut out,
     );
-    let batches: Vec<Vec<TaskSpec>> = (0..TASKS)
+    let batches: Vec<Vec<EncodedTask>> = (0..TASKS)
         .step_by(10_000)
-        .map(|first| (first..first + 10_000).map(|n| task(1, n, "f")).collect())
+        .map(|first| {
+            (first..first + 10_000)
+                .map(|n| EncodedTask::encode(&task(1, n, "f")).expect("encodable"))
+                .collect()
+        })
         .collect();
 
     for tasks in batches {

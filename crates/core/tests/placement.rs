@@ -197,17 +197,14 @@ fn prefers_the_worker_caching_most_input_bytes() {
         worker: WorkerId(3),
         added: [&small, &big]
             .iter()
-            .map(|d| CacheEntry {
-                object_key: d.object_key(),
-                size: d.size,
-            })
+            .map(|d| CacheEntry::whole(d.object_key(), d.size))
             .collect(),
         evicted: vec![],
     });
     h.send(Event::CacheDelta {
         worker: WorkerId(2),
         added: vec![],
-        evicted: vec![big.object_key()],
+        evicted: vec![CacheEntry::whole(big.object_key(), big.size)],
     });
     let out = h.submit(1, 0, vec![with_inputs(task(1, 1, "f"), &[&small, &big])]);
     assert_eq!(runs(&out), vec![(3, task_id(1, 1), 1)]);

@@ -9,8 +9,8 @@ mod common;
 use common::{job_id, job_spec, shard, task_id};
 use quarry_core::{Command, Core, CoreConfig, Event, Millis};
 use quarry_proto::{
-    CacheEntry, ClientId, ErrorKind, JobId, JobState, RequestId, TaskError, TaskId, TaskOutcome,
-    TaskReport, TaskSpec, TaskStats, Value, WorkerId,
+    CacheEntry, ClientId, EncodedTask, ErrorKind, JobId, JobState, RequestId, TaskError, TaskId,
+    TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, WorkerId,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -106,6 +106,7 @@ fn kind(command: &Command) -> &'static str {
         Command::Refused { .. } => "Refused",
         Command::Record(_) => "Record",
         Command::DropWorker { .. } => "DropWorker",
+        Command::WorkerReplaced { .. } => "WorkerReplaced",
     }
 }
 
@@ -239,6 +240,9 @@ impl Sim {
                 self.alive[w] = false;
                 self.holding[w] = 0;
             }
+            Command::WorkerReplaced { name, .. } => {
+                panic!("worker names are unique here: {name} was replaced")
+            }
         }
     }
 
@@ -248,10 +252,7 @@ impl Sim {
         let inventory = (0..3)
             .map(|_| {
                 let data = shard(&format!("part-{}", self.rng.below(SHARDS)), 1 << 20);
-                CacheEntry {
-                    object_key: data.object_key(),
-                    size: data.size,
-                }
+                CacheEntry::whole(data.object_key(), data.size)
             })
             .collect();
         self.slots.push(slots);
@@ -309,7 +310,7 @@ impl Sim {
             let first = i as u64 * TASKS_PER_JOB;
             for batch in (first..first + TASKS_PER_JOB).step_by(BATCH as usize) {
                 let tasks = (batch..batch + BATCH)
-                    .map(|n| self.make_task(client, n))
+                    .map(|n| EncodedTask::encode(&self.make_task(client, n)).expect("encodable"))
                     .collect();
                 self.handle(Event::TasksSubmitted {
                     client: ClientId(client),

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use quarry_core::Event;
-use quarry_proto::{CacheEntry, WorkerId};
+use quarry_proto::{ByteRange, CacheEntry, WorkerId};
 
 #[test]
 fn workers_show_their_running_tasks_slots_and_cache() {
@@ -33,20 +33,36 @@ fn workers_show_their_running_tasks_slots_and_cache() {
     assert!(!first.draining);
 
     // Cache deltas move the figures; eviction of an unknown key changes
-    // nothing.
+    // nothing, and evicting some blocks of an object leaves the rest.
+    let b = shard("b", 50).object_key();
     h.send(Event::CacheDelta {
         worker: WorkerId(1),
-        added: vec![CacheEntry {
-            object_key: shard("b", 50).object_key(),
-            size: 50,
+        added: vec![CacheEntry::whole(b.clone(), 50)],
+        evicted: vec![
+            CacheEntry::whole(cached.object_key(), 100),
+            CacheEntry::whole("never-cached", 10),
+        ],
+    });
+    assert_eq!(
+        (
+            h.core.workers()[0].cached_objects,
+            h.core.workers()[0].cached_bytes
+        ),
+        (1, 50)
+    );
+    h.send(Event::CacheDelta {
+        worker: WorkerId(1),
+        added: Vec::new(),
+        evicted: vec![CacheEntry {
+            object_key: b,
+            ranges: vec![ByteRange { start: 0, end: 20 }],
         }],
-        evicted: vec![cached.object_key(), "never-cached".into()],
     });
     h.send(Event::WorkerDraining {
         worker: WorkerId(1),
     });
     let first = &h.core.workers()[0];
-    assert_eq!((first.cached_objects, first.cached_bytes), (1, 50));
+    assert_eq!((first.cached_objects, first.cached_bytes), (1, 30));
     assert!(first.draining);
 
     h.send(Event::WorkerLeft {

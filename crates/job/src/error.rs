@@ -32,6 +32,14 @@ pub enum JobErrorKind {
         /// The I/O error's text.
         reason: String,
     },
+    /// The file is not text: a byte that is not UTF-8, or a character YAML
+    /// does not allow (such as NUL), at the error's position.
+    NotText {
+        /// What was found, such as `byte 0xFF` or `character U+0000`.
+        found: String,
+    },
+    /// A second YAML document starts at the error's position.
+    MultipleDocuments,
     /// The text is not valid YAML (or hits a parser limit).
     Syntax {
         /// The parser's message.
@@ -140,6 +148,15 @@ impl fmt::Display for JobError {
         let key = &self.key;
         match self.kind.as_ref() {
             JobErrorKind::Read { reason } => write!(f, "cannot read the job file: {reason}"),
+            JobErrorKind::NotText { found } => write!(
+                f,
+                "not a text file: {found} cannot appear in YAML (is this a binary file?)"
+            ),
+            JobErrorKind::MultipleDocuments => write!(
+                f,
+                "a second YAML document starts here; a job file holds one job (remove this `---` \
+                 line, or give each job a file of its own)"
+            ),
             JobErrorKind::Syntax { message } => write!(f, "invalid YAML: {message}"),
             JobErrorKind::DuplicateKey => {
                 write!(f, "duplicate key `{key}`: each key may appear once")

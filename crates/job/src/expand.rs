@@ -1,22 +1,14 @@
-//! Expanding a job into task descriptions, lazily, and the deterministic
-//! keys that name each task's outputs.
+//! Expanding an items, range or grid job into task descriptions, lazily,
+//! with the index keys that name each task's outputs. (Prefix jobs are
+//! listed, chunked and keyed by the planner, `quarry-plan`.)
 
-use crate::spec::{Grid, JobSpec, MapOver, PrefixInput, RangeSpec, Run};
-use quarry_proto::{ByteRange, DataRef};
+use crate::spec::{Grid, JobSpec, MapOver, RangeSpec, Run};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use std::fmt;
 use thiserror::Error;
 
-/// Longest task key derived from an object key, in bytes (a chunk suffix
-/// `/part-NNNNN` may follow). Longer keys are cut and get a hash suffix.
-pub const MAX_TASK_KEY_BYTES: usize = 200;
-
 /// Index keys have at least this many digits (`00042`).
 const MIN_INDEX_WIDTH: usize = 5;
-
-/// Hex digits of the hash that makes altered keys unique.
-const KEY_HASH_HEX: usize = 16;
 
 /// One task of an expanded job.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,14 +16,12 @@ pub struct TaskDescription {
     /// 0-based position in the job's deterministic task order.
     pub index: u64,
     /// Deterministic key, unique within the job: the zero-padded index for
-    /// items, range and grid jobs; the object's key relative to the prefix
-    /// (sanitised) for prefix jobs. It names the task's output directory.
+    /// items, range and grid jobs (the planner names prefix tasks after
+    /// their objects). It names the task's output directory.
     pub key: String,
     /// The task's parameters: `{"item": v}` for items and range jobs, one
     /// entry per grid key for grid jobs, empty for prefix jobs.
     pub params: Map<String, Value>,
-    /// For prefix jobs, the object (or chunk of it) the task reads.
-    pub input: Option<DataRef>,
 }
 
 impl TaskDescription {
@@ -41,27 +31,18 @@ impl TaskDescription {
     }
 }
 
-/// The wrong expansion was asked for.
+/// A prefix job was expanded without the planner.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum ExpandError {
-    /// A prefix job was expanded without its listing.
+    /// A prefix job's tasks come from listing its prefix.
     #[error(
-        "job `{job}` maps over the prefix {prefix}: list it and pass the objects to \
-         `expand_listing`"
+        "job `{job}` maps over the prefix {prefix}: its tasks come from listing it (quarry-plan)"
     )]
     NeedsListing {
         /// The job name.
         job: String,
         /// The prefix to list.
         prefix: String,
-    },
-    /// A listing was passed to a job that does not map over a prefix.
-    #[error("job `{job}` maps over `{kind}`, not a prefix: use `expand`")]
-    NotAPrefixJob {
-        /// The job name.
-        job: String,
-        /// What it maps over.
-        kind: &'static str,
     },
 }
 
@@ -88,28 +69,12 @@ impl JobSpec {
         })
     }
 
-    /// The tasks of a prefix job, one per object listed under
-    /// [`PrefixInput::prefix`] (or one per chunk with `chunk_size`), in the
-    /// listing's order. The caller lists the prefix (for example with
-    /// quarry-store's `list_refs(prefix)`, which also applies the glob) and
-    /// passes the pinned references in; they are consumed lazily.
-    pub fn expand_listing<I>(&self, objects: I) -> Result<ListedTasks<'_, I::IntoIter>, ExpandError>
-    where
-        I: IntoIterator<Item = DataRef>,
-    {
-        match &self.map_over {
-            MapOver::Prefix(input) => Ok(ListedTasks {
-                input,
-                base: input.base(),
-                objects: objects.into_iter(),
-                current: None,
-                next_index: 0,
-            }),
-            other => Err(ExpandError::NotAPrefixJob {
-                job: self.name.clone(),
-                kind: other.kind(),
-            }),
-        }
+    /// Task `index` of an items, range or grid job (`None` past the end,
+    /// or for a prefix job).
+    pub fn task_at(&self, index: u64) -> Option<TaskDescription> {
+        let mut tasks = self.expand().ok()?;
+        tasks.next = index;
+        tasks.next()
     }
 
     /// A short description of the job for `quarry validate`: what it maps
@@ -125,7 +90,11 @@ impl JobSpec {
             map_over: match &self.map_over {
                 MapOver::Prefix(input) => match input.chunk_size {
                     Some(size) => format!(
-                        "each {size}-byte chunk of the objects under {}",
+                        "each {size}-byte chunk ({}) of the objects under {}",
+                        match input.split {
+                            crate::Split::Lines => "line-aligned",
+                            crate::Split::Bytes => "byte ranges",
+                        },
                         input.prefix
                     ),
                     None => format!("the objects under {}", input.prefix),
@@ -231,7 +200,6 @@ impl Tasks<'_> {
             index,
             key: format!("{index:0width$}", width = self.width),
             params,
-            input: None,
         }
     }
 }
@@ -280,131 +248,6 @@ impl Iterator for Tasks<'_> {
     }
 }
 
-/// The tasks of a prefix job ([`JobSpec::expand_listing`]).
-#[derive(Debug)]
-pub struct ListedTasks<'a, I> {
-    input: &'a PrefixInput,
-    base: String,
-    objects: I,
-    /// The object being split into chunks, its key and the next chunk.
-    current: Option<(DataRef, String, u64)>,
-    next_index: u64,
-}
-
-impl<I: Iterator<Item = DataRef>> Iterator for ListedTasks<'_, I> {
-    type Item = TaskDescription;
-
-    fn next(&mut self) -> Option<TaskDescription> {
-        let Some(chunk_size) = self.input.chunk_size else {
-            let object = self.objects.next()?;
-            let key = object_task_key(&self.base, &self.input.prefix, &object.url);
-            return Some(self.task(key, object));
-        };
-        loop {
-            if let Some((object, key, chunk)) = &mut self.current {
-                let (start, end) = match object.range {
-                    Some(range) => (range.start, range.end),
-                    None => (0, object.size),
-                };
-                let chunks = (end - start).div_ceil(chunk_size).max(1);
-                if *chunk < chunks {
-                    let mut input = object.clone();
-                    let from = start + *chunk * chunk_size;
-                    let to = end.min(from.saturating_add(chunk_size));
-                    input.range = if chunks == 1 && object.range.is_none() {
-                        None
-                    } else {
-                        Some(ByteRange {
-                            start: from,
-                            end: to,
-                        })
-                    };
-                    let key = format!("{key}/part-{chunk:05}");
-                    *chunk += 1;
-                    return Some(self.task(key, input));
-                }
-            }
-            let object = self.objects.next()?;
-            let key = object_task_key(&self.base, &self.input.prefix, &object.url);
-            self.current = Some((object, key, 0));
-        }
-    }
-}
-
-impl<I> ListedTasks<'_, I> {
-    fn task(&mut self, key: String, input: DataRef) -> TaskDescription {
-        let index = self.next_index;
-        self.next_index += 1;
-        TaskDescription {
-            index,
-            key,
-            params: Map::new(),
-            input: Some(input),
-        }
-    }
-}
-
-/// The task key of a listed object: its URL relative to the listed base,
-/// sanitised. An URL outside the base (which a listing should not return)
-/// still gets a unique key from its whole path.
-fn object_task_key(base: &str, prefix: &str, url: &str) -> String {
-    if let Some(relative) = url.strip_prefix(base).filter(|r| !r.is_empty()) {
-        return sanitize_key(relative, false);
-    }
-    if url == prefix {
-        // The prefix names one object: its key is its file name.
-        let name = url.rsplit('/').next().unwrap_or(url);
-        return sanitize_key(name, false);
-    }
-    let path = url.split_once("://").map_or(url, |(_, rest)| rest);
-    sanitize_key(path, true)
-}
-
-fn is_key_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '=')
-}
-
-/// A relative object key made safe to name an output directory: `/`
-/// separates segments; empty, `.` and `..` segments are dropped; characters
-/// other than ASCII letters, digits, `.`, `_`, `-` and `=` become `_`. If
-/// anything changed (or `force_hash`), or the result is longer than
-/// [`MAX_TASK_KEY_BYTES`], it is cut to fit and `~` plus a hash of the
-/// original is appended: `~` never appears in an unchanged key, so keys stay
-/// unique within a listing.
-pub fn sanitize_key(relative: &str, force_hash: bool) -> String {
-    let mut altered = force_hash;
-    let mut segments = Vec::new();
-    for segment in relative.split('/') {
-        if segment.is_empty() || segment == "." || segment == ".." {
-            altered = true;
-            continue;
-        }
-        let clean: String = segment
-            .chars()
-            .map(|c| {
-                if is_key_char(c) {
-                    c
-                } else {
-                    altered = true;
-                    '_'
-                }
-            })
-            .collect();
-        segments.push(clean);
-    }
-    let mut key = segments.join("/");
-    if !altered && !key.is_empty() && key.len() <= MAX_TASK_KEY_BYTES {
-        return key;
-    }
-    let digest = hex::encode(Sha256::digest(relative.as_bytes()));
-    // Only ASCII remains, so any byte index is a character boundary.
-    key.truncate(MAX_TASK_KEY_BYTES - 1 - KEY_HASH_HEX);
-    while key.ends_with('/') {
-        key.pop();
-    }
-    format!("{key}~{}", &digest[..KEY_HASH_HEX])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,27 +258,5 @@ mod tests {
         assert_eq!(index_width(100_000), 5);
         assert_eq!(index_width(100_001), 6);
         assert_eq!(index_width(1_000_000), 6);
-    }
-
-    #[test]
-    fn clean_keys_stay_as_they_are() {
-        assert_eq!(
-            sanitize_key("2024/01/part-0001.csv", false),
-            "2024/01/part-0001.csv"
-        );
-        assert_eq!(
-            sanitize_key("date=2024-01-01/x.parquet", false),
-            "date=2024-01-01/x.parquet"
-        );
-    }
-
-    #[test]
-    fn altered_keys_get_a_hash_suffix() {
-        let key = sanitize_key("a b.txt", false);
-        assert!(key.starts_with("a_b.txt~"), "{key}");
-        assert_eq!(key.len(), "a_b.txt~".len() + KEY_HASH_HEX);
-        assert_ne!(key, sanitize_key("a_b.txt", false));
-        assert_ne!(key, sanitize_key("a?b.txt", false));
-        assert_eq!(key, sanitize_key("a b.txt", false), "deterministic");
     }
 }

@@ -1,21 +1,39 @@
 //! Locations in job files: local paths become `file://` URLs, and prefixes
 //! split into their listed base and glob.
 
-use std::path::{Component, Path, PathBuf};
+use quarry_proto::url::{has_scheme, normalize_path};
+use std::path::Path;
 
-/// Characters that make a path segment a glob (as quarry-store's listing
-/// understands them).
-pub(crate) const GLOB_CHARS: &[char] = &['*', '?', '[', '{'];
+pub(crate) use quarry_proto::url::{split_glob, GLOB_CHARS};
 
-/// Whether `text` starts with a URL scheme such as `s3://`.
-pub(crate) fn has_scheme(text: &str) -> bool {
-    match text.split_once("://") {
-        Some((scheme, _)) => {
-            let mut chars = scheme.chars();
-            chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-                && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+/// What is wrong with a URL that no store could serve, as a sentence
+/// fragment following the key: an `s3://` or `memory://` URL without a
+/// bucket, a `file://` URL without an absolute path. `None` for a local path
+/// or a URL that looks servable (the store decides the rest).
+pub(crate) fn url_problem(url: &str) -> Option<String> {
+    if !has_scheme(url) {
+        return None;
+    }
+    let (scheme, rest) = url.split_once("://")?;
+    let first = rest.split('/').next().unwrap_or("");
+    match scheme.to_ascii_lowercase().as_str() {
+        "s3" if first.is_empty() => Some(format!(
+            "names no bucket: `{url}` should be written `s3://BUCKET/` or `s3://BUCKET/PREFIX/`"
+        )),
+        "memory" if first.is_empty() => Some(format!(
+            "names no store: `{url}` should be written `memory://NAME/PATH`"
+        )),
+        "file"
+            if !rest
+                .strip_prefix("localhost")
+                .unwrap_or(rest)
+                .starts_with('/') =>
+        {
+            Some(format!(
+                "needs an absolute path: `{url}` should be written `file:///ABSOLUTE/PATH`"
+            ))
         }
-        None => false,
+        _ => None,
     }
 }
 
@@ -28,37 +46,12 @@ pub(crate) fn resolve(text: &str, base_dir: &Path) -> String {
     if has_scheme(text) {
         return text.to_owned();
     }
-    let joined = base_dir.join(text);
-    let mut normal = PathBuf::from("/");
-    for component in joined.components() {
-        match component {
-            Component::Normal(part) => normal.push(part),
-            Component::ParentDir => {
-                normal.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
+    let normal = normalize_path(&base_dir.join(text));
     let mut path = normal.to_string_lossy().replace('%', "%25");
     if text.ends_with('/') && !path.ends_with('/') {
         path.push('/');
     }
     format!("file://{path}")
-}
-
-/// The part of a prefix URL that is listed, ending in `/`, and the glob
-/// matched below it, if any.
-pub(crate) fn split_glob(prefix: &str) -> (String, Option<String>) {
-    let (scheme, key) = prefix.split_once("://").unwrap_or(("", prefix));
-    let segments: Vec<&str> = key.split('/').collect();
-    match segments.iter().position(|s| s.contains(GLOB_CHARS)) {
-        Some(at) => (
-            format!("{scheme}://{}/", segments[..at].join("/")),
-            Some(segments[at..].join("/")),
-        ),
-        None if prefix.ends_with('/') => (prefix.to_owned(), None),
-        None => (format!("{prefix}/"), None),
-    }
 }
 
 #[cfg(test)]
@@ -77,21 +70,22 @@ mod tests {
             "file:///jobs/shared/model.pkl"
         );
         assert_eq!(resolve("/abs/100%/x", base), "file:///abs/100%25/x");
-        assert!(!has_scheme("C:/data"));
-        assert!(!has_scheme("weird/a://b"));
     }
 
     #[test]
-    fn prefixes_split_at_the_first_glob_segment() {
-        assert_eq!(split_glob("s3://b/logs/"), ("s3://b/logs/".into(), None));
-        assert_eq!(split_glob("s3://b/logs"), ("s3://b/logs/".into(), None));
-        assert_eq!(
-            split_glob("s3://b/logs/**/*.gz"),
-            ("s3://b/logs/".into(), Some("**/*.gz".into()))
-        );
-        assert_eq!(
-            split_glob("file:///d/2024-*/part-?.csv"),
-            ("file:///d/".into(), Some("2024-*/part-?.csv".into()))
-        );
+    fn urls_without_a_bucket_or_absolute_path_are_named() {
+        for ok in [
+            "s3://b/",
+            "s3://b",
+            "memory://t/x",
+            "file:///d/",
+            "hdfs:///d",
+            "data/",
+        ] {
+            assert_eq!(url_problem(ok), None, "{ok}");
+        }
+        for bad in ["s3://", "S3:///key", "memory://", "file://", "file://rel/x"] {
+            assert!(url_problem(bad).is_some(), "{bad}");
+        }
     }
 }

@@ -2,13 +2,13 @@
 //! names file, line, column and key for everything that is wrong.
 
 use crate::error::{suggest, JobError, JobErrorKind, Position};
-use crate::location::{resolve, split_glob, GLOB_CHARS};
+use crate::location::{resolve, split_glob, url_problem, GLOB_CHARS};
 use crate::size::parse_size;
 use crate::spec::{
     BroadcastInput, FunctionCall, Grid, GridAxis, JobSpec, MapOver, OpCall, PrefixInput, RangeSpec,
-    Resources, Run, BUILTIN_OPS, DEFAULT_RETRIES, MAX_TASKS,
+    Resources, Run, Split, BUILTIN_OPS, DEFAULT_RETRIES, MAX_TASKS,
 };
-use crate::yaml::{self, Key, Node, NodeValue};
+use crate::yaml::{self, Key, Node, NodeValue, YamlErrorKind};
 use quarry_command::{input_env_var, param_env_var, ArgTemplate, Placeholder};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -195,6 +195,21 @@ impl<'n> Section<'n> {
     }
 }
 
+/// The error for a job file whose bytes are not UTF-8: where the first bad
+/// byte is.
+pub(crate) fn not_utf8(bytes: &[u8], error: &std::str::Utf8Error, file: &str) -> JobError {
+    let at = yaml::first_invalid_utf8(bytes, error.valid_up_to());
+    JobError {
+        file: file.to_owned(),
+        position: Some(at),
+        key: String::new(),
+        kind: Box::new(JobErrorKind::NotText {
+            found: format!("byte 0x{:02X}", bytes[error.valid_up_to()]),
+        }),
+        line_text: None,
+    }
+}
+
 /// Parses and validates a whole job file.
 pub(crate) fn parse_job(text: &str, file: &str, base_dir: &Path) -> Result<JobSpec> {
     let ctx = Ctx {
@@ -202,9 +217,20 @@ pub(crate) fn parse_job(text: &str, file: &str, base_dir: &Path) -> Result<JobSp
         lines: text.lines().collect(),
         base_dir,
     };
-    let root = yaml::parse(text).map_err(|e| match e.duplicate_key {
-        Some(key) => ctx.error(e.at, &key, JobErrorKind::DuplicateKey),
-        None => ctx.error(e.at, "", JobErrorKind::Syntax { message: e.message }),
+    let root = yaml::parse(text).map_err(|e| match e.kind {
+        YamlErrorKind::DuplicateKey(key) => ctx.error(e.at, &key, JobErrorKind::DuplicateKey),
+        YamlErrorKind::MultipleDocuments => ctx.error(e.at, "", JobErrorKind::MultipleDocuments),
+        YamlErrorKind::Syntax(message) => ctx.error(e.at, "", JobErrorKind::Syntax { message }),
+        YamlErrorKind::NotText(character) => JobError {
+            line_text: None,
+            ..ctx.error(
+                e.at,
+                "",
+                JobErrorKind::NotText {
+                    found: format!("character U+{:04X}", u32::from(character)),
+                },
+            )
+        },
     })?;
     if !matches!(root.value, NodeValue::Map(_)) {
         return Err(ctx.wrong_type(&root, "", "a mapping of job keys"));
@@ -309,6 +335,7 @@ fn scalar_text(ctx: &Ctx<'_>, node: &Node, key: &str) -> Result<String> {
         NodeValue::Int(i) => Ok(i.to_string()),
         NodeValue::UInt(u) => Ok(u.to_string()),
         NodeValue::Float(f) => Ok(f.to_string()),
+        NodeValue::BigInt(text) => Ok(text.clone()),
         NodeValue::Bool(b) => Ok(b.to_string()),
         _ => Err(ctx.wrong_type(node, key, "a string or a number")),
     }
@@ -334,6 +361,14 @@ fn bounded<T>(
 where
     T: Copy + Into<i128> + TryFrom<i128> + std::fmt::Display,
 {
+    if let NodeValue::BigInt(text) = &node.value {
+        let message = if text.starts_with('-') {
+            format!("must be at least {min}, not {text}")
+        } else {
+            format!("must be at most {max}, not {text}")
+        };
+        return Err(ctx.invalid(node.at, key, message));
+    }
     let value = integer(ctx, node, key, expected)?;
     if value < min.into() {
         return Err(ctx.invalid(node.at, key, format!("must be at least {min}, not {value}")));
@@ -354,6 +389,15 @@ fn json(ctx: &Ctx<'_>, node: &Node, key: &str) -> Result<Value> {
         NodeValue::Float(f) => serde_json::Number::from_f64(*f)
             .map(Value::Number)
             .ok_or_else(|| ctx.invalid(node.at, key, "must be a finite number"))?,
+        NodeValue::BigInt(text) => {
+            return Err(ctx.invalid(
+                node.at,
+                key,
+                format!(
+                    "is an integer too large for 64 bits ({text}); quote it to pass it as a string"
+                ),
+            ))
+        }
         NodeValue::Str(s) => Value::String(s.clone()),
         NodeValue::Seq(items) => Value::Array(
             items
@@ -387,6 +431,9 @@ fn location(ctx: &Ctx<'_>, node: &Node, key: &str) -> Result<String> {
                     .join(" ")
             ),
         ));
+    }
+    if let Some(problem) = url_problem(&text) {
+        return Err(ctx.invalid(node.at, key, problem));
     }
     Ok(resolve(&text, ctx.base_dir))
 }
@@ -453,8 +500,8 @@ fn broadcast_inputs(ctx: &Ctx<'_>, node: &Node) -> Result<Vec<BroadcastInput>> {
 
 fn prefix_input(ctx: &Ctx<'_>, key: &Key, node: &Node) -> Result<PrefixInput> {
     // `input: s3://bucket/logs/` is short for `input: {prefix: …}`.
-    let (prefix_node, chunk_size) = if let NodeValue::Str(_) = node.value {
-        (node, None)
+    let (prefix_node, chunk_size, split) = if let NodeValue::Str(_) = node.value {
+        (node, None, Split::Lines)
     } else {
         let section = Section::new(
             ctx,
@@ -462,18 +509,43 @@ fn prefix_input(ctx: &Ctx<'_>, key: &Key, node: &Node) -> Result<PrefixInput> {
             "input",
             "input",
             key.at,
-            &["prefix", "chunk_size"],
+            &["prefix", "chunk_size", "split"],
         )?;
         let chunk_size = section
             .get("chunk_size")
             .map(|n| chunk_size(ctx, n))
             .transpose()?;
-        (section.required(ctx, "prefix")?, chunk_size)
+        let split = match section.get("split") {
+            None => Split::Lines,
+            Some(n) => {
+                let split = match string(ctx, n, "input.split")? {
+                    "lines" => Split::Lines,
+                    "bytes" => Split::Bytes,
+                    other => {
+                        return Err(ctx.invalid(
+                            n.at,
+                            "input.split",
+                            format!("must be `lines` or `bytes`, not `{other}`"),
+                        ))
+                    }
+                };
+                if chunk_size.is_none() {
+                    return Err(ctx.invalid(
+                        n.at,
+                        "input.split",
+                        "says how to cut chunks, but there is no `chunk_size`",
+                    ));
+                }
+                split
+            }
+        };
+        (section.required(ctx, "prefix")?, chunk_size, split)
     };
-    let prefix = resolve(
-        &non_empty_string(ctx, prefix_node, "input.prefix")?,
-        ctx.base_dir,
-    );
+    let text = non_empty_string(ctx, prefix_node, "input.prefix")?;
+    if let Some(problem) = url_problem(&text) {
+        return Err(ctx.invalid(prefix_node.at, "input.prefix", problem));
+    }
+    let prefix = resolve(&text, ctx.base_dir);
     if let Some(pattern) = split_glob(&prefix).1 {
         globset::GlobBuilder::new(&pattern)
             .literal_separator(true)
@@ -486,14 +558,20 @@ fn prefix_input(ctx: &Ctx<'_>, key: &Key, node: &Node) -> Result<PrefixInput> {
                 )
             })?;
     }
-    Ok(PrefixInput { prefix, chunk_size })
+    Ok(PrefixInput {
+        prefix,
+        chunk_size,
+        split,
+    })
 }
 
 fn chunk_size(ctx: &Ctx<'_>, node: &Node) -> Result<u64> {
     let key = "input.chunk_size";
     let bytes = match &node.value {
         NodeValue::Str(text) => parse_size(text).map_err(|m| ctx.invalid(node.at, key, m))?,
-        NodeValue::Int(_) | NodeValue::UInt(_) => bounded(ctx, node, key, "a size", 0, u64::MAX)?,
+        NodeValue::Int(_) | NodeValue::UInt(_) | NodeValue::BigInt(_) => {
+            bounded(ctx, node, key, "a size", 0, u64::MAX)?
+        }
         _ => return Err(ctx.wrong_type(node, key, "a size such as `64MiB` or a number of bytes")),
     };
     if bytes == 0 {
@@ -519,7 +597,7 @@ fn items(ctx: &Ctx<'_>, node: &Node) -> Result<Vec<Value>> {
 fn range(ctx: &Ctx<'_>, key: &Key, node: &Node) -> Result<RangeSpec> {
     let i64_of = |node: &Node, key: &str| bounded(ctx, node, key, "an integer", i64::MIN, i64::MAX);
     // `range: 1000` is short for `range: {stop: 1000}`.
-    let spec = if let NodeValue::Int(_) | NodeValue::UInt(_) = node.value {
+    let spec = if let NodeValue::Int(_) | NodeValue::UInt(_) | NodeValue::BigInt(_) = node.value {
         RangeSpec {
             start: 0,
             stop: i64_of(node, "range")?,
@@ -841,7 +919,7 @@ fn duration(ctx: &Ctx<'_>, node: &Node, key: &str) -> Result<Duration> {
                 format!("must be a duration such as `30s`, `5m` or `1h 30m` ({e})"),
             )
         })?,
-        NodeValue::Int(_) | NodeValue::UInt(_) | NodeValue::Float(_) => {
+        NodeValue::Int(_) | NodeValue::UInt(_) | NodeValue::BigInt(_) | NodeValue::Float(_) => {
             return Err(ctx.invalid(node.at, key, "needs a unit: write `30s`, `5m` or `1h 30m`"))
         }
         _ => return Err(ctx.wrong_type(node, key, "a duration such as `30s`")),

@@ -74,15 +74,29 @@ impl MapOver {
     }
 }
 
-/// `input: {prefix, chunk_size}`.
+/// `input: {prefix, chunk_size, split}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrefixInput {
     /// The prefix or glob as a URL (`s3://b/logs/`, `file:///data/*.csv`);
     /// local paths in the job file were resolved against its directory.
-    /// This is what the CLI lists.
+    /// This is what the planner lists.
     pub prefix: String,
-    /// Split each object into byte ranges of this size, one task each.
+    /// Split each object into chunks of about this size, one task each.
     pub chunk_size: Option<u64>,
+    /// How chunks are cut (`lines` unless the file says `bytes`).
+    pub split: Split,
+}
+
+/// How an object is cut into chunks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Split {
+    /// Every boundary moves forward to the next line start, so no line is
+    /// split and every line is read by exactly one task.
+    #[default]
+    Lines,
+    /// Raw byte ranges of exactly the chunk size (the last may be
+    /// shorter), for data that is not line-oriented.
+    Bytes,
 }
 
 impl PrefixInput {
@@ -236,10 +250,12 @@ impl JobSpec {
             kind: Box::new(JobErrorKind::Read { reason }),
             line_text: None,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| read_error(e.to_string()))?;
+        let bytes = std::fs::read(path).map_err(|e| read_error(e.to_string()))?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|e| crate::parse::not_utf8(&bytes, &e, &file))?;
         let absolute = std::path::absolute(path).map_err(|e| read_error(e.to_string()))?;
         let base_dir = absolute.parent().unwrap_or(Path::new("/"));
-        JobSpec::from_yaml(&text, &file, base_dir)
+        JobSpec::from_yaml(text, &file, base_dir)
     }
 
     /// Validates job YAML. `file` names it in errors; relative local paths

@@ -534,3 +534,163 @@ fn unreadable_files_have_no_position() {
         "{error}"
     );
 }
+
+#[test]
+fn binary_input_points_at_the_first_bad_character() {
+    assert_eq!(
+        error_at("name: x\nrange: 3\u{0}\u{1}\n", 2, 9, ""),
+        "job.yaml:2:9: not a text file: character U+0000 cannot appear in YAML (is this a binary \
+         file?)"
+    );
+    let error = parse("\u{7f}ELF\u{2}\u{1}").unwrap_err();
+    assert_eq!(error.position, Some(Position::new(1, 1)));
+    assert!(matches!(*error.kind, JobErrorKind::NotText { .. }));
+    // The control character is not echoed back to the terminal.
+    assert_eq!(
+        error.render(),
+        "job.yaml:1:1: not a text file: character U+007F cannot appear in YAML (is this a binary \
+         file?)"
+    );
+
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("binary-job.yaml");
+    std::fs::write(&path, b"name: x\nrange: 3\n\xff\xfe\x00garbage\n").unwrap();
+    let error = JobSpec::from_file(&path).unwrap_err();
+    assert_eq!(error.position, Some(Position::new(3, 1)));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}:3:1: not a text file: byte 0xFF cannot appear in YAML (is this a binary file?)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn urls_without_a_bucket_are_refused_where_written() {
+    assert_eq!(
+        error_at(
+            "name: x\nfunction: f\ninput:\n  prefix: \"s3://\"\n",
+            4,
+            11,
+            "input.prefix"
+        ),
+        "job.yaml:4:11: `input.prefix` names no bucket: `s3://` should be written `s3://BUCKET/` \
+         or `s3://BUCKET/PREFIX/`"
+    );
+    error_at("name: x\nfunction: f\ninput: s3://\n", 3, 8, "input.prefix");
+    error_at(
+        "name: x\nrange: 2\nfunction: f\noutput: s3:///out/\n",
+        4,
+        9,
+        "output",
+    );
+    assert_eq!(
+        error_at(
+            "name: x\nrange: 2\ninputs:\n  model: file://model.pkl\ncommand: [cat]\n",
+            4,
+            10,
+            "inputs.model"
+        ),
+        "job.yaml:4:10: `inputs.model` needs an absolute path: `file://model.pkl` should be \
+         written `file:///ABSOLUTE/PATH`"
+    );
+}
+
+#[test]
+fn tab_errors_point_at_the_tab() {
+    assert_eq!(
+        error_at("name: x\n\trange: 10\nfunction: inc\n", 2, 1, ""),
+        "job.yaml:2:1: invalid YAML: a tab is not allowed here: YAML indents with spaces"
+    );
+    error_at("name: x\nrange: 10\n\tfunction: inc\n", 3, 1, "");
+    error_at(
+        "name: x\nrange:\n  start: 1\n \tstop: 4\nfunction: f\n",
+        4,
+        2,
+        "",
+    );
+    // Tabs where YAML allows them are fine.
+    parse("name: \"a\tb\"\nrange: 10\nfunction: inc\n").unwrap();
+}
+
+#[test]
+fn integers_too_large_for_their_field_say_so() {
+    let base = "name: x\nrange: 10\nfunction: inc\n";
+    assert_eq!(
+        error_at(
+            &format!("{base}retries: 99999999999999999999999\n"),
+            4,
+            10,
+            "retries"
+        ),
+        "job.yaml:4:10: `retries` must be at most 4294967295, not 99999999999999999999999"
+    );
+    assert_eq!(
+        error_at(
+            &format!("{base}priority: -99999999999999999999\n"),
+            4,
+            11,
+            "priority"
+        ),
+        "job.yaml:4:11: `priority` must be at least -2147483648, not -99999999999999999999"
+    );
+    assert_eq!(
+        error_at(
+            "name: x\nrange: 18446744073709551616\nfunction: inc\n",
+            2,
+            8,
+            "range"
+        ),
+        "job.yaml:2:8: `range` must be at most 9223372036854775807, not 18446744073709551616"
+    );
+    assert_eq!(
+        error_at(
+            "name: x\nrange:\n  stop: &big 18446744073709551616\nfunction: inc\n",
+            3,
+            14,
+            "range.stop"
+        ),
+        "job.yaml:3:14: `range.stop` must be at most 9223372036854775807, not 18446744073709551616"
+    );
+    assert_eq!(
+        error_at(
+            "name: x\nitems: [1, 99999999999999999999]\nfunction: inc\n",
+            2,
+            12,
+            "items[1]"
+        ),
+        "job.yaml:2:12: `items[1]` is an integer too large for 64 bits (99999999999999999999); \
+         quote it to pass it as a string"
+    );
+    // Command arguments keep the number as written.
+    let spec = parse("name: x\nrange: 2\ncommand: [echo, 99999999999999999999]\n").unwrap();
+    assert_eq!(
+        spec.run,
+        quarry_job::Run::Command(vec!["echo".into(), "99999999999999999999".into()])
+    );
+    // Real fractions are still named as such.
+    assert_eq!(
+        error_at(&format!("{base}retries: 1e30\n"), 4, 10, "retries"),
+        "job.yaml:4:10: `retries` must be a non-negative integer, found a number with a fraction"
+    );
+}
+
+#[test]
+fn a_second_document_is_refused_in_plain_words() {
+    let message = error_at(
+        "name: x\nrange: 10\nfunction: inc\n---\nname: y\n",
+        4,
+        1,
+        "",
+    );
+    assert_eq!(
+        message,
+        "job.yaml:4:1: a second YAML document starts here; a job file holds one job (remove \
+         this `---` line, or give each job a file of its own)"
+    );
+    let error = parse("---\nname: x\nrange: 10\nfunction: inc\n--- # more\n").unwrap_err();
+    assert_eq!(error.position, Some(Position::new(5, 1)));
+    assert_eq!(*error.kind, JobErrorKind::MultipleDocuments);
+    // One document that starts with `---` is fine.
+    parse("# a job\n---\nname: x\nrange: 10\nfunction: inc\n").unwrap();
+}

@@ -1,7 +1,6 @@
 //! Expansion into tasks: order, counts, keys and parameters.
 
-use quarry_job::{ExpandError, JobSpec, MapOver, TaskDescription, MAX_TASK_KEY_BYTES};
-use quarry_proto::{ByteRange, DataRef, Pin};
+use quarry_job::{ExpandError, JobSpec, MapOver, Split, TaskDescription};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::Path;
@@ -9,15 +8,6 @@ use std::time::Duration;
 
 fn parse(yaml: &str) -> JobSpec {
     JobSpec::from_yaml(yaml, "job.yaml", Path::new("/jobs/wc")).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn object(url: &str, size: u64) -> DataRef {
-    DataRef {
-        url: url.into(),
-        pin: Pin::ETag(format!("etag-{size}")),
-        size,
-        range: None,
-    }
 }
 
 fn keys_and_params(tasks: impl Iterator<Item = TaskDescription>) -> Vec<(String, Value)> {
@@ -130,11 +120,11 @@ fn function_arguments_follow_the_documented_rule() {
     assert_eq!(bare_grid.function_args(&task), Some(json!({"lr": 0.1})));
 
     let prefix = parse("name: p\nfunction: {name: wc, args: [1]}\ninput: s3://b/\n");
-    let task = prefix
-        .expand_listing([object("s3://b/x", 1)])
-        .unwrap()
-        .next()
-        .unwrap();
+    let task = TaskDescription {
+        index: 0,
+        key: "x".into(),
+        params: Default::default(),
+    };
     assert_eq!(prefix.function_args(&task), Some(json!([1])));
 
     let command = parse("name: c\ncommand: [true]\nrange: 1\n");
@@ -170,146 +160,63 @@ fn the_wrong_expansion_is_an_error() {
         }
     );
     let range = parse("name: r\nfunction: f\nrange: 3\n");
-    assert!(matches!(
-        range.expand_listing(Vec::new()),
-        Err(ExpandError::NotAPrefixJob { kind: "range", .. })
-    ));
+    assert_eq!(range.task_at(2).unwrap().params["item"], json!(2));
+    assert_eq!(range.task_at(3), None);
+    assert_eq!(prefix.task_at(0), None);
 }
 
 #[test]
-fn listed_objects_are_keyed_by_their_relative_key() {
+fn prefixes_split_into_base_and_glob_and_resolve_against_the_job_file() {
     let spec = parse("name: p\nfunction: f\ninput: {prefix: \"s3://b/logs/**/*.txt\"}\n");
     let MapOver::Prefix(input) = &spec.map_over else {
         panic!("not a prefix job")
     };
     assert_eq!(input.base(), "s3://b/logs/");
     assert_eq!(input.glob().as_deref(), Some("**/*.txt"));
-    let tasks: Vec<_> = spec
-        .expand_listing([
-            object("s3://b/logs/2024/01/a.txt", 10),
-            object("s3://b/logs/b.txt", 20),
-        ])
-        .unwrap()
-        .collect();
-    assert_eq!(tasks.len(), 2);
-    assert_eq!(tasks[0].key, "2024/01/a.txt");
-    assert_eq!(
-        tasks[0].input,
-        Some(object("s3://b/logs/2024/01/a.txt", 10))
-    );
-    assert_eq!(tasks[1].key, "b.txt");
-    assert_eq!(tasks[1].index, 1);
-    assert!(tasks[1].params.is_empty());
-}
-
-#[test]
-fn local_prefixes_resolve_against_the_job_file() {
     let spec = parse("name: p\nfunction: f\ninput: ./data/*.csv\noutput: ../out/\n");
     let MapOver::Prefix(input) = &spec.map_over else {
         panic!("not a prefix job")
     };
     assert_eq!(input.prefix, "file:///jobs/wc/data/*.csv");
     assert_eq!(spec.output.as_deref(), Some("file:///jobs/out/"));
-    let task = spec
-        .expand_listing([object("file:///jobs/wc/data/x.csv", 3)])
-        .unwrap()
-        .next()
-        .unwrap();
-    assert_eq!(task.key, "x.csv");
 }
 
 #[test]
-fn a_prefix_naming_one_object_keys_it_by_file_name() {
-    let spec = parse("name: p\nfunction: f\ninput: s3://b/data/big.csv\n");
-    let task = spec
-        .expand_listing([object("s3://b/data/big.csv", 3)])
-        .unwrap()
-        .next()
-        .unwrap();
-    assert_eq!(task.key, "big.csv");
-}
-
-#[test]
-fn chunk_size_splits_objects_into_byte_ranges() {
-    let spec = parse("name: p\nfunction: f\ninput:\n  prefix: s3://b/\n  chunk_size: 64\n");
-    let tasks: Vec<_> = spec
-        .expand_listing([
-            object("s3://b/big", 150),
-            object("s3://b/small", 10),
-            object("s3://b/empty", 0),
-        ])
-        .unwrap()
-        .collect();
-    let summary: Vec<(u64, &str, Option<ByteRange>)> = tasks
-        .iter()
-        .map(|t| (t.index, t.key.as_str(), t.input.as_ref().unwrap().range))
-        .collect();
-    let range = |start, end| Some(ByteRange { start, end });
-    assert_eq!(
-        summary,
-        vec![
-            (0, "big/part-00000", range(0, 64)),
-            (1, "big/part-00001", range(64, 128)),
-            (2, "big/part-00002", range(128, 150)),
-            (3, "small/part-00000", None),
-            (4, "empty/part-00000", None),
-        ]
-    );
-    let spec = parse("name: p\nfunction: f\ninput: {prefix: s3://b/, chunk_size: 64MiB}\n");
-    let MapOver::Prefix(input) = &spec.map_over else {
-        panic!("not a prefix job")
+fn chunking_is_line_aligned_unless_the_file_says_bytes() {
+    let chunked = |yaml: &str| match parse(yaml).map_over {
+        MapOver::Prefix(input) => (input.chunk_size, input.split),
+        other => panic!("{other:?}"),
     };
-    assert_eq!(input.chunk_size, Some(64 << 20));
-}
-
-#[test]
-fn hostile_object_keys_give_safe_unique_task_keys() {
-    let spec = parse("name: p\nfunction: f\ninput: s3://b/logs/\n");
-    let long = "x".repeat(300);
-    let urls = [
-        "s3://b/logs/../../etc/passwd".to_string(),
-        "s3://b/logs/..".to_string(),
-        "s3://b/logs//abs".to_string(),
-        "s3://b/logs/a\0b".to_string(),
-        "s3://b/logs/a b".to_string(),
-        "s3://b/logs/a_b".to_string(),
-        "s3://b/logs/a\\..\\b".to_string(),
-        "s3://b/logs/./.".to_string(),
-        "s3://b/logs/日本語.txt".to_string(),
-        format!("s3://b/logs/{long}"),
-        format!("s3://b/logs/{long}/.."),
-        format!("s3://b/logs/{}/y", "z/".repeat(150)),
-        "s3://elsewhere/other".to_string(),
-        "s3://b/logs/ok/fine.txt".to_string(),
-    ];
-    let tasks: Vec<_> = spec
-        .expand_listing(urls.iter().map(|u| object(u, 1)))
-        .unwrap()
-        .collect();
-    let mut seen = HashSet::new();
-    for (task, url) in tasks.iter().zip(&urls) {
-        let key = &task.key;
+    assert_eq!(
+        chunked("name: p\nfunction: f\ninput: {prefix: s3://b/, chunk_size: 64MiB}\n"),
+        (Some(64 << 20), Split::Lines)
+    );
+    assert_eq!(
+        chunked("name: p\nfunction: f\ninput: {prefix: s3://b/, chunk_size: 64, split: bytes}\n"),
+        (Some(64), Split::Bytes)
+    );
+    assert_eq!(
+        chunked("name: p\nfunction: f\ninput: s3://b/\n"),
+        (None, Split::Lines)
+    );
+    for (yaml, message) in [
+        (
+            "name: p\nfunction: f\ninput: {prefix: s3://b/, chunk_size: 64, split: words}\n",
+            "must be `lines` or `bytes`",
+        ),
+        (
+            "name: p\nfunction: f\ninput: {prefix: s3://b/, split: bytes}\n",
+            "no `chunk_size`",
+        ),
+    ] {
+        let error = JobSpec::from_yaml(yaml, "job.yaml", Path::new("/jobs")).unwrap_err();
+        let text = error.render();
         assert!(
-            !key.contains('\0') && !key.starts_with('/'),
-            "{url:?} -> {key:?}"
+            text.contains("input.split") && text.contains(message),
+            "{text}"
         );
-        assert!(
-            !key.split('/')
-                .any(|s| s.is_empty() || s == "." || s == ".."),
-            "{url:?} -> {key:?}"
-        );
-        assert!(
-            key.len() <= MAX_TASK_KEY_BYTES,
-            "{url:?} -> {} bytes",
-            key.len()
-        );
-        quarry_command::output_object_key(key, "result.json")
-            .unwrap_or_else(|e| panic!("{url:?} -> {key:?}: {e}"));
-        assert!(seen.insert(key.clone()), "duplicate key {key:?}");
+        assert_eq!(error.position.map(|p| p.line), Some(3));
     }
-    assert_eq!(tasks.last().unwrap().key, "ok/fine.txt");
-    assert_eq!(tasks[5].key, "a_b", "an unchanged key keeps its form");
-    assert!(tasks[4].key.starts_with("a_b~"), "{}", tasks[4].key);
 }
 
 #[test]

@@ -10,8 +10,8 @@ use quarry_journal::{
     compact, recover, JournalError, JournalLock, JournalWriter, Record, WriterOptions,
 };
 use quarry_proto::{
-    ClientId, ClientSession, JobId, JobSpec, RequestId, TaskId, TaskOutcome, TaskReport, TaskSpec,
-    TaskStats, Value, WorkerId,
+    ClientId, ClientSession, EncodedTask, JobId, JobSpec, RequestId, TaskId, TaskOutcome,
+    TaskReport, TaskSpec, TaskStats, Value, WorkerId,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -280,7 +280,10 @@ fn run_jobs_into(writer: &mut JournalWriter, core: &mut Core, jobs: u64, tasks: 
                 client,
                 request: RequestId(0),
                 job,
-                tasks: specs,
+                tasks: specs
+                    .iter()
+                    .map(|spec| EncodedTask::encode(spec).expect("encodable"))
+                    .collect(),
             },
             &mut out,
         );

@@ -9,7 +9,11 @@
 //!   succeed and why ([`FailedReport`]).
 //!
 //! The manifest is written first and the marker last, so a reader that sees
-//! `_SUCCESS` also sees a complete manifest. A marker left by an earlier run
+//! `_SUCCESS` also sees a complete manifest. It is written as the rows
+//! arrive ([`ManifestWriter`]), in row groups uploaded in parts, so its size
+//! does not bound the writer's memory; stored results (`_result.json`) are
+//! read into the `result` column ([`resolve_results`]), so that one query
+//! over the manifest sees every task's result. A marker left by an earlier run
 //! over the same prefix is removed, so the two never disagree.
 //!
 //! The same row model ([`ManifestRow`]) and value rendering
@@ -22,15 +26,16 @@
 
 #![warn(missing_docs)]
 
-mod json;
+mod resolve;
 mod row;
 mod table;
 mod write;
 
-pub use json::{msgpack_to_json, MsgpackError};
+pub use quarry_proto::{msgpack_to_json, MsgpackError};
+pub use resolve::resolve_results;
 pub use row::{error_text, result_json, ManifestRow};
 pub use table::{manifest_batch, manifest_parquet, manifest_schema};
 pub use write::{
-    write_job_outputs, FailedReport, FailedTask, ManifestError, FAILED_PATH, MANIFEST_PATH,
-    SUCCESS_MARKER,
+    write_job_outputs, FailedReport, FailedTask, ManifestError, ManifestWriter, FAILED_PATH,
+    MANIFEST_PATH, SUCCESS_MARKER,
 };

@@ -22,8 +22,13 @@ const ROWS_PER_BATCH: usize = 64 * 1024;
 /// | `key` | utf8 | task key |
 /// | `task_id` | uint64 | task id |
 /// | `params` | utf8 | parameters, JSON text |
+/// | `input` | utf8, nullable | URL of the object the task read |
+/// | `input_etag` | utf8, nullable | the ETag it was pinned by (`version:ID` for a version) |
+/// | `input_range` | utf8, nullable | `START-END`: the bytes of a chunk |
 /// | `state` | utf8 | `done`, `failed`, `cancelled`, … |
-/// | `result` | utf8, nullable | result, JSON text ([`crate::result_json`]) |
+/// | `result` | utf8, nullable | result, JSON text (stored results resolved, up to a size) |
+/// | `result_ref` | utf8, nullable | URL of a stored result (`OUTPUT/<key>/_result.json`) |
+/// | `result_format` | utf8, nullable | `inline`, `json` or `msgpack` |
 /// | `outputs` | list\<utf8\> | output URLs |
 /// | `worker` | utf8, nullable | worker of the last attempt |
 /// | `attempts` | uint32 | attempts made |
@@ -36,8 +41,13 @@ pub fn manifest_schema() -> SchemaRef {
         Field::new("key", DataType::Utf8, false),
         Field::new("task_id", DataType::UInt64, false),
         Field::new("params", DataType::Utf8, false),
+        Field::new("input", DataType::Utf8, true),
+        Field::new("input_etag", DataType::Utf8, true),
+        Field::new("input_range", DataType::Utf8, true),
         Field::new("state", DataType::Utf8, false),
         Field::new("result", DataType::Utf8, true),
+        Field::new("result_ref", DataType::Utf8, true),
+        Field::new("result_format", DataType::Utf8, true),
         Field::new(
             "outputs",
             DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
@@ -75,8 +85,13 @@ pub fn manifest_batch(rows: &[ManifestRow]) -> Result<RecordBatch, ArrowError> {
         text_column(rows.iter().map(|r| Some(r.key.as_str()))),
         Arc::new(rows.iter().map(|r| r.task_id).collect::<UInt64Array>()),
         text_column(params.iter().map(|p| Some(p.as_str()))),
+        text_column(rows.iter().map(|r| r.input.as_deref())),
+        text_column(rows.iter().map(|r| r.input_etag.as_deref())),
+        text_column(rows.iter().map(|r| r.input_range.as_deref())),
         text_column(rows.iter().map(|r| Some(r.state.as_str()))),
         text_column(results.iter().map(|r| r.as_deref())),
+        text_column(rows.iter().map(|r| r.result_ref.as_deref())),
+        text_column(rows.iter().map(|r| r.result_format.as_deref())),
         Arc::new(outputs.finish()),
         text_column(rows.iter().map(|r| r.worker.as_deref())),
         Arc::new(rows.iter().map(|r| r.attempts).collect::<UInt32Array>()),

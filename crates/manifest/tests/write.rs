@@ -8,8 +8,8 @@ use quarry_manifest::{
     manifest_schema, write_job_outputs, ManifestError, FAILED_PATH, MANIFEST_PATH, SUCCESS_MARKER,
 };
 use quarry_proto::{
-    ErrorKind, JobCounts, JobId, JobInfo, JobState, TaskError, TaskId, TaskOutcome, TaskStats,
-    TaskStatus, Value,
+    ByteRange, DataRef, ErrorKind, JobCounts, JobId, JobInfo, JobState, Pin, TaskError, TaskId,
+    TaskOutcome, TaskStats, TaskStatus, Value,
 };
 use quarry_store::object_store::path::Path as StorePath;
 use quarry_store::object_store::ObjectStoreExt;
@@ -17,11 +17,22 @@ use quarry_store::{memory_store, StoreConfig, StoreResolver};
 use serde_json::json;
 use std::path::Path;
 
+/// Stored results up to this size are read into the manifest.
+const RESOLVE_UP_TO: u64 = 1 << 20;
+
 fn ok_row(id: u64, key: &str, accuracy: f64) -> TaskStatus {
     TaskStatus {
         id: TaskId(id),
         key: key.into(),
         params_json: format!(r#"{{"depth":{id}}}"#),
+        inputs: vec![DataRef {
+            url: format!("s3://in/{key}"),
+            pin: Pin::ETag(format!("\"e{id}\"")),
+            size: 100,
+            range: id
+                .is_multiple_of(2)
+                .then_some(ByteRange { start: 10, end: 60 }),
+        }],
         state: "done".into(),
         outcome: Some(TaskOutcome::Ok(Value::Inline(
             rmp_serde::to_vec_named(&json!({ "accuracy": accuracy })).unwrap(),
@@ -47,6 +58,7 @@ fn failed_row(id: u64, key: &str) -> TaskStatus {
         id: TaskId(id),
         key: key.into(),
         params_json: String::new(),
+        inputs: Vec::new(),
         state: "failed".into(),
         outcome: Some(TaskOutcome::Err(TaskError {
             kind: ErrorKind::TimedOut,
@@ -114,9 +126,15 @@ async fn a_successful_job_gets_one_row_per_task_and_success_marker() {
         ok_row(2, "00001", 0.25),
     ];
     let store = StoreResolver::new(StoreConfig::default());
-    write_job_outputs(&store, &output, &info(JobState::Succeeded, &rows), &rows)
-        .await
-        .unwrap();
+    write_job_outputs(
+        &store,
+        &output,
+        &info(JobState::Succeeded, &rows),
+        &rows,
+        RESOLVE_UP_TO,
+    )
+    .await
+    .unwrap();
 
     let out = dir.path().join("out");
     assert_eq!(std::fs::read(out.join(SUCCESS_MARKER)).unwrap(), b"");
@@ -157,6 +175,24 @@ async fn a_successful_job_gets_one_row_per_task_and_success_marker() {
         ]
     );
     assert_eq!(text(&batch, "state"), vec![Some("done".into()); 3]);
+    assert_eq!(
+        text(&batch, "input"),
+        vec![
+            Some("s3://in/00000".into()),
+            Some("s3://in/00001".into()),
+            Some("s3://in/00002".into())
+        ]
+    );
+    assert_eq!(text(&batch, "input_etag")[0].as_deref(), Some("\"e1\""));
+    assert_eq!(
+        text(&batch, "input_range"),
+        vec![None, Some("10-60".into()), None]
+    );
+    assert_eq!(
+        text(&batch, "result_format"),
+        vec![Some("inline".into()); 3]
+    );
+    assert_eq!(text(&batch, "result_ref"), vec![None, None, None]);
     assert_eq!(text(&batch, "error"), vec![None, None, None]);
     assert_eq!(text(&batch, "worker"), vec![Some("local-1".into()); 3]);
     let outputs = batch
@@ -198,16 +234,28 @@ async fn a_failed_job_lists_its_failures_and_replaces_an_old_success_marker() {
     let output = file_url(&out);
     let store = StoreResolver::new(StoreConfig::default());
     let good = vec![ok_row(1, "00000", 0.5), ok_row(2, "00001", 0.5)];
-    write_job_outputs(&store, &output, &info(JobState::Succeeded, &good), &good)
-        .await
-        .unwrap();
+    write_job_outputs(
+        &store,
+        &output,
+        &info(JobState::Succeeded, &good),
+        &good,
+        RESOLVE_UP_TO,
+    )
+    .await
+    .unwrap();
     assert!(out.join(SUCCESS_MARKER).exists());
 
     // A second run over the same prefix in which one task failed.
     let mixed = vec![ok_row(1, "00000", 0.5), failed_row(2, "00001")];
-    write_job_outputs(&store, &output, &info(JobState::Failed, &mixed), &mixed)
-        .await
-        .unwrap();
+    write_job_outputs(
+        &store,
+        &output,
+        &info(JobState::Failed, &mixed),
+        &mixed,
+        RESOLVE_UP_TO,
+    )
+    .await
+    .unwrap();
     assert!(!out.join(SUCCESS_MARKER).exists(), "stale _SUCCESS removed");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join(FAILED_PATH)).unwrap()).unwrap();
@@ -240,9 +288,15 @@ async fn a_failed_job_lists_its_failures_and_replaces_an_old_success_marker() {
     assert_eq!(text(&batch, "result")[1], None);
 
     // And a third, successful again: FAILED.json goes away.
-    write_job_outputs(&store, &output, &info(JobState::Succeeded, &good), &good)
-        .await
-        .unwrap();
+    write_job_outputs(
+        &store,
+        &output,
+        &info(JobState::Succeeded, &good),
+        &good,
+        RESOLVE_UP_TO,
+    )
+    .await
+    .unwrap();
     assert!(out.join(SUCCESS_MARKER).exists());
     assert!(!out.join(FAILED_PATH).exists());
 }
@@ -257,6 +311,7 @@ async fn object_store_prefixes_work_and_duplicates_are_refused() {
         &format!("memory://{name}/results/run1"),
         &info(JobState::Succeeded, &rows),
         &rows,
+        RESOLVE_UP_TO,
     )
     .await
     .unwrap();
@@ -280,6 +335,7 @@ async fn object_store_prefixes_work_and_duplicates_are_refused() {
         &format!("memory://{name}/results/run2"),
         &info(JobState::Succeeded, &twice),
         &twice,
+        RESOLVE_UP_TO,
     )
     .await
     .unwrap_err();
@@ -298,10 +354,85 @@ async fn an_empty_job_has_a_readable_empty_manifest() {
         &file_url(dir.path()),
         &info(JobState::Succeeded, &[]),
         &[],
+        RESOLVE_UP_TO,
     )
     .await
     .unwrap();
     let batch = read_manifest(std::fs::read(dir.path().join(MANIFEST_PATH)).unwrap());
     assert_eq!(batch.num_rows(), 0);
     assert!(dir.path().join(SUCCESS_MARKER).exists());
+}
+
+#[tokio::test]
+async fn stored_results_are_read_into_the_result_column_up_to_a_size() {
+    let name = "manifest-resolve-test";
+    let memory = memory_store(name);
+    let small = br#"{"the": 3, "a": 2}"#.to_vec();
+    let put = memory
+        .put(
+            &StorePath::from("out/k1/_result.json"),
+            small.clone().into(),
+        )
+        .await
+        .unwrap();
+    let big = serde_json::to_vec(&json!({"words": "x".repeat(2 << 20)})).unwrap();
+    let put_big = memory
+        .put(&StorePath::from("out/k2/_result.json"), big.clone().into())
+        .await
+        .unwrap();
+    let stored = |id: u64, key: &str, size: usize, etag: Option<String>| {
+        let mut row = ok_row(id, key, 0.0);
+        row.outcome = Some(TaskOutcome::Ok(Value::Ref(DataRef {
+            url: format!("memory://{name}/out/{key}/_result.json"),
+            pin: Pin::ETag(etag.unwrap()),
+            size: size as u64,
+            range: None,
+        })));
+        row
+    };
+    let rows = vec![
+        stored(1, "k1", small.len(), put.e_tag),
+        stored(2, "k2", big.len(), put_big.e_tag),
+        ok_row(3, "k3", 0.5),
+    ];
+    let store = StoreResolver::new(StoreConfig::default());
+    write_job_outputs(
+        &store,
+        &format!("memory://{name}/out"),
+        &info(JobState::Succeeded, &rows),
+        &rows,
+        RESOLVE_UP_TO,
+    )
+    .await
+    .unwrap();
+    let manifest = memory
+        .get(&StorePath::from("out/_quarry/manifest.parquet"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let batch = read_manifest(manifest.to_vec());
+    let results = text(&batch, "result");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(results[0].as_deref().unwrap()).unwrap(),
+        json!({"the": 3, "a": 2})
+    );
+    assert_eq!(results[1], None, "larger than the limit: left in the store");
+    assert_eq!(
+        text(&batch, "result_ref"),
+        vec![
+            Some(format!("memory://{name}/out/k1/_result.json")),
+            Some(format!("memory://{name}/out/k2/_result.json")),
+            None
+        ]
+    );
+    assert_eq!(
+        text(&batch, "result_format"),
+        vec![
+            Some("json".into()),
+            Some("json".into()),
+            Some("inline".into())
+        ]
+    );
 }

@@ -88,6 +88,9 @@ impl Connection {
 
 static NEXT_MONITOR: AtomicU64 = AtomicU64::new(1);
 
+/// How long libzmq keeps sending a closed socket's last frames.
+const CLOSE_LINGER_MS: i32 = 1000;
+
 /// How long a closing connection waits for libzmq to stop its monitor.
 const MONITOR_STOP_LIMIT: Duration = Duration::from_secs(5);
 
@@ -232,6 +235,11 @@ impl IoThread {
         let IoThread {
             socket, monitor, ..
         } = self;
+        // Frames queued last (a client's goodbye) still go out while the
+        // process lives on.
+        if let Err(e) = socket.set_linger(CLOSE_LINGER_MS) {
+            debug!("cannot set LINGER on close: {e}");
+        }
         drop(socket);
         if monitor.set_rcvtimeo(100).is_err() {
             return;

@@ -166,7 +166,7 @@ mod tests {
                 Message::Submit {
                     request: RequestId(1),
                     job: JobId(1),
-                    tasks: vec![task],
+                    tasks: vec![EncodedTask::encode(&task).unwrap()],
                 },
                 Message::TaskFinished(TaskReport {
                     task: TaskId(7),

@@ -94,6 +94,57 @@ impl EncodedTask {
     pub fn encoded_len(&self) -> usize {
         self.0.len()
     }
+
+    /// The function it names and the size of its inline arguments, read
+    /// without decoding the rest (what the scheduler checks on
+    /// submission).
+    pub fn summary(&self) -> Result<TaskSummary, ProtoError> {
+        let fields: SummaryFields<'_> = rmp_serde::from_slice(self.message_pack())
+            .map_err(|e| ProtoError::Malformed(format!("task spec: {e}")))?;
+        Ok(TaskSummary {
+            function: fields.function.to_owned(),
+            args_len: fields.args.len(),
+        })
+    }
+}
+
+/// What [`EncodedTask::summary`] reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskSummary {
+    /// [`TaskSpec::function`].
+    pub function: String,
+    /// Bytes of [`TaskSpec::args`].
+    pub args_len: usize,
+}
+
+/// [`TaskSpec`]'s fields in its order, borrowing the function name and the
+/// arguments.
+#[derive(Deserialize)]
+struct SummaryFields<'a> {
+    #[serde(rename = "id")]
+    _id: IgnoredAny,
+    #[serde(rename = "key")]
+    _key: IgnoredAny,
+    #[serde(borrow)]
+    function: &'a str,
+    #[serde(borrow)]
+    args: &'a serde_bytes::Bytes,
+    #[serde(rename = "args_ref")]
+    _args_ref: IgnoredAny,
+    #[serde(rename = "inputs")]
+    _inputs: IgnoredAny,
+    #[serde(rename = "params_json")]
+    _params_json: IgnoredAny,
+    #[serde(rename = "priority")]
+    _priority: IgnoredAny,
+    #[serde(rename = "retries")]
+    _retries: IgnoredAny,
+    #[serde(rename = "timeout_ms")]
+    _timeout_ms: IgnoredAny,
+    #[serde(rename = "cpus")]
+    _cpus: IgnoredAny,
+    #[serde(default, rename = "replica_hosts")]
+    _replica_hosts: IgnoredAny,
 }
 
 impl std::fmt::Debug for EncodedTask {
@@ -268,6 +319,13 @@ mod tests {
         let back: RunTask = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(back, run);
         assert_eq!(*back.decode().unwrap().task, spec);
+        assert_eq!(
+            back.task.summary().unwrap(),
+            TaskSummary {
+                function: "quarry.command".into(),
+                args_len: 1
+            }
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! This crate owns every type that crosses a process boundary between the
 //! scheduler, workers and clients: identifiers, [`DataRef`] references, the
 //! [`Message`] enum, the [`Limits`] every peer enforces, and the frame codec
-//! ([`encode`] / [`decode`]) with its version handshake.
+//! ([`encode`] / [`decode`]) with its version handshake, and how values
+//! read as JSON ([`msgpack_to_json`], [`ResultFormat`]).
 //!
 //! It must not touch sockets, files, clocks or object stores: it is pure data
 //! plus a codec, so that every other crate (and the fuzz targets) can depend on
@@ -14,13 +15,16 @@ mod codec;
 mod dataref;
 mod encoded;
 mod ids;
+mod json;
 mod limits;
 mod message;
+pub mod url;
 
 pub use codec::{decode, encode, encode_message, FrameBuilder, ProtoError};
 pub use dataref::{ByteRange, DataRef, Pin};
-pub use encoded::{EncodedTask, RunTask};
+pub use encoded::{EncodedTask, RunTask, TaskSummary};
 pub use ids::{ClientId, JobId, RequestId, TaskId, WorkerId};
+pub use json::{msgpack_to_json, MsgpackError, ResultFormat};
 pub use limits::Limits;
 pub use message::{
     CacheEntry, ClientSession, Envelope, ErrorKind, JobCounts, JobInfo, JobSpec, JobState, Message,

@@ -11,8 +11,8 @@ pub struct Limits {
     pub max_inline_bytes: usize,
     /// Most tasks accepted in one submission message.
     pub max_tasks_per_submit: usize,
-    /// Most simultaneous connections (ZeroMQ identities) per peer key or
-    /// address.
+    /// Most simultaneous client connections (ZeroMQ identities) per peer
+    /// key or address; workers do not count.
     pub max_connections_per_peer: usize,
 }
 
@@ -22,7 +22,7 @@ impl Default for Limits {
             max_frame_bytes: 1024 * 1024,
             max_inline_bytes: 64 * 1024,
             max_tasks_per_submit: 10_000,
-            max_connections_per_peer: 64,
+            max_connections_per_peer: 1024,
         }
     }
 }

@@ -1,4 +1,6 @@
-use crate::{ClientId, DataRef, JobId, Limits, RequestId, RunTask, TaskId, WorkerId};
+use crate::{
+    ByteRange, ClientId, DataRef, EncodedTask, JobId, Limits, RequestId, RunTask, TaskId, WorkerId,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -98,10 +100,10 @@ pub enum Message {
     TaskFinished(TaskReport),
     /// Worker → scheduler: cache inventory changes since the last delta.
     CacheDelta {
-        /// Objects now cached.
+        /// Byte ranges of objects now cached.
         added: Vec<CacheEntry>,
-        /// Object keys ([`DataRef::object_key`]) no longer cached.
-        evicted: Vec<String>,
+        /// Byte ranges of objects no longer cached.
+        evicted: Vec<CacheEntry>,
     },
     /// Worker → scheduler: it is draining (asked to, told by SIGTERM, or
     /// at the end of its `--lifetime`): it finishes what it runs, starts
@@ -141,14 +143,16 @@ pub enum Message {
         spec: Arc<JobSpec>,
     },
     /// Client → scheduler: add tasks to an open job. Refused as a whole
-    /// (none of its tasks is accepted) or accepted as a whole.
+    /// (none of its tasks is accepted) or accepted as a whole. The tasks
+    /// stay in the encoding the client gave them until a worker decodes
+    /// them: the scheduler reads only their [`EncodedTask`] headers.
     Submit {
         /// The request.
         request: RequestId,
         /// The job.
         job: JobId,
         /// The tasks.
-        tasks: Vec<TaskSpec>,
+        tasks: Vec<EncodedTask>,
     },
     /// Client → scheduler: no more tasks will be added to this job; it is
     /// finished once every task is.
@@ -292,6 +296,15 @@ pub enum Message {
         /// Human-readable reason.
         message: String,
     },
+    /// Client → scheduler: this session is over. The scheduler answers
+    /// `Accepted`, then forgets the session and gives back its connection
+    /// slot at once, instead of after the client timeout (a short-lived
+    /// CLI call would otherwise hold a slot for that long). Jobs the client
+    /// left unsealed end as they do when a client goes silent.
+    Goodbye {
+        /// The request.
+        request: RequestId,
+    },
 }
 
 impl Message {
@@ -332,6 +345,7 @@ impl Message {
             Message::Workers { .. } => "Workers",
             Message::Results { .. } => "Results",
             Message::Error { .. } => "Error",
+            Message::Goodbye { .. } => "Goodbye",
         }
     }
 
@@ -350,6 +364,7 @@ impl Message {
             | Message::ListWorkers { request }
             | Message::GetResults { request, .. }
             | Message::DrainWorker { request, .. }
+            | Message::Goodbye { request }
             | Message::Accepted { request }
             | Message::Refused { request, .. }
             | Message::Jobs { request, .. }
@@ -380,7 +395,8 @@ impl Message {
             | Message::ListJobs { .. }
             | Message::ListWorkers { .. }
             | Message::GetResults { .. }
-            | Message::DrainWorker { .. } => Some(Role::Client),
+            | Message::DrainWorker { .. }
+            | Message::Goodbye { .. } => Some(Role::Client),
             _ => None,
         }
     }
@@ -561,13 +577,34 @@ pub struct TaskReport {
     pub stats: TaskStats,
 }
 
-/// One cached object, as reported in inventories.
+/// What a worker caches of one object (or, in an eviction, no longer
+/// caches), as reported in inventories and deltas. Workers cache objects in
+/// blocks, so the ranges are block-aligned runs; the scheduler only reads
+/// them as byte ranges.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheEntry {
-    /// [`DataRef::object_key`] of the cached object.
+    /// [`DataRef::object_key`] of the object.
     pub object_key: String,
-    /// Its size in bytes.
-    pub size: u64,
+    /// The byte ranges of the object meant, sorted and disjoint.
+    pub ranges: Vec<ByteRange>,
+}
+
+impl CacheEntry {
+    /// All `size` bytes of the object `object_key` names.
+    pub fn whole(object_key: impl Into<String>, size: u64) -> CacheEntry {
+        CacheEntry {
+            object_key: object_key.into(),
+            ranges: vec![ByteRange {
+                start: 0,
+                end: size,
+            }],
+        }
+    }
+
+    /// How many bytes the ranges hold.
+    pub fn bytes(&self) -> u64 {
+        self.ranges.iter().map(ByteRange::len).sum()
+    }
 }
 
 /// A client's session: its id, and the secret that proves it is the
@@ -661,6 +698,8 @@ pub struct TaskStatus {
     pub key: String,
     /// Grid parameters as JSON.
     pub params_json: String,
+    /// What the task reads (the pinned objects, or chunks of them).
+    pub inputs: Vec<DataRef>,
     /// `queued`, `assigned`, `running`, `done`, `failed` or `cancelled`.
     pub state: String,
     /// The final outcome, once there is one.

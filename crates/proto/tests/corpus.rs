@@ -135,7 +135,16 @@ fn session() -> ClientSession {
 fn seeds() -> Vec<Message> {
     let entry = CacheEntry {
         object_key: data_ref("s3://corpus/books/a.txt").object_key(),
-        size: 1 << 20,
+        ranges: vec![
+            ByteRange {
+                start: 0,
+                end: 8 << 20,
+            },
+            ByteRange {
+                start: 16 << 20,
+                end: 20 << 20,
+            },
+        ],
     };
     let failed = TaskOutcome::Err(TaskError {
         kind: ErrorKind::TimedOut,
@@ -178,7 +187,7 @@ fn seeds() -> Vec<Message> {
         }),
         Message::CacheDelta {
             added: vec![entry],
-            evicted: vec!["s3://corpus/books/b.txt#etag=\"1\"".into()],
+            evicted: vec![CacheEntry::whole("s3://corpus/books/b.txt#etag=\"1\"", 10)],
         },
         Message::Draining,
         Message::Drained,
@@ -194,6 +203,9 @@ fn seeds() -> Vec<Message> {
             request: RequestId(9),
             worker: "host-3".into(),
         },
+        Message::Goodbye {
+            request: RequestId(10),
+        },
         Message::OpenJob {
             request: RequestId(1),
             spec: job_spec(),
@@ -202,8 +214,9 @@ fn seeds() -> Vec<Message> {
             request: RequestId(2),
             job: JobId(1 << 40 | 1),
             tasks: vec![
-                task(),
-                TaskSpec::new(TaskId(1 << 40 | 8), "inc", vec![0x05]),
+                EncodedTask::encode(&task()).expect("encodable"),
+                EncodedTask::encode(&TaskSpec::new(TaskId(1 << 40 | 8), "inc", vec![0x05]))
+                    .expect("encodable"),
             ],
         },
         Message::SealJob {
@@ -274,6 +287,7 @@ fn seeds() -> Vec<Message> {
                 id: TaskId(7),
                 key: "00007".into(),
                 params_json: "{}".into(),
+                inputs: vec![data_ref("s3://corpus/in/a.txt")],
                 state: "failed".into(),
                 outcome: Some(failed),
                 outputs: Vec::new(),

@@ -24,5 +24,6 @@ mod peers;
 mod routing;
 mod server;
 
+pub use admission::HelloLimits;
 pub use journaling::JournalConfig;
 pub use server::{start, SchedulerConfig, SchedulerError, SchedulerHandle};

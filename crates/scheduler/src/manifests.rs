@@ -9,6 +9,11 @@ use quarry_store::StoreResolver;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 
+/// Stored results (`_result.json`) up to this size are read into the
+/// manifest's `result` column, so that one query over the manifest sees
+/// every result; larger ones are left to their `result_ref`.
+const RESOLVE_RESULTS_UP_TO: u64 = 8 * 1024 * 1024;
+
 /// A manifest writer's report: the job, and whether its manifest was written.
 pub(crate) type Written = (JobId, Result<(), String>);
 
@@ -52,7 +57,11 @@ impl Manifests {
         tokio::task::spawn_blocking(move || {
             let written = runtime
                 .block_on(quarry_manifest::write_job_outputs(
-                    &store, &output, &info, &rows,
+                    &store,
+                    &output,
+                    &info,
+                    &rows,
+                    RESOLVE_RESULTS_UP_TO,
                 ))
                 .map_err(|e| format!("cannot write the manifest under {output}: {e}"));
             let _ = done.send((info.id, written));

@@ -1,6 +1,6 @@
-//! Who is connected: ZeroMQ peers ↔ worker ids and client sessions, and
-//! how many registered connections each origin (key fingerprint or
-//! address) holds.
+//! Who is connected: ZeroMQ peers ↔ worker ids and client sessions, how
+//! many client connections each origin (key fingerprint or address)
+//! holds, and how fast each origin opens new sessions.
 //!
 //! A client session outlives its connection: a client that reconnects
 //! (to this scheduler, or to it restarted with its journal) presents its
@@ -51,11 +51,28 @@ pub(crate) struct Peers {
     sessions: BTreeMap<ClientId, Session>,
     next_worker: u32,
     next_client: u32,
-    /// Where each registered peer comes from.
+    /// Where each registered client connection comes from.
     origins: HashMap<PeerId, String>,
-    /// Registered peers per origin, against `max_connections_per_peer`.
+    /// Registered client connections per origin, against
+    /// `max_connections_per_peer`. Workers do not count: many share one
+    /// key or one host, and what they can make the scheduler hold is
+    /// bounded per Hello and by the rate of new sessions.
     connections: HashMap<String, usize>,
+    /// New sessions per origin, against the session rate.
+    rates: HashMap<String, Bucket>,
 }
+
+/// A token bucket: one token per new session, refilled at the session
+/// rate, holding at most one second's worth.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Millis,
+}
+
+/// Most origins whose session rate is tracked; beyond it, origins whose
+/// bucket has refilled are forgotten (they are as good as new).
+const MAX_TRACKED_ORIGINS: usize = 10_000;
 
 impl Default for Peers {
     fn default() -> Self {
@@ -67,6 +84,7 @@ impl Default for Peers {
             next_client: 1,
             origins: HashMap::new(),
             connections: HashMap::new(),
+            rates: HashMap::new(),
         }
     }
 }
@@ -108,9 +126,42 @@ impl Peers {
         }
     }
 
-    /// Registered connections from `origin`.
+    /// Registered client connections from `origin`.
     pub(crate) fn open_from(&self, origin: &str) -> usize {
         self.connections.get(origin).copied().unwrap_or(0)
+    }
+
+    /// Takes a token for a new session from `origin` at `now`, with
+    /// `per_second` new sessions a second allowed (and as many at once);
+    /// false when the origin is over the rate. 0 is no limit.
+    pub(crate) fn take_session_token(
+        &mut self,
+        origin: &str,
+        now: Millis,
+        per_second: u32,
+    ) -> bool {
+        if per_second == 0 {
+            return true;
+        }
+        let full = f64::from(per_second);
+        let refilled = |bucket: &Bucket| {
+            let elapsed = now.saturating_sub(bucket.at) as f64 / 1000.0;
+            (bucket.tokens + elapsed * full).min(full)
+        };
+        if self.rates.len() >= MAX_TRACKED_ORIGINS && !self.rates.contains_key(origin) {
+            self.rates.retain(|_, bucket| refilled(bucket) < full);
+        }
+        let bucket = self.rates.entry(origin.to_string()).or_insert(Bucket {
+            tokens: full,
+            at: now,
+        });
+        bucket.tokens = refilled(bucket);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            return false;
+        }
+        bucket.tokens -= 1.0;
+        true
     }
 
     /// Registers `peer` as a new worker and returns its id.
@@ -170,8 +221,10 @@ impl Peers {
     }
 
     fn register(&mut self, peer: &PeerId, origin: &str, who: Peer) {
-        *self.connections.entry(origin.to_string()).or_default() += 1;
-        self.origins.insert(peer.clone(), origin.to_string());
+        if let Peer::Client { .. } = who {
+            *self.connections.entry(origin.to_string()).or_default() += 1;
+            self.origins.insert(peer.clone(), origin.to_string());
+        }
         self.by_peer.insert(peer.clone(), who);
     }
 
@@ -312,6 +365,53 @@ mod tests {
         assert_eq!(peers.client_peer(session.id), Some(&peer(2)));
         assert_eq!(peers.get(&peer(1)), None, "the old connection is gone");
         assert_eq!(peers.open_from("a"), 1);
+    }
+
+    #[test]
+    fn peers_that_go_leave_nothing_behind() {
+        let mut peers = Peers::default();
+        for n in 0..100u8 {
+            let id = peers.add_worker(&peer(n), &format!("origin-{}", n % 7));
+            if n % 2 == 0 {
+                peers.remove_worker(id);
+            } else {
+                assert_eq!(peers.remove(&peer(n)), Some(Peer::Worker { id }));
+            }
+        }
+        assert!(peers.by_peer.is_empty() && peers.workers.is_empty());
+        assert!(peers.origins.is_empty() && peers.connections.is_empty());
+        let session = peers.add_client(&peer(1), "a", 0, 1);
+        peers.take_silent_clients(10, 5);
+        assert_eq!(peers.client_peer(session.id), None);
+        assert!(peers.by_peer.is_empty() && peers.connections.is_empty());
+    }
+
+    #[test]
+    fn workers_do_not_count_against_the_client_cap() {
+        let mut peers = Peers::default();
+        for n in 0..100u8 {
+            peers.add_worker(&peer(n), "one-key");
+        }
+        assert_eq!(peers.open_from("one-key"), 0);
+        peers.add_client(&peer(200), "one-key", 0, 1);
+        assert_eq!(peers.open_from("one-key"), 1);
+    }
+
+    #[test]
+    fn new_sessions_are_rate_limited_per_origin() {
+        let mut peers = Peers::default();
+        let admitted = (0..15)
+            .filter(|_| peers.take_session_token("a", 0, 10))
+            .count();
+        assert_eq!(admitted, 10, "a burst of one second's worth");
+        assert!(peers.take_session_token("b", 0, 10), "per origin");
+        assert!(!peers.take_session_token("a", 50, 10));
+        assert!(
+            peers.take_session_token("a", 100, 10),
+            "one token per 100 ms"
+        );
+        assert!(!peers.take_session_token("a", 150, 10));
+        assert!(peers.take_session_token("a", 10_000, 0), "0 is no limit");
     }
 
     #[test]

@@ -109,6 +109,26 @@ pub(crate) fn carry_out(
                 warn!(worker = %worker, "worker lost (no heartbeat); its tasks were requeued");
                 peers.remove_worker(worker);
             }
+            Command::WorkerReplaced { worker, by, name } => {
+                info!(
+                    worker = %by, replaced = %worker, name = %name,
+                    "worker took over its predecessor of the same name; its tasks were requeued"
+                );
+                // If the old connection is still there, two processes share
+                // the name: the old one stops rather than take it back.
+                outbox.to_worker(
+                    peers,
+                    worker,
+                    &Message::Rejected {
+                        reason: format!(
+                            "another worker named `{name}` joined (worker {by}) and took over \
+                             this one's tasks; give each worker its own --name"
+                        ),
+                        fatal: true,
+                    },
+                );
+                peers.remove_worker(worker);
+            }
         }
     }
 }

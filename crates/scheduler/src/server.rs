@@ -3,7 +3,7 @@
 //! commands become messages in `routing`, manifests in `manifests`, the
 //! journal in `journaling`.
 
-use crate::admission::{check_hello, check_submission, Refusal};
+use crate::admission::{check_hello, check_submission, HelloFields, HelloLimits, Refusal};
 use crate::dashboard::{self, Dashboard, Observer};
 use crate::journaling::{Held, JournalConfig, Journaling, Target};
 use crate::manifests::{Manifests, Written};
@@ -33,6 +33,8 @@ pub struct SchedulerConfig {
     pub listen: String,
     /// Limits enforced on every peer.
     pub limits: Limits,
+    /// Caps on the names a Hello registers.
+    pub hello_limits: HelloLimits,
     /// CURVE keys; `None` runs without authentication.
     pub curve: Option<CurveServerKeys>,
     /// Core tunables (heartbeat timeout, prefetch, locality wait,
@@ -54,6 +56,7 @@ impl SchedulerConfig {
         SchedulerConfig {
             listen: listen.into(),
             limits: Limits::default(),
+            hello_limits: HelloLimits::default(),
             curve: None,
             core: CoreConfig::default(),
             heartbeat_interval: Duration::from_secs(1),
@@ -180,6 +183,7 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, Scheduler
         }),
         server,
         limits: config.limits.clone(),
+        hello_limits: config.hello_limits.clone(),
         heartbeat_interval: config.heartbeat_interval,
         client_timeout_ms: config.core.heartbeat_timeout_ms,
         clock,
@@ -215,6 +219,7 @@ struct Shell {
     core: Core,
     server: Server,
     limits: Limits,
+    hello_limits: HelloLimits,
     heartbeat_interval: Duration,
     client_timeout_ms: u64,
     clock: Clock,
@@ -504,10 +509,38 @@ impl Shell {
             self.forget_peer(peer);
         }
         let open = self.peers.open_from(origin);
-        if let Err(Refusal { reason, fatal }) =
-            check_hello(&self.limits, version, role, &name, roles, origin, open)
-        {
+        let fields = HelloFields {
+            version,
+            role,
+            name: &name,
+            host: &host,
+            functions: &functions,
+        };
+        if let Err(Refusal { reason, fatal }) = check_hello(
+            &self.limits,
+            &self.hello_limits,
+            &fields,
+            roles,
+            origin,
+            open,
+        ) {
             self.outbox.send(peer, &Message::Rejected { reason, fatal });
+            return;
+        }
+        let rate = self.hello_limits.new_sessions_per_second;
+        if resuming.is_none() && !self.peers.take_session_token(origin, self.now(), rate) {
+            warn!(origin = %origin, "refused a new session over the session rate");
+            let reason = format!(
+                "this peer opened more than {rate} sessions in the last second \
+                 (new_sessions_per_second); say Hello again shortly"
+            );
+            self.outbox.send(
+                peer,
+                &Message::Rejected {
+                    reason,
+                    fatal: false,
+                },
+            );
             return;
         }
         let now = self.now();
@@ -711,7 +744,8 @@ impl Shell {
                     None => Message::Refused {
                         request,
                         reason: format!(
-                            "no worker `{worker}` is connected (give its name or id, as                              `quarry status` lists them)"
+                            "no worker `{worker}` is connected (give its name or id, as \
+                             `quarry status` lists them)"
                         ),
                     },
                 };
@@ -742,6 +776,11 @@ impl Shell {
                     },
                 };
                 return self.outbox.send(peer, &reply);
+            }
+            Message::Goodbye { request } => {
+                self.outbox.send(peer, &Message::Accepted { request });
+                debug!(client = %client, "client said goodbye");
+                return self.forget_peer(peer);
             }
             other => {
                 debug!("ignoring {} from a client", other.kind());

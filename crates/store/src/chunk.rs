@@ -14,6 +14,12 @@
 //! boundary onto a line start, so that its chunks are exactly the bytes of
 //! their lines and can be read with one plain ranged GET.
 //!
+//! Boundaries are found independently, each from a nominal cut at a
+//! multiple of the chunk size: chunk `i` runs from the first line start at
+//! or after `i × size` to the first at or after `(i + 1) × size`. So the
+//! boundaries stay a few bytes past block-aligned offsets (a cache of fixed
+//! blocks reads each block once), and they are probed in parallel.
+//!
 //! Lines are returned without their `\n`, and without a `\r` right before
 //! it (CRLF files); a `\r` not followed by `\n` is data.
 
@@ -22,19 +28,25 @@ use crate::resolve::StoreResolver;
 use quarry_proto::{ByteRange, DataRef};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 
-/// Bytes fetched per probe when looking for the next line start.
-const PROBE_WINDOW: u64 = 64 * 1024;
+/// Bytes of the first probe for the next line start; each further probe of
+/// one boundary reads 16 times more, up to [`MAX_PROBE_WINDOW`].
+const FIRST_PROBE_WINDOW: u64 = 4 * 1024;
+/// The largest probe.
+const MAX_PROBE_WINDOW: u64 = 1024 * 1024;
+/// Boundaries of one object probed at the same time.
+const PROBES_IN_FLIGHT: usize = 8;
 
 impl StoreResolver {
     /// Splits the object `data_ref` pins (or its byte range, if it has one)
-    /// into ranges of whole lines, each at least `chunk_size` bytes long
-    /// except the last: a boundary is the first line start at or after the
-    /// previous boundary plus `chunk_size`.
+    /// into ranges of whole lines: chunk `i` runs from the first line start
+    /// at or after `start + i × chunk_size` to the first at or after
+    /// `start + (i + 1) × chunk_size` (see the module documentation). A
+    /// chunk that no line starts in (a line longer than `chunk_size`) is
+    /// left out, its bytes belonging to the chunk before.
     ///
     /// Each boundary costs one small pinned ranged GET (more when a line is
-    /// longer than 64 KiB). An empty object or range yields no chunk. See
-    /// the module documentation for the rule that makes the chunks'
-    /// lines add up to the object's lines.
+    /// longer than 4 KiB), a few at a time. An empty object or range yields
+    /// no chunk.
     pub async fn chunk_ranges(
         &self,
         data_ref: &DataRef,
@@ -45,20 +57,38 @@ impl StoreResolver {
             start: 0,
             end: data_ref.size,
         });
-        let span_end = self
-            .next_line_start(data_ref, span.end.min(data_ref.size))
+        let span_end = span.end.min(data_ref.size);
+        let span_start = span.start.min(span_end);
+        let cuts = (span_end - span_start).div_ceil(chunk_size);
+        let mut boundaries = vec![self.next_line_start(data_ref, span_start).await?];
+        // Cuts are probed a few at a time, in order. A boundary past later
+        // cuts (a line longer than a chunk) is where those cuts land too, so
+        // they are skipped.
+        let mut cut = 1;
+        while cut < cuts {
+            let batch: Vec<u64> = (cut..cuts.min(cut + PROBES_IN_FLIGHT as u64))
+                .map(|i| span_start + i * chunk_size)
+                .collect();
+            let found = futures::future::try_join_all(
+                batch
+                    .iter()
+                    .map(|&offset| self.next_line_start(data_ref, offset)),
+            )
             .await?;
-        let mut start = self.next_line_start(data_ref, span.start).await?;
-        let mut ranges = Vec::new();
-        while start < span_end {
-            let end = self
-                .next_line_start(data_ref, start.saturating_add(chunk_size).min(span_end))
-                .await?
-                .min(span_end);
-            ranges.push(ByteRange { start, end });
-            start = end;
+            let reached = found.last().copied().unwrap_or(span_end);
+            boundaries.extend(found);
+            cut = (cut + batch.len() as u64).max((reached - span_start).div_ceil(chunk_size));
         }
-        Ok(ranges)
+        boundaries.push(self.next_line_start(data_ref, span_end).await?);
+        boundaries.dedup();
+        Ok(boundaries
+            .windows(2)
+            .filter(|pair| pair[0] < pair[1])
+            .map(|pair| ByteRange {
+                start: pair[0],
+                end: pair[1],
+            })
+            .collect())
     }
 
     /// The first line start at or after `offset`, or the object size when
@@ -71,8 +101,10 @@ impl StoreResolver {
         // Look from the byte before `offset`: if it is a newline, `offset`
         // itself starts a line.
         let mut from = offset - 1;
+        let mut window_size = FIRST_PROBE_WINDOW;
         while from < size {
-            let to = from.saturating_add(PROBE_WINDOW).min(size);
+            let to = from.saturating_add(window_size).min(size);
+            window_size = (window_size * 16).min(MAX_PROBE_WINDOW);
             let window = self
                 .get_pinned_range(data_ref, from..to)
                 .await?
@@ -237,13 +269,13 @@ mod tests {
             }
             prop_assert_eq!(expected_start, size);
 
-            // Every boundary is a line start, and every chunk but the last
-            // holds at least `chunk` bytes.
-            for (i, range) in ranges.iter().enumerate() {
+            // Every boundary is the first line start at or after a nominal
+            // cut.
+            for range in &ranges {
                 prop_assert!(range.start == 0 || data[range.start as usize - 1] == b'\n');
-                if i + 1 < ranges.len() {
-                    prop_assert!(range.len() >= chunk);
-                }
+                let cut = range.start / chunk * chunk;
+                let line_start_before = (cut.max(1)..range.start).any(|o| data[o as usize - 1] == b'\n');
+                prop_assert!(!line_start_before, "{:?} is not the first line start after {}", range, cut);
             }
 
             // The rule and the plain bytes agree, and add up to the file.

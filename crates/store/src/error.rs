@@ -143,7 +143,7 @@ pub enum StoreError {
 impl StoreError {
     /// Wraps an `object_store` error about `url`, keeping "not found" apart
     /// from other failures.
-    pub(crate) fn from_store(url: &str, source: object_store::Error) -> Self {
+    pub fn from_store(url: &str, source: object_store::Error) -> Self {
         match source {
             object_store::Error::NotFound { .. } => StoreError::NotFound {
                 url: url.to_string(),

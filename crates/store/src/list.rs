@@ -10,8 +10,7 @@ use quarry_proto::{DataRef, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Characters that make a key segment a glob.
-const GLOB_CHARS: &[char] = &['*', '?', '[', '{'];
+use quarry_proto::url::GLOB_CHARS;
 
 /// The pin of a listed or fetched object: its ETag, else its version id.
 pub(crate) fn pin_of(meta: &ObjectMeta, url: &str) -> Result<Pin> {

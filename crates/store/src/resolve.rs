@@ -8,7 +8,6 @@ use object_store::ObjectStore;
 use quarry_proto::DataRef;
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Component, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 /// A function that wraps every store the resolver builds, e.g. in a
@@ -202,17 +201,7 @@ fn absolute_local_path(path: &std::path::Path) -> std::result::Result<String, St
             .map_err(|e| format!("cannot read the current directory: {e}"))?
             .join(path)
     };
-    let mut normal = PathBuf::from("/");
-    for component in absolute.components() {
-        match component {
-            Component::Normal(part) => normal.push(part),
-            Component::ParentDir => {
-                normal.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    normal
+    quarry_proto::url::normalize_path(&absolute)
         .into_os_string()
         .into_string()
         .map_err(|_| "the path is not valid UTF-8".to_string())

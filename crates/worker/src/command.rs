@@ -2,7 +2,7 @@
 //! staging and uploads and `quarry-command`'s process handling.
 
 use crate::execute::{failure, Attempt, Produced};
-use crate::inputs::Staged;
+use crate::inputs::{Inputs, Staged};
 use quarry_command::{
     output_object_key, run_prepared, CommandError, CommandInvocation, CommandTemplate,
     PreparedCommand, RunLimits,
@@ -102,67 +102,112 @@ pub(crate) async fn run(
         .output
         .as_deref()
         .map(|o| o.trim_end_matches('/'));
-    // Logs go up whatever happened, so a failure can be read afterwards.
-    if let Some(prefix) = output_prefix {
-        upload_logs(attempt, prefix, &invocation.log_dir).await?;
-    }
-    let outcome = outcome.map_err(|e: CommandError| failure(e.kind(), e.to_string()))?;
-    let mut outputs = Vec::new();
-    if let Some(prefix) = output_prefix {
-        for relative in &outcome.outputs {
-            let key = output_object_key(&task.key, relative)
-                .map_err(|e| failure(ErrorKind::Failed, e.to_string()))?;
-            let bytes = std::fs::read(invocation.output_dir.join(relative)).map_err(|e| {
-                failure(
-                    ErrorKind::Failed,
-                    format!("cannot read output {relative}: {e}"),
-                )
-            })?;
-            let url = format!("{prefix}/{key}");
-            attempt.inputs.put(&url, bytes).await?;
-            outputs.push(url);
+    let logs = read_logs(&invocation.log_dir);
+    let outcome = outcome.map_err(|e: CommandError| failure(e.kind(), e.to_string()));
+    let result =
+        match &outcome {
+            Ok(done) => Some(rmp_serde::to_vec_named(&done.result).map_err(|e| {
+                failure(ErrorKind::Failed, format!("cannot encode the result: {e}"))
+            })?),
+            Err(_) => None,
+        };
+    let Some(prefix) = output_prefix else {
+        let outcome = outcome?;
+        if !outcome.outputs.is_empty() {
+            return Err(failure(
+                ErrorKind::Failed,
+                format!(
+                    "the command wrote {} file(s) to {{output_dir}} but the job has no `output` \
+                     prefix to upload them to",
+                    outcome.outputs.len()
+                ),
+            ));
         }
-    } else if !outcome.outputs.is_empty() {
-        return Err(failure(
-            ErrorKind::Failed,
-            format!(
-                "the command wrote {} file(s) to {{output_dir}} but the job has no `output` \
-                 prefix to upload them to",
-                outcome.outputs.len()
-            ),
-        ));
+        let value = attempt
+            .inputs
+            .result_value(
+                result.unwrap_or_default(),
+                &attempt.job,
+                task,
+                &attempt.limits,
+                false,
+                false,
+            )
+            .await?;
+        return Ok(Produced {
+            value,
+            outputs: Vec::new(),
+        });
+    };
+    // The task's directory is made to hold exactly this attempt's files:
+    // what an earlier attempt or run left and this one does not write goes
+    // first. Logs go up whatever happened, so a failure can be read
+    // afterwards.
+    let mut kept: Vec<String> = logs.iter().map(|(name, _)| log_path(name)).collect();
+    if let Ok(done) = &outcome {
+        kept.extend(done.outputs.iter().cloned());
     }
-    let result = rmp_serde::to_vec_named(&outcome.result)
-        .map_err(|e| failure(ErrorKind::Failed, format!("cannot encode the result: {e}")))?;
+    if result
+        .as_ref()
+        .is_some_and(|r| Inputs::stored_result(r.len(), &attempt.limits))
+    {
+        kept.push(quarry_proto::ResultFormat::Json.file_name().to_string());
+    }
+    attempt
+        .inputs
+        .clean_output_dir(prefix, &task.key, &kept)
+        .await?;
+    for (name, bytes) in logs {
+        let key = output_object_key(&task.key, &log_path(name))
+            .map_err(|e| failure(ErrorKind::Failed, e.to_string()))?;
+        attempt
+            .inputs
+            .put(&format!("{prefix}/{key}"), bytes.into())
+            .await?;
+    }
+    let outcome = outcome?;
+    let mut outputs = Vec::new();
+    for relative in &outcome.outputs {
+        let key = output_object_key(&task.key, relative)
+            .map_err(|e| failure(ErrorKind::Failed, e.to_string()))?;
+        let bytes = std::fs::read(invocation.output_dir.join(relative)).map_err(|e| {
+            failure(
+                ErrorKind::Failed,
+                format!("cannot read output {relative}: {e}"),
+            )
+        })?;
+        let url = format!("{prefix}/{key}");
+        attempt.inputs.put(&url, bytes.into()).await?;
+        outputs.push(url);
+    }
     let value = attempt
         .inputs
-        .result_value(result, &attempt.job, task, &attempt.limits)
+        .result_value(
+            result.unwrap_or_default(),
+            &attempt.job,
+            task,
+            &attempt.limits,
+            false,
+            false,
+        )
         .await?;
     Ok(Produced { value, outputs })
 }
 
-/// Uploads the attempt's logs to `OUTPUT/<task key>/_logs/`. An empty log
-/// is uploaded only on a retry, where it must replace what an earlier
-/// attempt left there; a first attempt skips it (most commands leave one or
-/// both streams empty, and each upload is a store request).
-async fn upload_logs(attempt: &Attempt, prefix: &str, log_dir: &Path) -> Result<(), TaskError> {
-    let task = &attempt.assignment.task;
-    let first_attempt = attempt.assignment.attempt <= 1;
-    for name in LOGS {
-        let Ok(bytes) = std::fs::read(log_dir.join(name)) else {
-            continue;
-        };
-        if bytes.is_empty() && first_attempt {
-            continue;
-        }
-        let key = output_object_key(&task.key, &format!("_logs/{name}"))
-            .map_err(|e| failure(ErrorKind::Failed, e.to_string()))?;
-        attempt
-            .inputs
-            .put(&format!("{prefix}/{key}"), bytes)
-            .await?;
-    }
-    Ok(())
+/// Where a log goes under the task's output directory.
+fn log_path(name: &str) -> String {
+    format!("_logs/{name}")
+}
+
+/// The attempt's logs that are not empty. Empty ones are not uploaded; the
+/// clean-up before the upload removes any an earlier attempt left.
+fn read_logs(log_dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
+    LOGS.iter()
+        .filter_map(|name| {
+            let bytes = std::fs::read(log_dir.join(name)).ok()?;
+            (!bytes.is_empty()).then_some((*name, bytes))
+        })
+        .collect()
 }
 
 /// What the command attempts of a worker share: the directories they run

@@ -1,7 +1,7 @@
 //! One attempt of one task: stage inputs, run the function (or command),
 //! turn the result into a [`Value`], and report.
 
-use crate::inputs::Inputs;
+use crate::inputs::{Inputs, Prefetch};
 use crate::registry::{Registry, TaskContext};
 use quarry_proto::{
     ErrorKind, JobSpec, Limits, TaskAssignment, TaskError, TaskOutcome, TaskReport, TaskStats,
@@ -21,6 +21,8 @@ pub(crate) struct Attempt {
     pub(crate) inputs: Arc<Inputs>,
     pub(crate) limits: Limits,
     pub(crate) scratch_root: PathBuf,
+    /// Its inputs, if they were fetched ahead.
+    pub(crate) prefetch: Option<Prefetch>,
 }
 
 /// What an attempt produced before it is reported.
@@ -39,7 +41,10 @@ pub(crate) fn failure(kind: ErrorKind, message: impl Into<String>) -> TaskError 
 /// Runs one attempt to its report. When `cancelled` turns true the attempt
 /// is dropped where it stands, which kills a running command's process
 /// group.
-pub(crate) async fn execute(attempt: Attempt, mut cancelled: watch::Receiver<bool>) -> TaskReport {
+pub(crate) async fn execute(
+    mut attempt: Attempt,
+    mut cancelled: watch::Receiver<bool>,
+) -> TaskReport {
     let started = Instant::now();
     let mut stats = TaskStats::default();
     let scratch = attempt.scratch_root.join(format!(
@@ -47,7 +52,7 @@ pub(crate) async fn execute(attempt: Attempt, mut cancelled: watch::Receiver<boo
         attempt.assignment.task.id.0, attempt.assignment.attempt
     ));
     let result = tokio::select! {
-        result = run(&attempt, &scratch, &mut stats) => result,
+        result = run(&mut attempt, &scratch, &mut stats) => result,
         _ = cancelled.wait_for(|c| *c) => Err(failure(ErrorKind::Cancelled, "cancelled")),
     };
     let outcome = match result {
@@ -71,12 +76,15 @@ pub(crate) async fn execute(attempt: Attempt, mut cancelled: watch::Receiver<boo
 }
 
 async fn run(
-    attempt: &Attempt,
+    attempt: &mut Attempt,
     scratch: &std::path::Path,
     stats: &mut TaskStats,
 ) -> Result<Produced, TaskError> {
     let task = attempt.assignment.task.clone();
-    let staged = attempt.inputs.stage(&task, &attempt.job, stats).await?;
+    let staged = attempt
+        .inputs
+        .stage(&task, &attempt.job, stats, attempt.prefetch.take())
+        .await?;
     let timeout = task.timeout_ms.map(Duration::from_millis);
     if task.function == crate::command::COMMAND_FUNCTION {
         return crate::command::run(attempt, &staged, scratch, timeout).await;
@@ -131,7 +139,14 @@ async fn run(
     drop(staged);
     let value = attempt
         .inputs
-        .result_value(bytes, &attempt.job, &task, &attempt.limits)
+        .result_value(
+            bytes,
+            &attempt.job,
+            &task,
+            &attempt.limits,
+            attempt.registry.wants_binary(&task.function),
+            true,
+        )
         .await?;
     Ok(Produced {
         value,

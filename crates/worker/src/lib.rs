@@ -26,4 +26,7 @@ mod slots;
 
 pub use builtins::inc;
 pub use registry::{Registry, Shard, TaskContext};
-pub use runtime::{machine_host_name, run_worker, WorkerError, WorkerOptions, DEFAULT_DRAIN_GRACE};
+pub use runtime::{
+    machine_host_name, run_worker, WorkerError, WorkerOptions, DEFAULT_DRAIN_GRACE,
+    DEFAULT_PREFETCH_BYTES,
+};

@@ -61,7 +61,7 @@ impl Collector for WorkerCollector {
         series(
             e,
             "quarry_worker_cache",
-            "Bytes the shard cache holds",
+            "Bytes of blocks the shard cache holds",
             Some(&Unit::Bytes),
             &ConstGauge::new(usage.stored_bytes as i64),
             name,
@@ -77,7 +77,7 @@ impl Collector for WorkerCollector {
         series(
             e,
             "quarry_worker_cache_objects",
-            "Objects the shard cache holds",
+            "Objects with blocks in the shard cache",
             None,
             &ConstGauge::new(usage.entries as i64),
             name,
@@ -85,7 +85,7 @@ impl Collector for WorkerCollector {
         series(
             e,
             "quarry_worker_cache_objects_in_use",
-            "Cached objects pinned by running attempts",
+            "Cached objects with blocks pinned by running attempts",
             None,
             &ConstGauge::new(usage.pinned_entries as i64),
             name,
@@ -93,16 +93,16 @@ impl Collector for WorkerCollector {
         series(
             e,
             "quarry_worker_cache_evictions",
-            "Objects evicted from the shard cache to make room",
+            "Blocks evicted from the shard cache to make room",
             None,
-            &ConstCounter::new(usage.evictions),
+            &ConstCounter::new(usage.evicted_blocks),
             name,
         )?;
         series(
             e,
             "quarry_worker_download",
-            "Bytes downloaded from the object store into the shard cache (its rate is the \
-             download throughput)",
+            "Bytes of blocks downloaded from the object store into the shard cache (its \
+             rate is the download throughput)",
             Some(&Unit::Bytes),
             &ConstCounter::new(usage.downloaded_bytes),
             name,

@@ -2,7 +2,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,6 +90,8 @@ pub(crate) type ErasedFn = dyn Fn(&TaskContext, &[u8]) -> Result<Vec<u8>, String
 #[derive(Clone, Default)]
 pub struct Registry {
     functions: HashMap<String, Arc<ErasedFn>>,
+    /// Functions whose large results are stored as MessagePack.
+    binary_results: HashSet<String>,
 }
 
 impl Registry {
@@ -129,6 +131,21 @@ impl Registry {
         };
         self.functions.insert(name.to_string(), Arc::new(erased));
         self
+    }
+
+    /// Stores the large results of function `name` (those over the inline
+    /// cap, kept in the job's output prefix) as MessagePack
+    /// (`_result.msgpack`), exactly as encoded, instead of JSON
+    /// (`_result.json`). For results JSON cannot hold faithfully: raw
+    /// bytes, NaN or infinite floats, maps keyed by other than strings.
+    pub fn binary_results(mut self, name: &str) -> Registry {
+        self.binary_results.insert(name.to_string());
+        self
+    }
+
+    /// Whether function `name` asked for binary results.
+    pub(crate) fn wants_binary(&self, name: &str) -> bool {
+        self.binary_results.contains(name)
     }
 
     /// Registered names, sorted.

@@ -35,8 +35,16 @@ pub struct WorkerOptions {
     pub cache_dir: PathBuf,
     /// Shard cache capacity in bytes.
     pub cache_size: u64,
-    /// Objects larger than this are downloaded as parallel ranged GETs.
+    /// Runs of missing blocks larger than this are downloaded as parallel
+    /// ranged GETs (one per block).
     pub parallel_get_threshold: u64,
+    /// The shard cache's block size.
+    pub cache_block_size: u64,
+    /// Hash every cached block on every hit (not only after restarts and
+    /// outside modifications).
+    pub verify_cache_checksums: bool,
+    /// Most input bytes fetched ahead for queued tasks at once.
+    pub prefetch_bytes: u64,
     /// Scratch space for attempts (command working directories).
     pub scratch_dir: PathBuf,
     /// Drain after this long (plus up to `lifetime_stagger`), as
@@ -68,6 +76,9 @@ impl WorkerOptions {
             cache_dir: base.join("cache"),
             cache_size: 10 << 30,
             parallel_get_threshold: CacheConfig::new(0).parallel_threshold,
+            cache_block_size: CacheConfig::new(0).block_size,
+            verify_cache_checksums: false,
+            prefetch_bytes: DEFAULT_PREFETCH_BYTES,
             scratch_dir: base.join("scratch"),
             lifetime: None,
             lifetime_stagger: Duration::ZERO,
@@ -105,6 +116,9 @@ fn sanitize(name: &str) -> String {
         })
         .collect()
 }
+
+/// Input bytes a worker fetches ahead for its queued tasks by default.
+pub const DEFAULT_PREFETCH_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The worker stopped with an error.
 #[derive(Debug, Error)]

@@ -10,7 +10,7 @@
 //! loop only sends those that waited too long.
 
 use crate::execute::{execute, Attempt};
-use crate::inputs::Inputs;
+use crate::inputs::{Inputs, Prefetch};
 use crate::registry::Registry;
 use quarry_net::Connection;
 use quarry_proto::{encode_message, JobSpec, Limits, Message, TaskAssignment, TaskId, TaskReport};
@@ -51,6 +51,8 @@ struct Queued {
     job: Arc<JobSpec>,
     limits: Limits,
     cpus: u32,
+    /// Its inputs, being fetched ahead.
+    prefetch: Option<Prefetch>,
 }
 
 /// An attempt on a slot thread.
@@ -189,22 +191,29 @@ impl Slots {
         tasks: impl IntoIterator<Item = (TaskAssignment, Arc<JobSpec>)>,
         limits: &Limits,
     ) {
-        let mut state = self.shared.lock();
-        if state.draining {
-            // Never started: the scheduler requeues them when the worker
-            // says it drained.
+        // A draining worker starts nothing more: the scheduler requeues
+        // these when the worker says it drained.
+        if self.shared.lock().draining {
             return;
         }
-        let before = state.queue.len();
-        for (assignment, job) in tasks {
-            let cpus = assignment.task.cpus.clamp(1, self.nthreads);
-            state.queue.push_back(Queued {
+        // What waits behind running tasks is fetched while they run.
+        let env = &self.shared.env;
+        let tasks: Vec<Queued> = tasks
+            .into_iter()
+            .map(|(assignment, job)| Queued {
+                prefetch: env.inputs.prefetch(&env.runtime, &assignment.task, &job),
+                cpus: assignment.task.cpus.clamp(1, self.nthreads),
                 assignment,
                 job,
                 limits: limits.clone(),
-                cpus,
-            });
+            })
+            .collect();
+        let mut state = self.shared.lock();
+        if state.draining {
+            return;
         }
+        let before = state.queue.len();
+        state.queue.extend(tasks);
         let added = state.queue.len() - before;
         drop(state);
         if added == 1 {
@@ -359,6 +368,7 @@ fn slot_thread(shared: &Shared) {
             inputs: env.inputs.clone(),
             limits: queued.limits,
             scratch_root: env.scratch_root.clone(),
+            prefetch: queued.prefetch,
         };
         let report = env.runtime.block_on(execute(attempt, cancelled));
         let mut state = shared.lock();

@@ -136,23 +136,26 @@ fn jobs_table(jobs: &[JobInfo]) -> String {
 
 pub async fn jobs(args: JobsArgs) -> Result<ExitCode> {
     let scheduler = args.scheduler.resolve()?;
-    let client = scheduler.connect().await?;
-    let JobList { jobs, dropped } = client.list_jobs().await?;
-    let jobs = listed(jobs);
-    if args.json {
-        for job in &jobs {
-            println!("{}", job_json(job));
-        }
-    } else if jobs.is_empty() {
-        println!("no jobs on {}", scheduler.address);
-    } else {
-        print!("{}", jobs_table(&jobs));
-    }
-    if dropped > 0 {
-        // On stderr, so that --json output stays one job per line.
-        eprintln!("{}", dropped_line(dropped));
-    }
-    Ok(ExitCode::SUCCESS)
+    scheduler
+        .with_client(async |client| {
+            let JobList { jobs, dropped } = client.list_jobs().await?;
+            let jobs = listed(jobs);
+            if args.json {
+                for job in &jobs {
+                    println!("{}", job_json(job));
+                }
+            } else if jobs.is_empty() {
+                println!("no jobs on {}", scheduler.address);
+            } else {
+                print!("{}", jobs_table(&jobs));
+            }
+            if dropped > 0 {
+                // On stderr, so that --json output stays one job per line.
+                eprintln!("{}", dropped_line(dropped));
+            }
+            Ok(ExitCode::SUCCESS)
+        })
+        .await
 }
 
 /// What `quarry jobs` says about jobs dropped after their retention.
@@ -166,103 +169,112 @@ fn dropped_line(dropped: u64) -> String {
 
 pub async fn status(args: StatusArgs) -> Result<ExitCode> {
     let scheduler = args.scheduler.resolve()?;
-    let client = scheduler.connect().await?;
-    let Some(name) = &args.job else {
-        let workers = client.workers().await?;
-        let JobList { jobs, dropped } = client.list_jobs().await?;
-        let jobs = listed(jobs);
+    scheduler
+        .with_client(async |client| {
+        let Some(name) = &args.job else {
+            let workers = client.workers().await?;
+            let JobList { jobs, dropped } = client.list_jobs().await?;
+            let jobs = listed(jobs);
+            if args.json {
+                let workers: Vec<serde_json::Value> = workers
+                    .iter()
+                    .map(|w| serde_json::json!({"id": w.id.to_string(), "name": w.name}))
+                    .collect();
+                let jobs: Vec<serde_json::Value> = jobs.iter().map(job_json).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"workers": workers, "jobs": jobs, "dropped_jobs": dropped})
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("scheduler: {}", scheduler.address);
+            println!("workers:   {}", workers.len());
+            for worker in &workers {
+                println!("  {}  {}", worker.id, worker.name);
+            }
+            let running = jobs.iter().filter(|j| j.state == JobState::Running).count();
+            println!("jobs:      {} ({running} running)", jobs.len());
+            if !jobs.is_empty() {
+                print!("{}", jobs_table(&jobs));
+            }
+            if dropped > 0 {
+                println!("{}", dropped_line(dropped));
+            }
+            return Ok(ExitCode::SUCCESS);
+        };
+        let info = find_job(client, name).await?;
         if args.json {
-            let workers: Vec<serde_json::Value> = workers
-                .iter()
-                .map(|w| serde_json::json!({"id": w.id.to_string(), "name": w.name}))
-                .collect();
-            let jobs: Vec<serde_json::Value> = jobs.iter().map(job_json).collect();
-            println!(
-                "{}",
-                serde_json::json!({"workers": workers, "jobs": jobs, "dropped_jobs": dropped})
-            );
+            println!("{}", job_json(&info));
             return Ok(ExitCode::SUCCESS);
         }
-        println!("scheduler: {}", scheduler.address);
-        println!("workers:   {}", workers.len());
-        for worker in &workers {
-            println!("  {}  {}", worker.id, worker.name);
-        }
-        let running = jobs.iter().filter(|j| j.state == JobState::Running).count();
-        println!("jobs:      {} ({running} running)", jobs.len());
-        if !jobs.is_empty() {
-            print!("{}", jobs_table(&jobs));
-        }
-        if dropped > 0 {
-            println!("{}", dropped_line(dropped));
-        }
-        return Ok(ExitCode::SUCCESS);
-    };
-    let info = find_job(&client, name).await?;
-    if args.json {
-        println!("{}", job_json(&info));
-        return Ok(ExitCode::SUCCESS);
-    }
-    let c = &info.counts;
-    println!("job:       {} ({})", info.id, info.name);
-    println!("state:     {}", state_text(info.state));
-    println!("elapsed:   {}", duration_text(info.elapsed_ms));
-    println!(
-        "tasks:     {} total · {} done · {} failed · {} cancelled · {} running · {} queued",
-        c.total,
-        c.done,
-        c.failed,
-        c.cancelled,
-        c.running,
-        c.queued + c.assigned
-    );
-    println!("progress:  {}", progress_line(&info));
-    println!("locality:  {}", locality_line(&info));
-    println!(
-        "bytes:     {} from cache, {} from store",
-        HumanBytes(info.stats.bytes_from_cache),
-        HumanBytes(info.stats.bytes_from_store)
-    );
-    Ok(ExitCode::SUCCESS)
+        let c = &info.counts;
+        println!("job:       {} ({})", info.id, info.name);
+        println!("state:     {}", state_text(info.state));
+        println!("elapsed:   {}", duration_text(info.elapsed_ms));
+        println!(
+            "tasks:     {} total · {} done · {} failed · {} cancelled · {} running · {} queued",
+            c.total,
+            c.done,
+            c.failed,
+            c.cancelled,
+            c.running,
+            c.queued + c.assigned
+        );
+        println!("progress:  {}", progress_line(&info));
+        println!("locality:  {}", locality_line(&info));
+        println!(
+            "bytes:     {} from cache, {} from store",
+            HumanBytes(info.stats.bytes_from_cache),
+            HumanBytes(info.stats.bytes_from_store)
+        );
+        Ok(ExitCode::SUCCESS)
+        })
+        .await
 }
 
 pub async fn cancel(args: CancelArgs) -> Result<ExitCode> {
     let scheduler = args.scheduler.resolve()?;
-    let client = scheduler.connect().await?;
-    let info = find_job(&client, &args.job).await?;
-    if info.state != JobState::Running {
-        println!(
-            "job {} ({}) already {}; nothing to cancel",
-            info.id,
-            info.name,
-            state_text(info.state)
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    client.cancel_job(info.id)?.await?;
-    let after = find_job(&client, &info.id.to_string()).await?;
-    println!(
-        "cancelled job {} ({}): {} done, {} failed, {} cancelled of {}",
-        after.id,
-        after.name,
-        after.counts.done,
-        after.counts.failed,
-        after.counts.cancelled,
-        after.counts.total
-    );
-    Ok(ExitCode::SUCCESS)
+    scheduler
+        .with_client(async |client| {
+            let info = find_job(client, &args.job).await?;
+            if info.state != JobState::Running {
+                println!(
+                    "job {} ({}) already {}; nothing to cancel",
+                    info.id,
+                    info.name,
+                    state_text(info.state)
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            client.cancel_job(info.id)?.await?;
+            let after = find_job(client, &info.id.to_string()).await?;
+            println!(
+                "cancelled job {} ({}): {} done, {} failed, {} cancelled of {}",
+                after.id,
+                after.name,
+                after.counts.done,
+                after.counts.failed,
+                after.counts.cancelled,
+                after.counts.total
+            );
+            Ok(ExitCode::SUCCESS)
+        })
+        .await
 }
 
 pub async fn drain(args: DrainArgs) -> Result<ExitCode> {
     let scheduler = args.scheduler.resolve()?;
-    let client = scheduler.connect().await?;
-    client.drain_worker(&args.worker)?.await?;
-    println!(
-        "worker {} is draining: it finishes its running tasks, gives back the queued ones, \
-         then exits",
-        args.worker
-    );
-    Ok(ExitCode::SUCCESS)
+    scheduler
+        .with_client(async |client| {
+            client.drain_worker(&args.worker)?.await?;
+            println!(
+            "worker {} is draining: it finishes its running tasks, gives back the queued ones, \
+             then exits",
+            args.worker
+        );
+            Ok(ExitCode::SUCCESS)
+        })
+        .await
 }
 
 #[cfg(test)]

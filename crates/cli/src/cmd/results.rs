@@ -21,13 +21,18 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let client = args.scheduler.resolve()?.connect().await?;
-    let info = find_job(&client, &args.job).await?;
-    let rows = job_rows(&client, info.id).await?;
-    render(
-        &select(rows, &args.view)?,
-        args.format,
-        args.view.out.as_deref(),
-    )?;
-    Ok(ExitCode::SUCCESS)
+    let scheduler = args.scheduler.resolve()?;
+    let store = scheduler.stores();
+    scheduler
+        .with_client(async |client| {
+            let info = find_job(client, &args.job).await?;
+            let rows = job_rows(client, &store, info.id).await?;
+            render(
+                &select(rows, &args.view)?,
+                args.format,
+                args.view.out.as_deref(),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        })
+        .await
 }

@@ -2,7 +2,7 @@
 //! this process. Nothing to start first.
 
 use crate::jobs::load::load_or_report;
-use crate::jobs::progress::{exit_code, follow, summarize};
+use crate::jobs::progress::{exit_code, summarize};
 use crate::jobs::submit::submit_job;
 use crate::jobs::view::{render, select, Format, ViewArgs};
 use anyhow::{bail, Context, Result};
@@ -93,8 +93,9 @@ async fn run_job(
 ) -> Result<ExitCode> {
     let client = cluster.client().await?;
     let store = StoreResolver::from_env();
-    let submitted = submit_job(&client, &store, spec, |_| {}).await?;
-    let following = follow(&client, submitted.id, submitted.tasks);
+    let submitted = submit_job(&client, &store, spec).await?;
+    let (id, output) = (submitted.id, submitted.output.clone());
+    let following = submitted.follow(&client);
     tokio::pin!(following);
     let info = tokio::select! {
         info = &mut following => info?,
@@ -102,16 +103,16 @@ async fn run_job(
             // The commands run in process groups of their own, which a
             // terminal's Ctrl-C does not reach: cancelling the job is what
             // stops them.
-            eprintln!("interrupted: cancelling job {} and stopping its tasks", submitted.id);
-            client.cancel_job(submitted.id)?.await?;
+            eprintln!("interrupted: cancelling job {id} and stopping its tasks");
+            client.cancel_job(id)?.await?;
             match tokio::time::timeout(CANCEL_GRACE, &mut following).await {
                 Ok(info) => info?,
-                Err(_) => bail!("job {} did not stop within {CANCEL_GRACE:?}", submitted.id),
+                Err(_) => bail!("job {id} did not stop within {CANCEL_GRACE:?}"),
             };
             return Ok(ExitCode::from(INTERRUPTED_EXIT));
         }
     };
-    let rows = summarize(&client, &info, submitted.output.as_deref()).await?;
+    let rows = summarize(&client, &store, &info, output.as_deref()).await?;
     if let Some(format) = args.results {
         render(&select(rows, &args.view)?, format, args.view.out.as_deref())?;
     }

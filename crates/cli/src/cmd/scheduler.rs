@@ -43,6 +43,18 @@ pub struct Args {
     /// requeued [default: 15s].
     #[arg(long)]
     heartbeat_timeout: Option<Span>,
+    /// A worker that holds tasks it was sent but has started none of them,
+    /// and finished none, for this long loses them to the queue and gets no
+    /// work until it makes progress; `0s` turns this off [default: 2m].
+    #[arg(long)]
+    start_deadline: Option<Span>,
+    /// How long a failed task waits before its first retry; each further
+    /// retry waits twice as long, jittered by ±50% [default: 1s].
+    #[arg(long)]
+    retry_backoff: Option<Span>,
+    /// The longest wait before a retry (before jitter) [default: 1m].
+    #[arg(long)]
+    retry_backoff_max: Option<Span>,
     /// Largest frame accepted, in bytes [default: 1MiB].
     #[arg(long)]
     max_frame_bytes: Option<ByteSize>,
@@ -52,9 +64,23 @@ pub struct Args {
     /// Most tasks in one submission message [default: 10000].
     #[arg(long)]
     max_tasks_per_submit: Option<usize>,
-    /// Most connections from one peer address (or CURVE key) [default: 64].
+    /// Most client connections from one peer address (or CURVE key);
+    /// workers do not count [default: 1024].
     #[arg(long)]
     max_connections_per_peer: Option<usize>,
+    /// Most function names one worker may register; a worker listing more
+    /// is refused [default: 1024].
+    #[arg(long)]
+    max_worker_functions: Option<usize>,
+    /// Longest function, worker or host name a peer may register, in bytes
+    /// [default: 256].
+    #[arg(long)]
+    max_name_bytes: Option<usize>,
+    /// New sessions one peer address (or CURVE key) may open per second,
+    /// and at once; more are refused until the rate allows them, so a
+    /// flood cannot fill the scheduler. 0 is no limit [default: 200].
+    #[arg(long)]
+    new_sessions_per_second: Option<u32>,
     /// Journal file: every job, result and client session is recorded
     /// there, and a scheduler restarted with the same file gets them back
     /// (tasks that were running run again). Without it, a restart starts
@@ -224,9 +250,27 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
     if let Some(n) = settings.max_connections_per_peer {
         config.limits.max_connections_per_peer = n;
     }
+    if let Some(n) = settings.max_worker_functions {
+        config.hello_limits.max_worker_functions = n;
+    }
+    if let Some(n) = settings.max_name_bytes {
+        config.hello_limits.max_name_bytes = n;
+    }
+    if let Some(n) = settings.new_sessions_per_second {
+        config.hello_limits.new_sessions_per_second = n;
+    }
     if let Some(Span(timeout)) = settings.heartbeat_timeout {
         config.core.heartbeat_timeout_ms = timeout.as_millis() as u64;
         config.heartbeat_interval = (timeout / 5).max(Duration::from_millis(50));
+    }
+    if let Some(Span(deadline)) = settings.start_deadline {
+        config.core.start_deadline_ms = deadline.as_millis() as u64;
+    }
+    if let Some(Span(backoff)) = settings.retry_backoff {
+        config.core.retry_backoff_ms = backoff.as_millis() as u64;
+    }
+    if let Some(Span(max)) = settings.retry_backoff_max {
+        config.core.retry_backoff_max_ms = max.as_millis() as u64;
     }
     if let Some(path) = settings.journal {
         let mut journal = JournalConfig::new(path);
@@ -316,6 +360,18 @@ mod tests {
         );
         assert!(settings.job_retention.is_some());
         assert!(settings.journal_flush.is_some());
+        assert_eq!(settings.max_worker_functions, Some(1024));
+        assert_eq!(settings.max_name_bytes, Some(256));
+        assert_eq!(settings.new_sessions_per_second, Some(200));
+        assert_eq!(settings.retry_backoff, Some(Span(Duration::from_secs(1))));
+        assert_eq!(
+            settings.start_deadline,
+            Some(Span(Duration::from_secs(120)))
+        );
+        assert_eq!(
+            settings.retry_backoff_max,
+            Some(Span(Duration::from_secs(60)))
+        );
     }
 
     #[test]

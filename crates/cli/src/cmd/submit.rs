@@ -2,7 +2,7 @@
 
 use crate::jobs::connect::SchedulerArgs;
 use crate::jobs::load::load_or_report;
-use crate::jobs::progress::{exit_code, follow, summarize};
+use crate::jobs::progress::{exit_code, summarize};
 use crate::jobs::submit::submit_job;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -28,21 +28,38 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let scheduler = args.scheduler.resolve()?;
-    let client = scheduler.connect().await?;
     let store = scheduler.stores();
-    let submitted = submit_job(&client, &store, &spec, |_| {}).await?;
-    eprintln!(
-        "submitted job {} ({}): {} tasks to {}",
-        submitted.id, submitted.name, submitted.tasks, scheduler.address
-    );
-    if !args.watch {
-        // The id alone on stdout, for scripts: JOB=$(quarry submit job.yaml)
-        println!("{}", submitted.id);
-        submitted.leave_results_on_scheduler();
-        return Ok(ExitCode::SUCCESS);
-    }
-    let info = follow(&client, submitted.id, submitted.tasks).await?;
-    summarize(&client, &info, submitted.output.as_deref()).await?;
-    submitted.leave_results_on_scheduler();
-    Ok(exit_code(&info))
+    scheduler
+        .with_client(async |client| {
+            let submitted = submit_job(client, &store, &spec).await?;
+            let (id, name, output) = (
+                submitted.id,
+                submitted.name.clone(),
+                submitted.output.clone(),
+            );
+            if !args.watch {
+                let tasks = submitted.detach(client).await?;
+                eprintln!(
+                    "submitted job {id} ({name}): {tasks} tasks to {}",
+                    scheduler.address
+                );
+                // The id alone on stdout, for scripts: JOB=$(quarry submit job.yaml)
+                println!("{id}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            match submitted.task_count {
+                Some(tasks) => eprintln!(
+                    "submitting job {id} ({name}): {tasks} tasks to {}",
+                    scheduler.address
+                ),
+                None => eprintln!(
+                    "submitting job {id} ({name}) to {}, as its input is listed",
+                    scheduler.address
+                ),
+            }
+            let info = submitted.follow(client).await?;
+            summarize(client, &store, &info, output.as_deref()).await?;
+            Ok(exit_code(&info))
+        })
+        .await
 }

@@ -56,6 +56,17 @@ pub struct Args {
     /// (8 MiB each), smaller ones with one GET [default: 16MiB].
     #[arg(long)]
     pub parallel_get_threshold: Option<ByteSize>,
+    /// The shard cache's block: the unit it fetches, keeps and evicts.
+    /// Tasks that read chunks smaller than a block on different workers
+    /// each fetch the whole block, so keep it at or below the jobs'
+    /// chunk_size [default: 8MiB].
+    #[arg(long)]
+    pub cache_block_size: Option<ByteSize>,
+    /// Hash every cached block each time a task uses it, not only when its
+    /// file's size or modification time changed or the worker restarted;
+    /// a damaged block is fetched again [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub verify_cache_checksums: Option<bool>,
     /// Drain after this long, such as 1h (like dask-worker's --lifetime):
     /// finish the running tasks, give back the queued ones, exit 0.
     #[arg(long)]
@@ -156,6 +167,10 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
     if let Some(threshold) = settings.parallel_get_threshold {
         options.parallel_get_threshold = threshold.0;
     }
+    if let Some(block) = settings.cache_block_size {
+        options.cache_block_size = block.0.max(1);
+    }
+    options.verify_cache_checksums = settings.verify_cache_checksums.unwrap_or(false);
     options.lifetime = settings.lifetime.map(|span| span.0);
     if let Some(Span(stagger)) = settings.lifetime_stagger {
         options.lifetime_stagger = stagger;
@@ -459,6 +474,8 @@ mod tests {
             cache_dir: Some("/data/quarry/host-3".into()),
             cache_size: Some(ByteSize(50 << 30)),
             parallel_get_threshold: None,
+            cache_block_size: None,
+            verify_cache_checksums: Some(true),
             lifetime: Some(Span(Duration::from_secs(3600))),
             lifetime_stagger: None,
             drain_grace: Some(Span(Duration::from_secs(90))),
@@ -476,6 +493,7 @@ mod tests {
             "--host=dn3.example.com",
             "--cache-dir=/data/quarry/host-3",
             "--cache-size=53687091200",
+            "--verify-cache-checksums=true",
             "--lifetime=1h",
             "--drain-grace=1m 30s",
             "--metrics-addr=0.0.0.0:8790",

@@ -99,7 +99,6 @@ impl ClientSettings {
         let mut options = ClientOptions::new(self.address.clone());
         options.handshake_timeout = self.connect_timeout;
         options.reconnect_timeout = self.reconnect_timeout;
-        options.reconnect_timeout = self.reconnect_timeout;
         if let Some(curve) =
             keys::client_keys(self.server_key.as_deref(), self.key_file.as_deref())?
         {
@@ -108,6 +107,16 @@ impl ClientSettings {
         Client::connect_with(options)
             .await
             .with_context(|| format!("cannot connect to the scheduler at {}", self.address))
+    }
+
+    /// Connects, runs `body` with the client, then ends the session
+    /// whatever `body` returned, so that a short CLI call gives its
+    /// connection slot back at once.
+    pub async fn with_client<T>(&self, body: impl AsyncFnOnce(&Client) -> Result<T>) -> Result<T> {
+        let client = self.connect().await?;
+        let result = body(&client).await;
+        client.close().await;
+        result
     }
 
     /// The object stores, as the config file's `[store]` table and the

@@ -3,8 +3,9 @@
 use anyhow::{bail, Context, Result};
 use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use quarry_client::{Client, SessionState, SessionStatus};
-use quarry_manifest::ManifestRow;
+use quarry_manifest::{resolve_results, ManifestRow};
 use quarry_proto::{JobId, JobInfo, JobState};
+use quarry_store::StoreResolver;
 use std::time::{Duration, Instant};
 
 /// When stderr is not a terminal (CI logs), a plain progress line is
@@ -169,24 +170,39 @@ pub fn locality_line(info: &JobInfo) -> String {
     line
 }
 
-/// A job's rows as the scheduler holds them, one per task.
-pub async fn job_rows(client: &Client, job: JobId) -> Result<Vec<ManifestRow>> {
-    Ok(client
+/// Stored results (`_result.json`) up to this size are read into the rows
+/// shown; larger ones show their `result_ref`.
+const RESOLVE_RESULTS_UP_TO: u64 = 8 * 1024 * 1024;
+
+/// A job's rows as the scheduler holds them, one per task, with stored
+/// results read from the store into `result` (a result that cannot be read
+/// is reported on stderr and left empty).
+pub async fn job_rows(
+    client: &Client,
+    store: &StoreResolver,
+    job: JobId,
+) -> Result<Vec<ManifestRow>> {
+    let mut rows: Vec<ManifestRow> = client
         .results(job)
         .await?
         .iter()
         .map(ManifestRow::from_status)
-        .collect())
+        .collect();
+    for problem in resolve_results(store, &mut rows, RESOLVE_RESULTS_UP_TO).await {
+        eprintln!("warning: {problem}");
+    }
+    Ok(rows)
 }
 
 /// Reads a finished job's rows from the scheduler and prints its summary
 /// (see [`print_summary`]); returns the rows.
 pub async fn summarize(
     client: &Client,
+    store: &StoreResolver,
     info: &JobInfo,
     output: Option<&str>,
 ) -> Result<Vec<ManifestRow>> {
-    let rows = job_rows(client, info.id).await?;
+    let rows = job_rows(client, store, info.id).await?;
     print_summary(info, output, &rows);
     Ok(rows)
 }

@@ -168,19 +168,25 @@ fn csv_field(text: &str) -> String {
 
 fn csv(rows: &[ManifestRow]) -> String {
     let mut text = String::from(
-        "key,task_id,params,state,result,outputs,worker,attempts,duration_ms,\
-         bytes_from_cache,bytes_from_store,error\n",
+        "key,task_id,params,input,input_etag,input_range,state,result,result_ref,\
+         result_format,outputs,worker,attempts,duration_ms,bytes_from_cache,bytes_from_store,\
+         error\n",
     );
     for row in rows {
         let fields = [
             row.key.clone(),
             row.task_id.to_string(),
             row.params.to_string(),
+            row.input.clone().unwrap_or_default(),
+            row.input_etag.clone().unwrap_or_default(),
+            row.input_range.clone().unwrap_or_default(),
             row.state.clone(),
             row.result
                 .as_ref()
                 .map(Value::to_string)
                 .unwrap_or_default(),
+            row.result_ref.clone().unwrap_or_default(),
+            row.result_format.clone().unwrap_or_default(),
             Value::from(row.outputs.clone()).to_string(),
             row.worker.clone().unwrap_or_default(),
             row.attempts.to_string(),
@@ -223,13 +229,12 @@ fn table(rows: &[ManifestRow]) -> String {
     let cells: Vec<[String; 10]> = rows
         .iter()
         .map(|row| {
-            let result = match (&row.result, &row.error) {
-                (Some(Value::Object(r)), _) if r.len() == 1 && r.contains_key("ref") => {
-                    r["ref"].as_str().unwrap_or_default().to_owned()
-                }
-                (Some(result), _) => result.to_string(),
-                (None, Some(error)) => format!("error: {error}"),
-                (None, None) => String::new(),
+            let result = match (&row.result, &row.result_ref, &row.error) {
+                (Some(result), _, _) => result.to_string(),
+                // Too large to read in: where it is.
+                (None, Some(url), _) => url.clone(),
+                (None, None, Some(error)) => format!("error: {error}"),
+                (None, None, None) => String::new(),
             };
             let params = match &row.params {
                 Value::Object(map) if map.is_empty() => String::new(),
@@ -282,8 +287,14 @@ mod tests {
             key: key.into(),
             task_id: key.len() as u64,
             params: json!({"depth": key.len()}),
+            input: None,
+            input_etag: None,
+            input_range: None,
             state: state.into(),
+            result_format: result.is_some().then(|| "inline".into()),
             result,
+            result_ref: None,
+            stored_result: None,
             outputs: vec!["file:///o/a,b".into()],
             worker: Some("w".into()),
             attempts: 1,
@@ -339,7 +350,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[1],
-            r#"k,1,"{""depth"":1}",done,"{""a"":1,""b"":""x,y""}","[""file:///o/a,b""]",w,1,1500,0,2048,"#
+            r#"k,1,"{""depth"":1}",,,,done,"{""a"":1,""b"":""x,y""}",,inline,"[""file:///o/a,b""]",w,1,1500,0,2048,"#
         );
     }
 

@@ -49,10 +49,89 @@ impl Core {
         let Some(t) = self.current_attempt(w, id, attempt) else {
             return;
         };
+        self.made_progress(w, now);
         if self.tasks[t as usize].state == TaskState::Assigned {
             self.set_state(t, TaskState::Running);
             self.tasks[t as usize].timer = now;
         }
+    }
+
+    /// Worker `w` started or finished a task: the start deadline counts
+    /// from now, and a stalled worker serves its functions again.
+    fn made_progress(&mut self, w: u32, now: Millis) {
+        let worker = &mut self.workers[w as usize];
+        worker.progress_at = now;
+        if !std::mem::take(&mut worker.stalled) || worker.draining {
+            return;
+        }
+        debug!(worker = %worker.id, name = %worker.name, "stalled worker made progress");
+        let slots = worker.slots;
+        for i in 0..self.workers[w as usize].functions.len() {
+            let f = self.workers[w as usize].functions[i];
+            self.functions[f as usize].add_worker(w, slots);
+        }
+        self.refresh_open(w);
+        self.dispatch_pending = true;
+    }
+
+    /// Takes back the unstarted tasks of live workers that hold some, run
+    /// none, and made no progress within the start deadline; those
+    /// workers are stalled until they make progress.
+    pub(super) fn check_start_deadlines(&mut self, now: Millis, out: &mut Vec<Command>) {
+        let deadline = self.config.start_deadline_ms;
+        if deadline == 0 {
+            return;
+        }
+        let stalled: Vec<u32> = (0..self.workers.len() as u32)
+            .filter(|&w| {
+                let worker = &self.workers[w as usize];
+                worker.live
+                    && !worker.draining
+                    && !worker.stalled
+                    && !worker.tasks.is_empty()
+                    && now.saturating_sub(worker.progress_at) >= deadline
+                    && worker
+                        .tasks
+                        .iter()
+                        .all(|&t| self.tasks[t as usize].state == TaskState::Assigned)
+            })
+            .collect();
+        for w in stalled {
+            self.stall_worker(w, now, out);
+        }
+    }
+
+    /// Requeues what stalled worker `w` was sent (telling it to drop it) and
+    /// takes it out of placement until it makes progress.
+    fn stall_worker(&mut self, w: u32, now: Millis, out: &mut Vec<Command>) {
+        let worker = &mut self.workers[w as usize];
+        debug!(worker = %worker.id, name = %worker.name, tasks = worker.tasks.len(), "worker stalled: none of its tasks started within the start deadline");
+        worker.stalled = true;
+        let id = worker.id;
+        let slots = worker.slots;
+        let held: Vec<u32> = worker.tasks.iter().copied().collect();
+        let tasks = &self.tasks;
+        let waiting_for_it = worker.local.drain_live(|e| {
+            let task = &tasks[e.task as usize];
+            task.state == TaskState::Queued && task.ticket == e.ticket
+        });
+        for i in 0..self.workers[w as usize].functions.len() {
+            let f = self.workers[w as usize].functions[i];
+            self.functions[f as usize].remove_worker(w, slots);
+        }
+        self.refresh_open(w);
+        for entry in waiting_for_it.iter().rev() {
+            self.place(entry.task, true, now);
+        }
+        for &t in held.iter().rev() {
+            self.take_off_worker(t);
+            out.push(Command::CancelOnWorker {
+                worker: id,
+                task: self.tasks[t as usize].spec.id(),
+            });
+            self.requeue(t, now);
+        }
+        self.dispatch_pending = true;
     }
 
     pub(super) fn task_finished(
@@ -68,6 +147,7 @@ impl Core {
         let Some(t) = self.current_attempt(w, report.task, report.attempt) else {
             return;
         };
+        self.made_progress(w, now);
         let task = &self.tasks[t as usize];
         let duration = if task.state == TaskState::Running {
             now.saturating_sub(task.timer)
@@ -113,7 +193,7 @@ impl Core {
                         error = %error.message,
                         "attempt failed, retrying"
                     );
-                    self.requeue(t, now);
+                    self.retry_later(t, now);
                 } else {
                     self.finalize(t, TaskState::Failed, TaskOutcome::Err(error), now, out);
                 }
@@ -159,6 +239,53 @@ impl Core {
     fn requeue(&mut self, t: u32, now: Millis) {
         self.set_state(t, TaskState::Queued);
         self.place(t, true, now);
+    }
+
+    /// Queues the retry of a task whose attempt failed once its backoff
+    /// (see [`crate::CoreConfig::retry_backoff_ms`]) has passed; until then
+    /// it is queued but offered to no worker.
+    fn retry_later(&mut self, t: u32, now: Millis) {
+        let delay = self.retry_delay(t);
+        if delay == 0 {
+            return self.requeue(t, now);
+        }
+        self.set_state(t, TaskState::Queued);
+        let task = &mut self.tasks[t as usize];
+        task.ticket = task.ticket.wrapping_add(1);
+        self.backoff
+            .insert((now.saturating_add(delay), t, task.ticket));
+    }
+
+    /// How long task `t`, which just failed for the `errors`-th time, waits
+    /// before its retry: the backoff doubled per earlier failure, capped,
+    /// then jittered by a hash of the task and attempt (the core has no
+    /// randomness of its own, and replays stay reproducible).
+    fn retry_delay(&self, t: u32) -> u64 {
+        let base = self.config.retry_backoff_ms;
+        if base == 0 {
+            return 0;
+        }
+        let task = &self.tasks[t as usize];
+        let doublings = task.errors.saturating_sub(1).min(32);
+        let delay = base
+            .saturating_mul(1 << doublings)
+            .min(self.config.retry_backoff_max_ms.max(base));
+        let seed = task.spec.id().0 ^ (u64::from(task.attempt) << 48);
+        delay / 2 + mix(seed) % (delay + 1)
+    }
+
+    /// Queues the tasks whose retry backoff has passed by `now`.
+    pub(super) fn end_backoffs(&mut self, now: Millis) {
+        while let Some(&(not_before, t, ticket)) = self.backoff.first() {
+            if not_before > now {
+                break;
+            }
+            self.backoff.pop_first();
+            let task = &self.tasks[t as usize];
+            if task.state == TaskState::Queued && task.ticket == ticket {
+                self.place(t, true, now);
+            }
+        }
     }
 
     /// Ends a task for good and tells its owner and the job's watchers.
@@ -343,13 +470,22 @@ impl Core {
             task.state == TaskState::Queued && task.ticket == e.ticket
         });
         self.worker_index.remove(&worker.id);
+        if self.live_by_name.get(&worker.name) == Some(&w) {
+            self.live_by_name.remove(&worker.name);
+        }
         self.open_workers.remove(&w);
+        // A departed worker serves nothing: the slots of functions it
+        // alone named are freed. (A draining one left its functions already.)
+        let functions = std::mem::take(&mut worker.functions);
         if !worker.draining {
-            for &f in &worker.functions {
+            for &f in &functions {
                 self.functions[f as usize].remove_worker(w, worker.slots);
             }
         }
-        self.locality.remove_worker(w, cached.keys());
+        for f in functions {
+            self.release_function(f);
+        }
+        self.locality.remove_worker(w, &cached);
 
         // Pushed to the front in reverse, so they keep their order; held
         // tasks end up ahead of those that were only waiting.
@@ -391,6 +527,14 @@ impl Core {
             self.reclaim_worker(w);
         }
     }
+}
+
+/// A 64-bit mix of `x` (splitmix64's finalizer): well-spread jitter from
+/// consecutive task ids.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// Whether a failed attempt may be retried (within the task's retries):

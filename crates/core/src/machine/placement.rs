@@ -4,7 +4,7 @@
 
 use super::Core;
 use crate::change::Change;
-use crate::locality::{fnv1a, rendezvous_draw, rendezvous_score};
+use crate::locality::{fnv1a, rendezvous_draw, rendezvous_name, rendezvous_score};
 use crate::queue::{PriorityQueue, QueueEntry};
 use crate::task::{TaskState, TaskTable, NO_WORKER};
 use crate::worker::{host_key, same_host, Worker};
@@ -219,7 +219,7 @@ impl Core {
         let task = &self.tasks[t as usize];
         let inputs = task.inputs();
         let largest = inputs.iter().rev().max_by_key(|input| input.read_len())?;
-        let object_hash = fnv1a(&largest.object_key());
+        let object_hash = fnv1a(&rendezvous_name(largest));
         let function = &self.functions[task.function as usize];
         let job = &mut self.jobs[task.job as usize];
         // A worker is under the cap while its count is below
@@ -262,6 +262,7 @@ impl Core {
     pub(super) fn refresh_open(&mut self, w: u32) {
         let worker = &self.workers[w as usize];
         let has_room = worker.live
+            && !worker.stalled
             && !worker.draining
             && worker
                 .functions
@@ -446,6 +447,9 @@ impl Core {
     /// context, the first time the worker sees the job).
     fn assign(&mut self, w: u32, t: u32, now: Millis, out: &mut Vec<Command>) {
         let is_local = self.attempt_is_local(w, t);
+        if self.workers[w as usize].tasks.is_empty() {
+            self.workers[w as usize].progress_at = now;
+        }
         self.set_state(t, TaskState::Assigned);
         self.set_worker(t, w);
         let task = &mut self.tasks[t as usize];

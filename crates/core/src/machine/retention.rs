@@ -77,11 +77,13 @@ impl Core {
         for &t in &job.tasks {
             let task = &self.tasks[t as usize];
             self.task_index.remove(&task.spec.id());
-            let w = task.worker;
+            let (w, f) = (task.worker, task.function);
             self.tasks.remove(t);
             if w != NO_WORKER {
                 self.unref_worker(w);
             }
+            self.functions[f as usize].tasks -= 1;
+            self.release_function(f);
         }
         self.free_jobs.push(j);
         self.running_jobs.remove(&j);

@@ -4,8 +4,8 @@
 
 use quarry_core::{Command, Core, CoreConfig, Event, Millis};
 use quarry_proto::{
-    CacheEntry, ClientId, DataRef, ErrorKind, JobId, JobSpec, Pin, RequestId, TaskError, TaskId,
-    TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, WorkerId,
+    CacheEntry, ClientId, DataRef, EncodedTask, ErrorKind, JobId, JobSpec, Pin, RequestId,
+    TaskError, TaskId, TaskOutcome, TaskReport, TaskSpec, TaskStats, Value, WorkerId,
 };
 use std::sync::Arc;
 
@@ -77,10 +77,7 @@ impl Harness {
             functions: functions.iter().map(|f| f.to_string()).collect(),
             inventory: cached
                 .iter()
-                .map(|d| CacheEntry {
-                    object_key: d.object_key(),
-                    size: d.size,
-                })
+                .map(|d| CacheEntry::whole(d.object_key(), d.size))
                 .collect(),
             host: host.to_string(),
         })
@@ -103,7 +100,10 @@ impl Harness {
             client: ClientId(client),
             request: RequestId(0),
             job: job_id(client, job),
-            tasks,
+            tasks: tasks
+                .iter()
+                .map(|spec| EncodedTask::encode(spec).expect("encodable"))
+                .collect(),
         })
     }
 
@@ -254,11 +254,13 @@ pub fn error_of(outcome: &TaskOutcome) -> (ErrorKind, String) {
 }
 
 /// A config without prefetch and with a short locality wait, so tests see
-/// exactly `slots` tasks per worker.
+/// exactly `slots` tasks per worker. Retries are queued at once (tests of
+/// the backoff set it).
 pub fn no_prefetch() -> CoreConfig {
     CoreConfig {
         prefetch_per_slot: 0,
         prefetch_unmeasured_per_slot: 0,
+        retry_backoff_ms: 0,
         ..CoreConfig::default()
     }
 }

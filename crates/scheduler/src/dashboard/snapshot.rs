@@ -636,9 +636,12 @@ mod tests {
             tasks: ids
                 .iter()
                 .enumerate()
-                .map(|(t, &id)| TaskSpec {
-                    key: format!("key-{t}"),
-                    ..TaskSpec::new(id, "quarry.command", Vec::new())
+                .map(|(t, &id)| {
+                    EncodedTask::encode(&TaskSpec {
+                        key: format!("key-{t}"),
+                        ..TaskSpec::new(id, "quarry.command", Vec::new())
+                    })
+                    .unwrap()
                 })
                 .collect(),
         });

@@ -11,6 +11,45 @@ use serde_json::{Map, Number, Value};
 use std::fmt;
 use thiserror::Error;
 
+/// How a large result is stored in its object (the file name says which:
+/// `_result.json` or `_result.msgpack`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResultFormat {
+    /// JSON text, readable by any tool: the default.
+    Json,
+    /// MessagePack, exactly as the function encoded it: for functions that
+    /// ask for binary results (bytes, floats JSON cannot hold).
+    MessagePack,
+}
+
+impl ResultFormat {
+    /// The object name of a result in this format, under the task's output
+    /// directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ResultFormat::Json => "_result.json",
+            ResultFormat::MessagePack => "_result.msgpack",
+        }
+    }
+
+    /// The format of the result stored at `url`.
+    pub fn of_url(url: &str) -> ResultFormat {
+        if url.ends_with(".json") {
+            ResultFormat::Json
+        } else {
+            ResultFormat::MessagePack
+        }
+    }
+
+    /// How the manifest names it: `json` or `msgpack`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultFormat::Json => "json",
+            ResultFormat::MessagePack => "msgpack",
+        }
+    }
+}
+
 /// Bytes that are not one complete MessagePack value.
 #[derive(Debug, Error)]
 #[error("the value is not valid MessagePack: {0}")]
