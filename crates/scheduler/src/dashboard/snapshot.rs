@@ -296,7 +296,7 @@ impl Observer {
                         }
                     }
                 }
-                Command::DropWorker { worker } => {
+                Command::DropWorker { worker } | Command::WorkerReplaced { worker, .. } => {
                     self.worker_names.remove(worker);
                 }
                 _ => {}
@@ -724,6 +724,12 @@ mod tests {
         let text = l.metrics.encode();
         assert!(!text.contains(&format!("job=\"{}\"", job(0))), "{text}");
         assert!(text.contains(&format!("job=\"{}\"", job(1))), "{text}");
+        drop(s);
+        // A worker that leaves is forgotten by name too.
+        l.send(Event::WorkerLeft {
+            worker: WorkerId(1),
+        });
+        assert!(l.observer.worker_names.is_empty());
     }
 
     #[test]
