@@ -5,7 +5,8 @@
 //! every page. The scraped series are parsed and checked against what the
 //! jobs did (tasks, bytes, downloads), the JSON under `/api/` against the
 //! jobs, and each page against what it renders; a screenshot of each page
-//! is kept under `target/dashboard-screenshots/`. A retention of one
+//! is kept under `target/dashboard-screenshots/`. The journal's series
+//! follow its file. A retention of one
 //! finished job then drops the first job, and its per-job series go.
 //!
 //! Build the binary first: `cargo build -p quarry-cli`.
@@ -257,6 +258,8 @@ fn metrics_api_and_pages_follow_real_jobs() {
     .unwrap();
 
     let endpoint = free_loopback_endpoint();
+    let journal = dir.path().join("scheduler.journal");
+    let journal_arg = journal.display().to_string();
     let scheduler = quarry(
         "scheduler",
         &[
@@ -267,6 +270,8 @@ fn metrics_api_and_pages_follow_real_jobs() {
             "127.0.0.1:0",
             "--job-retention",
             "1",
+            "--journal",
+            &journal_arg,
         ],
     );
     let dashboard = http_address(&scheduler.wait_for_line("dashboard at http://"));
@@ -378,6 +383,27 @@ fn metrics_api_and_pages_follow_real_jobs() {
         files
     );
     assert!(sample(&metrics, "quarry_scheduler_tick_duration_seconds_count") > 0.0);
+    // The journal: every submission was synced before it was accepted.
+    assert!(
+        sample(
+            &metrics,
+            "quarry_scheduler_journal_flush_duration_seconds_count"
+        ) >= 1.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "quarry_scheduler_journal_flush_duration_seconds_count"
+        ),
+        sample(
+            &metrics,
+            "quarry_scheduler_journal_flush_duration_seconds_bucket{le=\"+Inf\"}"
+        )
+    );
+    wait_until("the journal's size in /metrics to match its file", || {
+        let file = std::fs::metadata(&journal).unwrap().len() as f64;
+        sample(&scrape(&dashboard), "quarry_scheduler_journal_bytes") == file
+    });
     assert_eq!(
         sample(&metrics, "quarry_scheduler_workers{state=\"idle\"}"),
         2.0

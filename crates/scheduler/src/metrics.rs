@@ -411,17 +411,15 @@ impl Collector for JournalCollector {
             None,
             compactions.metric_type(),
         )?)?;
+        // Per-bucket counts: the encoder accumulates them.
         let latency = &state.sync_latency;
-        let mut cumulative = 0;
         let mut buckets: Vec<(f64, u64)> = SYNC_LATENCY_BOUNDS
             .iter()
+            .copied()
             .zip(latency.buckets)
-            .map(|(&bound, n)| {
-                cumulative += n;
-                (bound, cumulative)
-            })
             .collect();
-        buckets.push((f64::INFINITY, latency.count));
+        let bounded: u64 = latency.buckets.iter().sum();
+        buckets.push((f64::INFINITY, latency.count - bounded));
         let mut metric = encoder.encode_descriptor(
             "quarry_scheduler_journal_flush_duration",
             "Time each fdatasync of the journal took",
@@ -578,7 +576,9 @@ mod tests {
             bytes: 4096,
             ..WriterState::default()
         };
-        journal.sync_latency.observe(Duration::from_micros(1500));
+        for took in [1500, 1800, 400, 5_000_000] {
+            journal.sync_latency.observe(Duration::from_micros(took));
+        }
         metrics.set_totals(
             &jobs,
             &Totals {
@@ -610,13 +610,21 @@ mod tests {
         assert_eq!(v("quarry_scheduler_jobs_forgotten_total"), Some(2.0));
         assert_eq!(v("quarry_scheduler_tasks_forgotten_total"), Some(20.0));
         assert_eq!(v("quarry_scheduler_journal_bytes"), Some(4096.0));
+        // Cumulative buckets; the 5 s sync is past the last bound.
+        for (le, n) in [
+            ("0.0005", 1.0),
+            ("0.001", 1.0),
+            ("0.002", 3.0),
+            ("2.0", 3.0),
+            ("+Inf", 4.0),
+        ] {
+            let series =
+                format!("quarry_scheduler_journal_flush_duration_seconds_bucket{{le=\"{le}\"}}");
+            assert_eq!(v(&series), Some(n), "{text}");
+        }
         assert_eq!(
-            v("quarry_scheduler_journal_flush_duration_seconds_bucket{le=\"0.002\"}"),
-            Some(1.0)
-        );
-        assert_eq!(
-            v("quarry_scheduler_journal_flush_duration_seconds_bucket{le=\"0.001\"}"),
-            Some(0.0)
+            v("quarry_scheduler_journal_flush_duration_seconds_count"),
+            Some(4.0)
         );
         assert_eq!(
             v("quarry_scheduler_task_duration_seconds_count{function=\"inc\"}"),
