@@ -45,7 +45,9 @@ pub use captured::{worker_args, CapturedProcess};
 pub use error::{HarnessError, Result};
 pub use fault_proxy::{Fault, FaultProxy, ProxyStats};
 pub use hdfs::{HdfsBlock, HdfsFile, MiniDfs, MiniDfsOptions};
-pub use minio::{minio_binary_path, tools_dir, MinioServer, MINIO_BIN_ENV, TOOLS_DIR_ENV};
+pub use minio::{
+    minio_binary_path, tools_dir, MinioServer, MINIO_BIN_ENV, MINIO_METRICS_REFRESH, TOOLS_DIR_ENV,
+};
 /// The signal type [`ChildGuard::signal_group`] takes, so tests need not depend on nix.
 pub use nix::sys::signal::Signal;
 pub use process::free_loopback_endpoint;

@@ -15,6 +15,10 @@ use crate::process::ChildGuard;
 
 /// Environment variable naming the MinIO binary explicitly.
 pub const MINIO_BIN_ENV: &str = "QUARRY_MINIO_BIN";
+
+/// How often MinIO refreshes the metrics [`MinioServer::s3_bytes_sent`]
+/// reads, with a margin.
+pub const MINIO_METRICS_REFRESH: std::time::Duration = std::time::Duration::from_secs(11);
 /// Environment variable naming the directory `scripts/minio.sh` installs tools
 /// into (default `$HOME/.cache/quarry/bin`).
 pub const TOOLS_DIR_ENV: &str = "QUARRY_TOOLS_DIR";
@@ -140,6 +144,9 @@ impl MinioServer {
             .env("MINIO_UPDATE", "off")
             // Allows a data directory on the root drive, as in CI.
             .env("MINIO_CI_CD", "on")
+            // Its own byte counters, readable without a token
+            // ([`MinioServer::s3_bytes_sent`]).
+            .env("MINIO_PROMETHEUS_AUTH_TYPE", "public")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_for_stderr);
@@ -190,6 +197,31 @@ impl MinioServer {
             }
         }
         Ok(())
+    }
+
+    /// MinIO's own count of bytes it sent over S3
+    /// (`minio_s3_traffic_sent_bytes` on its node metrics). MinIO refreshes
+    /// the figure every 10 s: wait [`MINIO_METRICS_REFRESH`] after the
+    /// traffic to be counted, before reading it.
+    pub async fn s3_bytes_sent(&self) -> Result<u64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let io = || HarnessError::io("reading MinIO's metrics");
+        let mut stream = tokio::net::TcpStream::connect(self.address())
+            .await
+            .map_err(io())?;
+        let request = format!(
+            "GET /minio/v2/metrics/node HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.address()
+        );
+        stream.write_all(request.as_bytes()).await.map_err(io())?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.map_err(io())?;
+        let sent: f64 = response
+            .lines()
+            .filter(|line| line.starts_with("minio_s3_traffic_sent_bytes"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        Ok(sent as u64)
     }
 
     /// The S3 endpoint, e.g. `http://127.0.0.1:40123`.

@@ -657,3 +657,26 @@ fn run_leaves_a_manifest_and_a_marker() {
         .collect();
     assert_eq!(failed_keys, ["00001"]);
 }
+
+#[test]
+fn a_job_whose_manifest_cannot_be_written_fails_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // The output prefix is writable when the job is checked and starts;
+    // the task then puts a directory where the manifest goes.
+    write(
+        &dir.path().join("blocked.yaml"),
+        &r#"
+name: blocked
+items: [a]
+command: [sh, -c, "mkdir -p OUT/_quarry/manifest.parquet/x && echo '{{}}'"]
+output: ./out/
+"#
+        .replace("OUT", &out.display().to_string()),
+    );
+    let output = quarry(dir.path(), &["run", "blocked.yaml", "--workers", "1"]);
+    let stderr = text(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "reported success:\n{stderr}");
+    assert!(stderr.contains("manifest"), "does not say why:\n{stderr}");
+    assert!(!out.join("_SUCCESS").exists(), "_SUCCESS was written");
+}

@@ -17,7 +17,7 @@ use quarry::parts::client::MapPrefixOptions;
 use quarry::parts::proto::{DataRef, Pin, TaskOutcome, Value};
 use quarry::parts::store::{StoreConfig, StoreResolver};
 use quarry::{Client, ClientOptions, JobOptions};
-use quarry_integration::{quarry_bin, ChildGuard, FaultProxy, MinioServer};
+use quarry_integration::{quarry_bin, ChildGuard, FaultProxy, MinioServer, MINIO_METRICS_REFRESH};
 use tempfile::TempDir;
 
 mod common;
@@ -323,6 +323,62 @@ async fn put_stores_identical_content_once() {
     let other = client.put_bytes(b"different".to_vec()).await.unwrap();
     assert_ne!(other.url, first.url);
     assert_eq!(minio.list_keys("cas", "staging/").await.unwrap().len(), 2);
+}
+
+/// A line count over one large object in 32 MiB chunks on two workers
+/// reads it from MinIO about once, as MinIO itself counts the bytes it
+/// sent (256 MiB here, to keep the suite short; `quarry bench prefix
+/// --single-object` measures bigger ones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_object_is_read_from_minio_about_once_as_minio_counts() {
+    let minio = start_minio();
+    minio.create_bucket("once").await.unwrap();
+    const SIZE: usize = 256 << 20;
+    let mut file = Vec::with_capacity(SIZE);
+    let mut n = 0u64;
+    while file.len() < SIZE {
+        file.extend_from_slice(format!("row {n} of the big object\n").as_bytes());
+        n += 1;
+    }
+    let lines = file.iter().filter(|&&b| b == b'\n').count() as u64;
+    let size = file.len() as u64;
+    minio
+        .put_object("once", "big/rows.txt", file)
+        .await
+        .unwrap();
+
+    let cluster = Cluster::start(minio.env(), 2);
+    let client = cluster.client(&minio.env(), None).await;
+    cluster.wait_for_workers(&client).await;
+    tokio::time::sleep(MINIO_METRICS_REFRESH).await;
+    let before = minio.s3_bytes_sent().await.unwrap();
+
+    let mut map = client
+        .map_prefix::<u64>(
+            "linecount",
+            "s3://once/big/",
+            MapPrefixOptions {
+                chunk_size: Some(32 << 20),
+                ..MapPrefixOptions::default()
+            },
+        )
+        .unwrap();
+    let mut counted = 0;
+    while let Some(finished) = map.next().await {
+        counted += finished.unwrap().result.unwrap();
+    }
+    assert_eq!(counted, lines, "the line count equals a count of newlines");
+
+    tokio::time::sleep(MINIO_METRICS_REFRESH).await;
+    let sent = minio.s3_bytes_sent().await.unwrap() - before;
+    assert!(
+        sent >= size,
+        "MinIO sent {sent} bytes for a {size}-byte object"
+    );
+    assert!(
+        sent <= size + size / 20,
+        "MinIO sent {sent} bytes for a {size}-byte object (more than 1.05x)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -666,8 +666,8 @@ fn store_with(minio: &MinioServer, secret: &str) -> StoreResolver {
         region: Some("us-east-1".into()),
         access_key_id: Some(minio.access_key().into()),
         secret_access_key: Some(Secret::new(secret)),
-        session_token: None,
         allow_http: Some(true),
+        ..StoreConfig::default()
     })
 }
 

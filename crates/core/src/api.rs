@@ -230,6 +230,12 @@ pub enum Event {
         /// The job.
         job: JobId,
     },
+    /// A finished job's manifest and success marker could not be written
+    /// (the shell writes them): the job failed, whatever its tasks did.
+    OutputsFailed {
+        /// The job.
+        job: JobId,
+    },
     /// Forget these tasks' results.
     Release {
         /// The tasks.

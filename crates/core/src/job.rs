@@ -24,6 +24,8 @@ pub(crate) struct Job {
     /// Cancelled (by a client, `max_fails` or its client leaving): tasks
     /// still unfinished were cancelled and new ones are cancelled at once.
     pub stopped: bool,
+    /// Its manifest or success marker could not be written: it failed.
+    pub outputs_failed: bool,
     /// Task counts by state.
     pub counts: JobCounts,
     /// Attempts placed where their inputs were cached most.
@@ -66,6 +68,7 @@ impl Job {
             finished_at: None,
             sealed: false,
             stopped: false,
+            outputs_failed: false,
             counts: JobCounts::default(),
             tasks_local: 0,
             tasks_remote: 0,
@@ -146,7 +149,7 @@ impl Job {
             JobState::Running
         } else if self.stopped {
             JobState::Cancelled
-        } else if self.counts.failed > 0 {
+        } else if self.counts.failed > 0 || self.outputs_failed {
             JobState::Failed
         } else if self.counts.cancelled > 0 {
             JobState::Cancelled

@@ -266,6 +266,7 @@ impl Core {
                 answer_to(out, client, request, answer);
             }
             Event::Release { tasks } => self.release(&tasks),
+            Event::OutputsFailed { job } => self.outputs_failed(job),
             Event::Watch {
                 client,
                 request,
@@ -810,6 +811,16 @@ impl Core {
     /// The client dropped interest in these tasks' results. Their rows are
     /// forgotten once final, except in jobs with an output prefix: those
     /// write a manifest with every task's result when they finish.
+    fn outputs_failed(&mut self, job: JobId) {
+        if let Some(&j) = self.job_index.get(&job) {
+            let job = &mut self.jobs[j as usize];
+            if job.finished_at.is_some() && !job.outputs_failed {
+                job.outputs_failed = true;
+                self.finished_since_update.push(job.spec.id);
+            }
+        }
+    }
+
     fn release(&mut self, tasks: &[TaskId]) {
         for id in tasks {
             if let Some(&t) = self.task_index.get(id) {

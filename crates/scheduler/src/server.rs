@@ -800,16 +800,20 @@ impl Shell {
             }
             Err(message) => {
                 warn!(job = %job, "{message}");
+                self.apply(Event::OutputsFailed { job });
                 self.outbox.to_client(
                     &self.peers,
                     job.client(),
                     &Message::Error {
-                        message: message.clone(),
+                        message: format!("job {job} failed: {message}"),
                     },
                 );
             }
         }
-        for (client, info) in self.manifests.release(job) {
+        for (client, mut info) in self.manifests.release(job) {
+            if result.is_err() {
+                info.state = JobState::Failed;
+            }
             self.outbox
                 .to_client(&self.peers, client, &Message::JobProgress(info));
         }

@@ -1,5 +1,17 @@
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::fmt;
+use std::time::Duration;
+
+/// How long one request to S3 may take, unless configured: a stalled or
+/// silent endpoint fails the request after this, not after minutes.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to an S3 endpoint may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retries of one failed S3 request (server errors, timeouts, resets),
+/// within [`RETRY_DEADLINE`] from its first attempt. The task's own retries
+/// take over from there; there is no other retry layer.
+const REQUEST_RETRIES: usize = 3;
+const RETRY_DEADLINE: Duration = Duration::from_secs(120);
 
 /// A credential that must never be printed: `Debug` and `Display` show
 /// `***`; only [`Secret::expose`] hands out the value.
@@ -54,13 +66,27 @@ pub struct StoreConfig {
     pub session_token: Option<Secret>,
     /// Permit plain-HTTP endpoints (MinIO on a private network).
     pub allow_http: Option<bool>,
+    /// Longest one request may take, such as `30s` (config key
+    /// `request_timeout`, variable `QUARRY_STORE_TIMEOUT`); default
+    /// [`DEFAULT_REQUEST_TIMEOUT`].
+    #[serde(deserialize_with = "duration_text")]
+    pub request_timeout: Option<Duration>,
+}
+
+fn duration_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration: {e}")))
 }
 
 impl StoreConfig {
     /// Reads the process environment: `AWS_ENDPOINT_URL` (else
     /// `AWS_ENDPOINT`), `AWS_REGION` (else `AWS_DEFAULT_REGION`),
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` and
-    /// `AWS_ALLOW_HTTP` (`true`/`1`/`yes`). Empty variables count as unset.
+    /// `AWS_ALLOW_HTTP` (`true`/`1`/`yes`), and `QUARRY_STORE_TIMEOUT`
+    /// (such as `30s`; an unreadable one is ignored with a warning). Empty
+    /// variables count as unset.
     pub fn from_env() -> Self {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -81,6 +107,11 @@ impl StoreConfig {
                     "true" | "1" | "yes" | "on"
                 )
             }),
+            request_timeout: get("QUARRY_STORE_TIMEOUT").and_then(|text| {
+                humantime::parse_duration(text.trim())
+                    .inspect_err(|e| tracing::warn!("ignoring QUARRY_STORE_TIMEOUT=`{text}`: {e}"))
+                    .ok()
+            }),
         }
     }
 
@@ -94,12 +125,36 @@ impl StoreConfig {
             secret_access_key: explicit.secret_access_key.or(self.secret_access_key),
             session_token: explicit.session_token.or(self.session_token),
             allow_http: explicit.allow_http.or(self.allow_http),
+            request_timeout: explicit.request_timeout.or(self.request_timeout),
         }
+    }
+
+    /// Why these settings cannot reach their endpoint, in one line, when
+    /// that is known before any request: a plain-HTTP endpoint without
+    /// `AWS_ALLOW_HTTP`.
+    pub(crate) fn endpoint_problem(&self) -> Option<String> {
+        let endpoint = self.endpoint.as_deref()?;
+        (endpoint.starts_with("http://") && !self.allow_http.unwrap_or(false)).then(|| {
+            format!(
+                "the S3 endpoint {endpoint} is plain HTTP, which is refused unless \
+                 AWS_ALLOW_HTTP=true (or `allow_http = true` under [store])"
+            )
+        })
     }
 
     /// An S3 client builder for `bucket` with these settings applied.
     pub(crate) fn s3_builder(&self, bucket: &str) -> object_store::aws::AmazonS3Builder {
+        let client = object_store::ClientOptions::new()
+            .with_timeout(self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT))
+            .with_connect_timeout(CONNECT_TIMEOUT);
+        let retry = object_store::RetryConfig {
+            max_retries: REQUEST_RETRIES,
+            retry_timeout: RETRY_DEADLINE,
+            ..object_store::RetryConfig::default()
+        };
         let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_client_options(client)
+            .with_retry(retry)
             .with_bucket_name(bucket)
             .with_region(self.region.as_deref().unwrap_or("us-east-1"))
             // Custom endpoints (MinIO and friends) want path-style requests;
@@ -204,5 +259,73 @@ mod tests {
         assert!(!shown.contains("very-secret-key"), "{shown}");
         assert!(!shown.contains("very-secret-token"), "{shown}");
         assert!(shown.contains("AKIDEXAMPLE"));
+    }
+
+    #[test]
+    fn the_request_timeout_comes_from_the_environment_or_the_file() {
+        let config = StoreConfig::from_vars(vars(&[("QUARRY_STORE_TIMEOUT", "1m 30s")]));
+        assert_eq!(config.request_timeout, Some(Duration::from_secs(90)));
+        let unreadable = StoreConfig::from_vars(vars(&[("QUARRY_STORE_TIMEOUT", "soon")]));
+        assert_eq!(unreadable.request_timeout, None);
+        let file: StoreConfig = serde_json::from_str(r#"{"request_timeout": "10s"}"#).unwrap();
+        assert_eq!(file.request_timeout, Some(Duration::from_secs(10)));
+        let err = serde_json::from_str::<StoreConfig>(r#"{"request_timeout": "10 parsecs"}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("10 parsecs"), "{err}");
+        assert_eq!(
+            config.overridden_by(file).request_timeout,
+            Some(Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn a_plain_http_endpoint_without_allow_http_is_named_in_one_line() {
+        let config = StoreConfig {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            ..StoreConfig::default()
+        };
+        let problem = config.endpoint_problem().expect("a problem");
+        assert!(problem.contains("AWS_ALLOW_HTTP=true"), "{problem}");
+        assert!(!problem.contains('\n'));
+        let allowed = StoreConfig {
+            allow_http: Some(true),
+            ..config
+        };
+        assert_eq!(allowed.endpoint_problem(), None);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_never_answers_fails_within_the_request_timeout() {
+        // Accepts connections and never says a word.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _silent = std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(16).collect();
+            std::thread::sleep(Duration::from_secs(120));
+            drop(held);
+        });
+        let config = StoreConfig {
+            endpoint: Some(format!("http://127.0.0.1:{port}")),
+            allow_http: Some(true),
+            access_key_id: Some("quarry".into()),
+            secret_access_key: Some(Secret::new("quarry-secret")),
+            request_timeout: Some(Duration::from_millis(500)),
+            ..StoreConfig::default()
+        };
+        let resolver = crate::StoreResolver::new(config);
+        let location = resolver.resolve("s3://silent/key").unwrap();
+        // A bound on the test, not a timing claim: without the request
+        // timeout this would wait for minutes.
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(60),
+            object_store::ObjectStoreExt::head(&*location.store, &location.path),
+        )
+        .await
+        .expect("the request ended");
+        let err = outcome.unwrap_err().to_string();
+        assert!(
+            err.contains("timed out") || err.contains("timeout"),
+            "{err}"
+        );
     }
 }

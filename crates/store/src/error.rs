@@ -45,6 +45,16 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// The store's endpoint cannot be used as configured; the reason says
+    /// which setting to change.
+    #[error("cannot reach {url}: {reason}")]
+    Endpoint {
+        /// The URL.
+        url: String,
+        /// What is wrong and what to set.
+        reason: String,
+    },
+
     /// The store for a URL could not be configured (for example a malformed
     /// endpoint).
     #[error("cannot configure the store for {url}: {source}")]

@@ -9,8 +9,10 @@
 //!   from `HADOOP_CONF_DIR`; no JVM), and `memory://name` ([`memory_store`],
 //!   for unit tests). HDFS block locations become per-task host
 //!   preferences ([`StoreResolver::replica_hosts`]).
-//! - Layers that wrap any `object_store::ObjectStore`: [`RetryStore`],
-//!   [`CountingStore`] and [`FaultStore`].
+//! - Layers that wrap any `object_store::ObjectStore`: [`CountingStore`]
+//!   and [`FaultStore`]. S3 requests have one timeout and one bounded retry
+//!   policy (object_store's, set in [`StoreConfig`]); the task's retries
+//!   take over after that.
 //! - Listing a prefix or glob into pinned [`DataRef`]s as a stream
 //!   ([`StoreResolver::list_refs`]), reading with the pin
 //!   ([`StoreResolver::get_pinned`], which reports [`StoreError::Changed`]
@@ -38,12 +40,9 @@ mod read;
 mod resolve;
 
 pub use chunk::read_chunk_lines;
-pub use config::{Secret, StoreConfig};
+pub use config::{Secret, StoreConfig, DEFAULT_REQUEST_TIMEOUT};
 pub use error::{Result, StoreError};
-pub use layers::{
-    is_transient, CounterSnapshot, CountingStore, FaultStore, RetryPolicy, RetryStore,
-    StoreCounters,
-};
+pub use layers::{CounterSnapshot, CountingStore, FaultStore, StoreCounters};
 pub use put::PutSource;
 pub use read::PinnedRead;
 pub use resolve::{memory_store, StoreLayer, StoreLocation, StoreResolver};

@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 /// A function that wraps every store the resolver builds, e.g. in a
-/// [`crate::RetryStore`] and a [`crate::CountingStore`].
+/// [`crate::CountingStore`] or a [`crate::FaultStore`].
 pub type StoreLayer = Arc<dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>;
 
 static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
@@ -378,6 +378,14 @@ impl StoreResolver {
     fn store_for(&self, split: &SplitUrl, root: &str, url: &str) -> Result<Arc<dyn ObjectStore>> {
         if let Some(store) = self.lock_stores().get(root) {
             return Ok(Arc::clone(store));
+        }
+        if let (Backend::S3 { .. }, Some(reason)) =
+            (&split.backend, self.inner.config.endpoint_problem())
+        {
+            return Err(StoreError::Endpoint {
+                url: url.to_string(),
+                reason,
+            });
         }
         let base: Arc<dyn ObjectStore> = match &split.backend {
             Backend::S3 { bucket } => Arc::new(

@@ -67,6 +67,12 @@ pub struct PrefixArgs {
     /// "wc -l {input}") instead of `--function`.
     #[arg(long)]
     command: Option<String>,
+    /// Seed one object of this size instead of `--shards` (it is
+    /// `--shards 1 --shard-size SIZE`) and map over its chunks: needs
+    /// `--chunk-size`, and shows that a chunked object is read from the
+    /// store about once, however many workers share it.
+    #[arg(long, value_parser = config::parse_size, requires = "chunk_size")]
+    single_object: Option<u64>,
     /// Split shards into line-aligned chunks of this size, one task each.
     #[arg(long, value_parser = config::parse_size)]
     chunk_size: Option<u64>,
@@ -356,7 +362,11 @@ fn merge(into: &mut Json, from: Json) {
     }
 }
 
-pub async fn prefix(args: PrefixArgs) -> Result<ExitCode> {
+pub async fn prefix(mut args: PrefixArgs) -> Result<ExitCode> {
+    if let Some(size) = args.single_object {
+        args.shards = 1;
+        args.shard_size = size;
+    }
     if args.shards == 0 || args.shard_size == 0 {
         bail!("--shards and --shard-size must be positive");
     }
@@ -507,6 +517,7 @@ mod tests {
             passes: 1,
             function: "linecount".into(),
             command: None,
+            single_object: None,
             chunk_size: None,
             broadcast_size: None,
             broadcast_tasks: 1,

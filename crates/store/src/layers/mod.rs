@@ -1,14 +1,13 @@
 //! Small [`ObjectStore`] wrappers that compose around any store (in the
-//! spirit of Quickwit's storage layers): retries, counting and fault
-//! injection.
+//! spirit of Quickwit's storage layers): counting and fault injection.
+//! Retries are object_store's own, configured once in
+//! [`crate::StoreConfig`]; there is no second retry layer.
 
 mod counting;
 mod fault;
-mod retry;
 
 pub use counting::{CounterSnapshot, CountingStore, StoreCounters};
 pub use fault::FaultStore;
-pub use retry::{is_transient, RetryPolicy, RetryStore};
 
 use futures::stream::BoxStream;
 use object_store::{Attributes, GetResult, GetResultPayload};
