@@ -814,7 +814,16 @@ async fn secrets_never_appear_in_logs_errors_status_or_the_dashboard() {
         "results".into(),
         format!("{:?}", client.results(job.id()).await.unwrap()),
     ));
-    for path in ["/", "/api/jobs", "/metrics"] {
+    let tasks = format!("/api/jobs/{}/tasks", job.id());
+    for path in [
+        "/",
+        "/api/jobs",
+        "/metrics",
+        "/api/workers",
+        "/api/failures",
+        "/api/stream",
+        tasks.as_str(),
+    ] {
         captured.push((format!("dashboard {path}"), http_get(&dashboard, path)));
     }
 
