@@ -88,6 +88,9 @@ impl Inner {
     }
 }
 
+/// Rows asked for per page by [`Client::results`].
+const RESULTS_PAGE: u32 = 5_000;
+
 /// How long [`Client::close`] waits for the scheduler to answer.
 pub const GOODBYE_WAIT: Duration = Duration::from_secs(2);
 
@@ -488,27 +491,36 @@ impl Client {
         let mut rows: Vec<TaskStatus> = Vec::new();
         loop {
             let after = rows.last().map(|r| r.id);
-            let page = self
-                .inner
-                .session
-                .query(|request| Message::GetResults {
-                    request,
-                    job,
-                    after,
-                    limit: 5_000,
-                })
-                .await?;
-            match page {
-                Message::Results {
-                    rows: page, more, ..
-                } => {
-                    rows.extend(page);
-                    if !more {
-                        return Ok(rows);
-                    }
-                }
-                other => return Err(ClientError::Refused(format!("unexpected {}", other.kind()))),
+            let (page, more) = self.results_page(job, after, RESULTS_PAGE).await?;
+            rows.extend(page);
+            if !more {
+                return Ok(rows);
             }
+        }
+    }
+
+    /// One page of a job's rows in task-id order: at most `limit` (the
+    /// scheduler caps it at 10,000) after task `after`, and whether more
+    /// follow. Pages keep memory bounded for jobs of any size.
+    pub async fn results_page(
+        &self,
+        job: JobId,
+        after: Option<TaskId>,
+        limit: u32,
+    ) -> Result<(Vec<TaskStatus>, bool), ClientError> {
+        let page = self
+            .inner
+            .session
+            .query(|request| Message::GetResults {
+                request,
+                job,
+                after,
+                limit,
+            })
+            .await?;
+        match page {
+            Message::Results { rows, more, .. } => Ok((rows, more)),
+            other => Err(ClientError::Refused(format!("unexpected {}", other.kind()))),
         }
     }
 

@@ -2,7 +2,7 @@
 //! this process. Nothing to start first.
 
 use crate::jobs::load::load_or_report;
-use crate::jobs::progress::{exit_code, summarize};
+use crate::jobs::progress::{exit_code, job_rows, summarize};
 use crate::jobs::submit::submit_job;
 use crate::jobs::view::{render, select, Format, ViewArgs};
 use anyhow::{bail, Context, Result};
@@ -112,8 +112,9 @@ async fn run_job(
             return Ok(ExitCode::from(INTERRUPTED_EXIT));
         }
     };
-    let rows = summarize(&client, &store, &info, output.as_deref()).await?;
+    summarize(&client, &info, output.as_deref()).await?;
     if let Some(format) = args.results {
+        let rows = job_rows(&client, &store, id).await?;
         render(&select(rows, &args.view)?, format, args.view.out.as_deref())?;
     }
     Ok(exit_code(&info))

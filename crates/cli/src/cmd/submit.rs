@@ -58,7 +58,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 ),
             }
             let info = submitted.follow(client).await?;
-            summarize(client, &store, &info, output.as_deref()).await?;
+            summarize(client, &info, output.as_deref()).await?;
             Ok(exit_code(&info))
         })
         .await

@@ -194,17 +194,30 @@ pub async fn job_rows(
     Ok(rows)
 }
 
-/// Reads a finished job's rows from the scheduler and prints its summary
-/// (see [`print_summary`]); returns the rows.
-pub async fn summarize(
-    client: &Client,
-    store: &StoreResolver,
-    info: &JobInfo,
-    output: Option<&str>,
-) -> Result<Vec<ManifestRow>> {
-    let rows = job_rows(client, store, info.id).await?;
-    print_summary(info, output, &rows);
-    Ok(rows)
+/// Prints a finished job's summary (see [`print_summary`]). Only rows of
+/// tasks that did not succeed are read, a page at a time, and at most
+/// [`FAILURES_SHOWN`] kept, so that memory stays flat for a job of any size.
+pub async fn summarize(client: &Client, info: &JobInfo, output: Option<&str>) -> Result<()> {
+    let mut shown = Vec::new();
+    let mut unsuccessful = 0usize;
+    if info.state != JobState::Succeeded {
+        let mut after = None;
+        loop {
+            let (page, more) = client.results_page(info.id, after, 10_000).await?;
+            after = page.last().map(|row| row.id);
+            for row in page.iter().filter(|row| row.state != "done") {
+                unsuccessful += 1;
+                if shown.len() < FAILURES_SHOWN {
+                    shown.push(ManifestRow::from_status(row));
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+    }
+    print_summary(info, output, &shown, unsuccessful);
+    Ok(())
 }
 
 /// The exit code of a finished job: success only if every task succeeded.
@@ -219,7 +232,12 @@ pub fn exit_code(info: &JobInfo) -> std::process::ExitCode {
 /// Prints what a finished job did and, from its rows, which tasks failed
 /// and why. It all goes to stderr, like the progress bar, so that stdout
 /// holds only data (a job id, a result table).
-fn print_summary(info: &JobInfo, output: Option<&str>, rows: &[ManifestRow]) {
+fn print_summary(
+    info: &JobInfo,
+    output: Option<&str>,
+    failed: &[ManifestRow],
+    unsuccessful: usize,
+) {
     let c = &info.counts;
     let seconds = info.elapsed_ms as f64 / 1000.0;
     eprintln!(
@@ -238,12 +256,11 @@ fn print_summary(info: &JobInfo, output: Option<&str>, rows: &[ManifestRow]) {
     if let Some(output) = output {
         eprintln!("  output: {output} (manifest: _quarry/manifest.parquet)");
     }
-    let failed: Vec<&ManifestRow> = rows.iter().filter(|r| !r.succeeded()).collect();
-    if failed.is_empty() {
+    if unsuccessful == 0 {
         return;
     }
-    eprintln!("{} task(s) did not succeed:", failed.len());
-    for row in failed.iter().take(FAILURES_SHOWN) {
+    eprintln!("{unsuccessful} task(s) did not succeed:");
+    for row in failed {
         let error = row.error.as_deref().unwrap_or("(no error recorded)");
         eprintln!(
             "  {} [{}, {} attempt(s)]: {}",
@@ -253,11 +270,11 @@ fn print_summary(info: &JobInfo, output: Option<&str>, rows: &[ManifestRow]) {
             first_lines(error, 6)
         );
     }
-    if failed.len() > FAILURES_SHOWN {
+    if unsuccessful > failed.len() {
         eprintln!(
             "  … and {} more (see `quarry results JOB --state failed` or \
              OUTPUT/_quarry/FAILED.json)",
-            failed.len() - FAILURES_SHOWN
+            unsuccessful - failed.len()
         );
     }
 }
