@@ -68,6 +68,11 @@ pub struct Args {
     /// [default: 30s].
     #[arg(long)]
     pub drain_grace: Option<Span>,
+    /// The Python interpreter each slot keeps warm for Python tasks
+    /// (`quarry.python`, from the Python client); it needs cloudpickle
+    /// [default: python3 on PATH].
+    #[arg(long)]
+    pub python: Option<PathBuf>,
     /// The scheduler's public key (Z85 text or path to scheduler.pub).
     #[arg(long)]
     pub server_key: Option<String>,
@@ -149,6 +154,9 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
     options.cache_size = settings.cache_size.map_or(DEFAULT_CACHE_SIZE, |s| s.0);
     if let Some(threshold) = settings.parallel_get_threshold {
         options.parallel_get_threshold = threshold.0;
+    }
+    if let Some(python) = settings.python.clone() {
+        options.python = python;
     }
     options.lifetime = settings.lifetime.map(|span| span.0);
     if let Some(Span(stagger)) = settings.lifetime_stagger {
@@ -382,6 +390,7 @@ mod tests {
             settings.key_file,
             Some(PathBuf::from("/etc/quarry/keys/worker.key"))
         );
+        assert_eq!(settings.python, Some(PathBuf::from("/opt/venv/bin/python")));
     }
 
     #[test]
@@ -412,6 +421,7 @@ mod tests {
             lifetime: Some(Span(Duration::from_secs(3600))),
             lifetime_stagger: None,
             drain_grace: Some(Span(Duration::from_secs(90))),
+            python: Some("/venv/bin/python".into()),
             server_key: Some("/keys/scheduler.pub".into()),
             key_file: Some("/keys/worker.key".into()),
             config: None,
@@ -427,6 +437,7 @@ mod tests {
             "--cache-size=53687091200",
             "--lifetime=1h",
             "--drain-grace=1m 30s",
+            "--python=/venv/bin/python",
             "--server-key=/keys/scheduler.pub",
             "--key-file=/keys/worker.key",
         ]
