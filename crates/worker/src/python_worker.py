@@ -99,7 +99,12 @@ class _Unpickler(pickle.Unpickler):
 
 
 def _error_text(exc):
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    # The traceback starts in main() and _run(): show the task's frames only.
+    tb = exc.__traceback__
+    for _ in range(2):
+        if tb is not None and tb.tb_frame.f_code.co_filename == "<string>":
+            tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
     try:
         pickled = cloudpickle.dumps(exc)
         if len(pickled) <= MAX_EXCEPTION_BYTES:
