@@ -236,20 +236,22 @@ class Client:
         interpreter loads it once."""
         return Ref(*self._native.put(dumps_value(obj)))
 
-    def map_prefix(self, fn, url, chunk_size=None, glob=None, retries=0, *args, **kwargs):
+    def map_prefix(self, fn, url, *args, chunk_size=None, glob=None, retries=0, **kwargs):
         """Runs ``fn(path, *args, **kwargs)`` once per object under ``url``
         (``s3://bucket/prefix/``, ``file://`` or a local directory), where
         ``path`` is the local file of the object, cached on the worker (or,
         with ``chunk_size``, of one line-aligned chunk of at least that many
-        bytes). Yields ``(key, result)`` in the order tasks end; stopping
-        early cancels the rest."""
+        bytes). ``glob`` filters keys below the prefix (``*.csv``,
+        ``**/*.txt``). Yields ``(key, result)`` in the order tasks end, keys
+        relative to the prefix (``@start-end`` appended for a chunk);
+        stopping early cancels the rest."""
         pickle_bytes, refs = dumps_call(fn, args, kwargs, broadcast=True)
         broadcast = [("ref-%d" % i, r._encoded) for i, r in enumerate(refs)]
         native = self._native.map_prefix(
             pickle_bytes, VERSIONS, url, broadcast, chunk_size, glob, retries
         )
-        for key, raw in native:
-            yield key, loads(raw)
+        # Submitted already: the listing runs while the caller iterates.
+        return ((key, loads(raw)) for key, raw in native)
 
     def workers(self):
         """The names of the connected workers."""
