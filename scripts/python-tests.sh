@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Python package and runs its tests (python/tests) on a fresh
 # machine: a virtual environment in target/py-venv with maturin, pytest,
-# pytest-timeout, cloudpickle, numpy and boto3 (the independent S3 client
-# that seeds MinIO), the package built into it with `maturin develop`, and
+# pytest-timeout, cloudpickle, numpy, boto3 (the independent S3 client
+# that seeds MinIO) and scikit-learn (the grid-search example), the package built into it with `maturin develop`, and
 # the quarry binary the process tests start (target/debug/quarry).
 #
 #   scripts/python-tests.sh [PYTEST ARGS...]
@@ -16,7 +16,7 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --upgrade pip
-"$venv/bin/pip" install --quiet "maturin>=1.5,<2" pytest pytest-timeout cloudpickle numpy boto3
+"$venv/bin/pip" install --quiet "maturin>=1.5,<2" pytest pytest-timeout cloudpickle numpy boto3 scikit-learn
 
 cargo build -p quarry-cli
 QUARRY_MINIO_BIN=$(scripts/minio.sh)
