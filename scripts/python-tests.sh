@@ -2,8 +2,9 @@
 # Builds the Python package and runs its tests (python/tests) on a fresh
 # machine: a virtual environment in target/py-venv with maturin, pytest,
 # pytest-timeout, cloudpickle, numpy, boto3 (the independent S3 client
-# that seeds MinIO) and scikit-learn (the grid-search example), the package built into it with `maturin develop`, and
-# the quarry binary the process tests start (target/debug/quarry).
+# that seeds MinIO) and scikit-learn (the grid-search example), the package
+# built into it with `maturin develop`, and the quarry binary the process
+# tests start (target/debug/quarry).
 #
 #   scripts/python-tests.sh [PYTEST ARGS...]
 #
