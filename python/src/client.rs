@@ -48,19 +48,32 @@ fn python_call(versions: &Versions, shard: bool, pickle: Vec<u8>) -> PythonCall 
 }
 
 impl NativeClient {
-    fn submit_specs(
-        &self,
-        py: Python<'_>,
-        specs: Vec<TaskSpec>,
-        decode: Decode,
-    ) -> PyResult<Vec<NativeFuture>> {
+    fn submit_specs(&self, specs: Vec<TaskSpec>, decode: Decode) -> PyResult<Vec<NativeFuture>> {
         let _runtime = runtime().enter();
         let futures = self.job.submit::<ByteBuf>(specs).map_err(to_py_error)?;
-        let _ = py;
         Ok(futures
             .into_iter()
             .map(|future| NativeFuture::spawn(&self.client, future, decode))
             .collect())
+    }
+
+    /// Builds a task per argument: each over the inline cap is put into the
+    /// staging store and passed by reference (one wait for all of them).
+    fn tasks<A: serde::Serialize + Send + Sync>(
+        &self,
+        py: Python<'_>,
+        function: &str,
+        args: Vec<A>,
+    ) -> PyResult<Vec<TaskSpec>> {
+        let client = self.client.clone();
+        runtime::block_on(py, async move {
+            let mut specs = Vec::with_capacity(args.len());
+            for arg in &args {
+                specs.push(client.task(function, arg).await?);
+            }
+            Ok(specs)
+        })?
+        .map_err(to_py_error)
     }
 }
 
@@ -130,23 +143,23 @@ impl NativeClient {
         retries: u32,
         priority: i32,
     ) -> PyResult<Vec<NativeFuture>> {
-        let mut specs = Vec::with_capacity(calls.len());
+        let mut inputs = Vec::with_capacity(calls.len());
+        let mut python_calls = Vec::with_capacity(calls.len());
         for (pickle, refs) in calls {
-            let inputs = refs
-                .iter()
-                .map(|r| decode_ref(r))
-                .collect::<PyResult<Vec<_>>>()?;
-            let call = python_call(&versions, false, pickle);
-            let client = self.client.clone();
-            let mut spec =
-                runtime::block_on(py, async move { client.task(PYTHON_FUNCTION, &call).await })?
-                    .map_err(to_py_error)?;
+            inputs.push(
+                refs.iter()
+                    .map(|r| decode_ref(r))
+                    .collect::<PyResult<Vec<_>>>()?,
+            );
+            python_calls.push(python_call(&versions, false, pickle));
+        }
+        let mut specs = self.tasks(py, PYTHON_FUNCTION, python_calls)?;
+        for (spec, inputs) in specs.iter_mut().zip(inputs) {
             spec.inputs = inputs;
             spec.retries = retries;
             spec.priority = priority;
-            specs.push(spec);
         }
-        self.submit_specs(py, specs, Decode::Pickle)
+        self.submit_specs(specs, Decode::Pickle)
     }
 
     /// Submits calls of the Rust function `function` registered in the
@@ -160,20 +173,19 @@ impl NativeClient {
         retries: u32,
         priority: i32,
     ) -> PyResult<Vec<NativeFuture>> {
-        let mut specs = Vec::with_capacity(args.len());
-        for json in args {
-            let value: serde_json::Value = serde_json::from_str(&json)
-                .map_err(|e| QuarryError::new_err(format!("bad JSON argument: {e}")))?;
-            let client = self.client.clone();
-            let function = function.clone();
-            let mut spec =
-                runtime::block_on(py, async move { client.task(&function, &value).await })?
-                    .map_err(to_py_error)?;
+        let values = args
+            .iter()
+            .map(|json| {
+                serde_json::from_str::<serde_json::Value>(json)
+                    .map_err(|e| QuarryError::new_err(format!("bad JSON argument: {e}")))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let mut specs = self.tasks(py, &function, values)?;
+        for spec in &mut specs {
             spec.retries = retries;
             spec.priority = priority;
-            specs.push(spec);
         }
-        self.submit_specs(py, specs, Decode::Json)
+        self.submit_specs(specs, Decode::Json)
     }
 
     /// Puts bytes into the staging store (content-addressed: the same bytes
