@@ -63,6 +63,12 @@ class Future:
         ``CancelledError``."""
         self._native.cancel()
 
+    def __reduce__(self):
+        raise TypeError(
+            "a quarry.Future cannot be passed to a task (dask's task graphs are not "
+            "supported); pass future.result() instead"
+        )
+
     def __repr__(self):
         state = "finished" if self.done() else "pending"
         return "<quarry.Future: %s, key: %s>" % (state, self.key)

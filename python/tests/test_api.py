@@ -201,3 +201,18 @@ def test_a_100_mb_numpy_argument_goes_through_the_store(client, staging_dir):
         for name in files
     ]
     assert max(sizes) >= array.nbytes, "the array was put into the staging store"
+
+
+def test_a_future_as_an_argument_is_refused_clearly(client):
+    future = client.submit(inc, 1)
+    with pytest.raises(TypeError, match="pass future.result"):
+        client.submit(inc, future)
+    assert future.result(timeout=60) == 2
+
+
+def test_kwargs_reach_the_function_and_bad_calls_are_refused(client):
+    assert client.submit(add, 1, y=2, z=3).result(timeout=60) == 6
+    with pytest.raises(TypeError):
+        client.submit(42)
+    with pytest.raises(TypeError):
+        client.map(inc)
