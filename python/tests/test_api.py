@@ -190,7 +190,7 @@ def test_put_objects_are_loaded_once_per_interpreter(client):
 
 
 def test_a_100_mb_numpy_argument_goes_through_the_store(client, staging_dir):
-    np = pytest.importorskip("numpy")
+    import numpy as np
     array = np.arange(100 * 1024 * 1024 // 8, dtype=np.float64)
     future = client.submit(lambda a: (a.nbytes, float(a.sum())), array)
     nbytes, total = future.result(timeout=120)
