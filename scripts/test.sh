@@ -30,3 +30,6 @@ cargo build -p quarry-cli
 
 echo "== tests"
 cargo test --workspace --no-fail-fast
+
+echo "== Python package (pytest in python/tests, in its own venv)"
+scripts/python-tests.sh

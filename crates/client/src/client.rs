@@ -388,7 +388,12 @@ impl Client {
     /// Cancels tasks (queued ones never run; running ones are stopped);
     /// the [`Answer`] says when the scheduler did.
     pub fn cancel<R>(&self, futures: &[TaskFuture<R>]) -> Result<Answer, ClientError> {
-        let tasks: Vec<TaskId> = futures.iter().map(|f| f.id()).collect();
+        self.cancel_tasks(futures.iter().map(|f| f.id()).collect())
+    }
+
+    /// [`Client::cancel`] by task id, for callers that keep the futures
+    /// elsewhere (the Python client waits for each on a task of its own).
+    pub fn cancel_tasks(&self, tasks: Vec<TaskId>) -> Result<Answer, ClientError> {
         self.inner
             .session
             .change(|request| Message::Cancel { request, tasks })

@@ -10,7 +10,9 @@
 //! cancellation or the end of the attempt kills the whole group, and so does
 //! the death of the process that runs it, however it dies
 //! (`PR_SET_PDEATHSIG` on its first process, plus a reaper process that
-//! kills the rest of the group; see `src/reaper.rs`). The command
+//! kills the rest of the group; see `src/reaper.rs`); [`spawn_in_group`]
+//! lends the same guarantee to other long-lived children of a worker (its
+//! Python interpreters). The command
 //! writes stdout and stderr straight to log files, whose bounded tails are
 //! read back when it ends; the last non-empty stdout line, if it is JSON, is
 //! the task's result; the files left in the output directory are listed for
@@ -23,11 +25,13 @@
 #![warn(missing_docs)]
 
 mod capture;
+mod group;
 mod outputs;
 mod reaper;
 mod run;
 mod template;
 
+pub use group::{spawn_in_group, ProcessGroup};
 pub use outputs::{
     list_outputs, output_dir_key, output_object_key, sanitize_key, stale_outputs, KeyError,
     ListError, OutputListing, SkippedOutput, MAX_OUTPUT_KEY_BYTES, MAX_SEGMENT_BYTES,

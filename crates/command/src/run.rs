@@ -1,11 +1,11 @@
 //! Running one attempt: spawn in a process group, log, time out, kill.
 
 use crate::capture::{read_tail, text_tail, Tail};
+use crate::group::{die_with_this_thread, ProcessGroup};
 use crate::outputs::{list_outputs, ListError, SkippedOutput};
-use crate::reaper;
 use crate::template::{input_env_var, param_env_var, param_text, ArgTemplate, PlaceholderValues};
 use crate::{CommandTemplate, TemplateError};
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use quarry_proto::ErrorKind;
 use serde_json::{Map, Value};
@@ -343,8 +343,8 @@ pub async fn run_prepared(
         program: program.to_owned(),
         source,
     })?;
-    let mut group = GroupKiller::new(child.id().map(|pid| Pid::from_raw(pid as i32)));
-    tracing::debug!(program, task = %invocation.task_id, pgid = ?group.pgid, "command started");
+    let mut group = ProcessGroup::new(child.id().map(|pid| Pid::from_raw(pid as i32)));
+    tracing::debug!(program, task = %invocation.task_id, pgid = ?group.id(), "command started");
 
     let timeout = match (template.timeout, limits.timeout) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -423,62 +423,6 @@ enum Ending {
     WaitFailed(io::Error),
     TimedOut,
     Cancelled,
-}
-
-/// Kills a process group when told to, and when dropped (so that dropping
-/// the [`run`] future leaves no process behind); until then the process's
-/// reaper kills it if this process dies.
-struct GroupKiller {
-    pgid: Option<Pid>,
-}
-
-impl GroupKiller {
-    fn new(pgid: Option<Pid>) -> GroupKiller {
-        if let Some(pgid) = pgid {
-            reaper::watch(pgid);
-        }
-        GroupKiller { pgid }
-    }
-
-    /// Kills the group once; later calls (and the drop) do nothing, so a
-    /// process group id that the system reuses later is never signalled.
-    fn kill(&mut self) {
-        if let Some(pgid) = self.pgid.take() {
-            // ESRCH (the group is already gone) is the expected case after a
-            // clean exit.
-            let _ = killpg(pgid, Signal::SIGKILL);
-            reaper::forget(pgid);
-        }
-    }
-}
-
-/// Makes the command's first process die (SIGKILL) when the thread that
-/// starts it ends, which happens at the latest when this process dies. The
-/// thread is the one awaiting the attempt, and it waits for the command's
-/// end (or kills it) before it can finish.
-fn die_with_this_thread(command: &mut Command) {
-    let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec, where only
-    // async-signal-safe calls are allowed: prctl and getppid are plain
-    // system calls, and the error is built from a raw code without
-    // allocating.
-    unsafe {
-        command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // The parent may have died between the fork and the prctl; no
-            // signal would then ever come, so do not run at all.
-            if nix::unistd::getppid().as_raw() as u32 != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-}
-
-impl Drop for GroupKiller {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 fn render_argv(

@@ -31,6 +31,7 @@ pub struct LocalClusterBuilder {
     nthreads: u32,
     registry: Registry,
     work_dir: Option<PathBuf>,
+    python: Option<PathBuf>,
     configure: Option<fn(&mut SchedulerConfig)>,
 }
 
@@ -61,6 +62,14 @@ impl LocalClusterBuilder {
         self
     }
 
+    /// The Python interpreter the workers' slots keep warm for Python
+    /// tasks (default: `python3` on `PATH`); the Python package passes its
+    /// own.
+    pub fn python(mut self, program: impl Into<PathBuf>) -> Self {
+        self.python = Some(program.into());
+        self
+    }
+
     /// Adjusts the scheduler's configuration before it starts.
     pub fn configure_scheduler(mut self, f: fn(&mut SchedulerConfig)) -> Self {
         self.configure = Some(f);
@@ -86,6 +95,9 @@ impl LocalClusterBuilder {
                 options.nthreads = self.nthreads;
                 options.cache_dir = root.join(&name).join("cache");
                 options.scratch_dir = root.join(&name).join("scratch");
+                if let Some(python) = &self.python {
+                    options.python = python.clone();
+                }
                 let registry = self.registry.clone();
                 let mut stop = stop_rx.clone();
                 tokio::spawn(async move {
@@ -131,6 +143,7 @@ impl LocalCluster {
             nthreads: 1,
             registry: Registry::new().with_builtins(),
             work_dir: None,
+            python: None,
             configure: None,
         }
     }

@@ -23,6 +23,8 @@ pub(crate) struct Attempt {
     pub(crate) scratch_root: PathBuf,
     /// Its inputs, if they were fetched ahead.
     pub(crate) prefetch: Option<Prefetch>,
+    /// The Python interpreter `quarry.python` tasks run on.
+    pub(crate) python: Arc<PathBuf>,
 }
 
 /// What an attempt produced before it is reported.
@@ -88,6 +90,9 @@ async fn run(
     let timeout = task.timeout_ms.map(Duration::from_millis);
     if task.function == crate::command::COMMAND_FUNCTION {
         return crate::command::run(attempt, &staged, scratch, timeout).await;
+    }
+    if task.function == crate::python::PYTHON_FUNCTION {
+        return crate::python::run(attempt, &staged, scratch, timeout).await;
     }
     let function = attempt.registry.get(&task.function).ok_or_else(|| {
         failure(

@@ -59,6 +59,10 @@ pub struct WorkerOptions {
     /// Where to serve Prometheus `/metrics` (cache, downloads, slots), if
     /// anywhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// The Python interpreter each slot keeps warm for Python tasks
+    /// (`quarry.python`); it needs cloudpickle. A bare name is looked up on
+    /// `PATH`.
+    pub python: PathBuf,
 }
 
 impl WorkerOptions {
@@ -84,9 +88,13 @@ impl WorkerOptions {
             lifetime_stagger: Duration::ZERO,
             drain_grace: DEFAULT_DRAIN_GRACE,
             metrics_addr: None,
+            python: PathBuf::from(DEFAULT_PYTHON),
         }
     }
 }
+
+/// The default [`WorkerOptions::python`].
+pub const DEFAULT_PYTHON: &str = "python3";
 
 /// How long a drained worker waits for the scheduler to acknowledge it.
 const FAREWELL_WAIT: Duration = Duration::from_secs(5);
@@ -174,6 +182,7 @@ pub async fn run_worker(
             registry: registry.clone(),
             inputs: inputs.clone(),
             scratch_root: options.scratch_dir.clone(),
+            python: Arc::new(options.python.clone()),
             runtime: tokio::runtime::Handle::current(),
             conn: conn.clone(),
         },
@@ -305,13 +314,17 @@ impl Worker {
             role: Role::Worker,
             name: self.options.name.clone(),
             slots: self.nthreads,
-            // Every worker also runs command tasks; the scheduler places a
-            // task only on workers that announce its function.
+            // Every worker also runs command and Python tasks; the
+            // scheduler places a task only on workers that announce its
+            // function.
             functions: self
                 .registry
                 .names()
                 .into_iter()
-                .chain([crate::command::COMMAND_FUNCTION.to_owned()])
+                .chain([
+                    crate::command::COMMAND_FUNCTION.to_owned(),
+                    crate::python::PYTHON_FUNCTION.to_owned(),
+                ])
                 .collect(),
             inventory: self.inputs.inventory(),
             host: self.options.host.clone(),

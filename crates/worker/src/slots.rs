@@ -39,6 +39,8 @@ pub(crate) struct SlotEnv {
     pub(crate) registry: Arc<Registry>,
     pub(crate) inputs: Arc<Inputs>,
     pub(crate) scratch_root: PathBuf,
+    /// The Python interpreter of `quarry.python` tasks.
+    pub(crate) python: Arc<PathBuf>,
     /// Runs the async parts of attempts (staging, uploads, commands).
     pub(crate) runtime: tokio::runtime::Handle,
     /// Where reports go.
@@ -369,6 +371,7 @@ fn slot_thread(shared: &Shared) {
             limits: queued.limits,
             scratch_root: env.scratch_root.clone(),
             prefetch: queued.prefetch,
+            python: env.python.clone(),
         };
         let report = env.runtime.block_on(execute(attempt, cancelled));
         let mut state = shared.lock();

@@ -85,6 +85,11 @@ pub struct Args {
     /// the port plus N [default: no metrics].
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// The Python interpreter each slot keeps warm for Python tasks
+    /// (`quarry.python`, from the Python client); it needs cloudpickle
+    /// [default: python3 on PATH].
+    #[arg(long)]
+    pub python: Option<PathBuf>,
     /// The scheduler's public key (Z85 text or path to scheduler.pub).
     #[arg(long)]
     pub server_key: Option<String>,
@@ -171,6 +176,9 @@ pub async fn run(flags: Args) -> Result<ExitCode> {
         options.cache_block_size = block.0.max(1);
     }
     options.verify_cache_checksums = settings.verify_cache_checksums.unwrap_or(false);
+    if let Some(python) = settings.python.clone() {
+        options.python = python;
+    }
     options.lifetime = settings.lifetime.map(|span| span.0);
     if let Some(Span(stagger)) = settings.lifetime_stagger {
         options.lifetime_stagger = stagger;
@@ -432,6 +440,7 @@ mod tests {
             settings.key_file,
             Some(PathBuf::from("/etc/quarry/keys/worker.key"))
         );
+        assert_eq!(settings.python, Some(PathBuf::from("/opt/venv/bin/python")));
     }
 
     #[test]
@@ -480,6 +489,7 @@ mod tests {
             lifetime_stagger: None,
             drain_grace: Some(Span(Duration::from_secs(90))),
             metrics_addr: Some("0.0.0.0:8790".into()),
+            python: Some("/venv/bin/python".into()),
             server_key: Some("/keys/scheduler.pub".into()),
             key_file: Some("/keys/worker.key".into()),
             config: None,
@@ -497,6 +507,7 @@ mod tests {
             "--lifetime=1h",
             "--drain-grace=1m 30s",
             "--metrics-addr=0.0.0.0:8790",
+            "--python=/venv/bin/python",
             "--server-key=/keys/scheduler.pub",
             "--key-file=/keys/worker.key",
         ]
