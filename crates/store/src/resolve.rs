@@ -458,6 +458,7 @@ mod tests {
 
         let resolver = StoreResolver::new(StoreConfig {
             endpoint: Some("http://127.0.0.1:9000".into()),
+            allow_http: Some(true),
             access_key_id: Some("AKIDEXAMPLE".into()),
             secret_access_key: Some(crate::Secret::new("hunter2-secret")),
             session_token: Some(crate::Secret::new("hunter2-token")),
