@@ -2,8 +2,8 @@
 # Builds the Python package and runs its tests (python/tests) on a fresh
 # machine: a virtual environment in target/py-venv with maturin, pytest,
 # pytest-timeout, cloudpickle, numpy, boto3 (the independent S3 client
-# that seeds MinIO), scikit-learn (the grid-search example) and duckdb (the
-# documented manifest query, an engine independent of quarry), the package
+# that seeds MinIO), scikit-learn (the grid-search example), duckdb and polars (the
+# documented manifest queries, engines independent of quarry), the package
 # built into it with `maturin develop`, and the quarry binary the process
 # tests start (target/debug/quarry).
 #
@@ -18,7 +18,7 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --upgrade pip
-"$venv/bin/pip" install --quiet "maturin>=1.5,<2" pytest pytest-timeout cloudpickle numpy boto3 scikit-learn duckdb
+"$venv/bin/pip" install --quiet "maturin>=1.5,<2" pytest pytest-timeout cloudpickle numpy boto3 scikit-learn duckdb polars
 
 cargo build -p quarry-cli
 QUARRY_MINIO_BIN=$(scripts/minio.sh)

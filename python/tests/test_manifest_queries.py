@@ -1,6 +1,7 @@
-"""The manifest query that docs/job-spec.md shows, run as written with
-DuckDB (an engine independent of quarry) over the manifest of a real
-`quarry run`, and checked against a count made here with plain Python."""
+"""The manifest queries that docs/job-spec.md shows, run as written with
+DuckDB and polars (engines independent of quarry) over the manifest of a
+real `quarry run`, and checked against a count made here with plain
+Python."""
 
 import collections
 import os
@@ -13,15 +14,16 @@ import pytest
 from conftest import REPO, clean_env, quarry_bin
 
 
-def documented_query():
+def documented(language):
+    """The first `language` code block of the manifest-query section."""
     with open(os.path.join(REPO, "docs", "job-spec.md")) as f:
         text = f.read()
     section = text.split("#### Summing the counts over the manifest", 1)[1]
-    return re.search(r"```sql\n(.*?)```", section, re.S).group(1)
+    return re.search(r"```%s\n(.*?)```" % language, section, re.S).group(1)
 
 
 @pytest.mark.timeout(120)
-def test_the_documented_duckdb_query_sums_a_word_count_job(tmp_path, monkeypatch):
+def test_the_documented_queries_sum_a_word_count_job(tmp_path, monkeypatch):
     data = tmp_path / "data"
     (data / "more").mkdir(parents=True)
     texts = {
@@ -57,5 +59,11 @@ def test_the_documented_duckdb_query_sums_a_word_count_job(tmp_path, monkeypatch
     top = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
 
     monkeypatch.chdir(tmp_path)
-    rows = duckdb.sql(documented_query()).fetchall()
-    assert [(word, int(n)) for word, n in rows] == top
+    rows = duckdb.sql(documented("sql")).fetchall()
+    assert [(word, int(n)) for word, n in rows] == top, "duckdb"
+
+    scope = {}
+    exec(documented("python"), scope)
+    counts = scope["counts"]
+    assert list(counts.head(10).iter_rows()) == top, "polars"
+    assert counts["n"].sum() == sum(expected.values())
