@@ -6,7 +6,8 @@
 #   SHARDS=16 bench/prefix/run.sh            # 256 MiB
 #
 # Settings (environment): SECTIONS (1 2 3 4), SHARDS (64), SHARD_SIZE (16MiB), WORKERS (2),
-# PASSES (3), BROADCAST_SIZE (1GiB), BROADCAST_TASKS (1000),
+# PASSES (3), BROADCAST_SIZE (1GiB), BROADCAST_TASKS (1000), FLOOR_PYTHON
+# (python3; needs boto3 for the read floor),
 # QUARRY_BIN (target/release/quarry), OUT (a new directory under /tmp).
 #
 # Needs: the MinIO binary (scripts/minio.sh), `cargo build --release -p
@@ -82,7 +83,11 @@ metric() {
 
 if wanted 1; then
     echo "== 1. line count: quarry, then dask ($shards x $shard_size, $workers workers)"
-    RUST_LOG=error "$quarry" bench prefix "${common[@]}" --passes "$passes" | tee "$out/quarry-linecount.jsonl"
+    # Pass 1 beside a plain parallel-GET floor (boto3, measured first in
+    # the same run): the JSON of each pass has over_floor.
+    RUST_LOG=error "$quarry" bench prefix "${common[@]}" --passes "$passes" \
+        --floor "${FLOOR_PYTHON:-python3} $here/s3_floor.py {url} $((workers * 4))" |
+        tee "$out/quarry-linecount.jsonl"
     python3 "$here/dask_compare.py" --url "$url" --workers "$workers" --passes "$passes" \
         --function linecount --quarry-results "$out/quarry-linecount.jsonl" | tee "$out/dask-linecount.txt"
 fi
