@@ -49,8 +49,12 @@ def test_adult_grid_search_example_matches_a_local_fit(program, tmp_path):
     subprocess.run([sys.executable, generate, "--rows", "2000", "--out", data], check=True,
                    capture_output=True, timeout=60)
     example = os.path.join(program.repo, "examples", "python", "adult_grid_search.py")
-    done = subprocess.run([sys.executable, example, "--data", data], env=program.clean_env(),
-                          capture_output=True, text=True, timeout=240)
+    try:
+        done = subprocess.run([sys.executable, example, "--data", data], env=program.clean_env(),
+                              capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired as hung:
+        stderr = hung.stderr.decode() if isinstance(hung.stderr, bytes) else (hung.stderr or "")
+        pytest.fail("the example did not finish in 240 s; its stderr so far:\n" + stderr[-6000:])
     assert done.returncode == 0, done.stderr[-4000:]
     assert "16 fits in" in done.stderr
     best = done.stdout.splitlines()[0]
