@@ -216,3 +216,51 @@ def test_kwargs_reach_the_function_and_bad_calls_are_refused(client):
         client.submit(42)
     with pytest.raises(TypeError):
         client.map(inc)
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_killed_with_sigkill_takes_its_interpreter_with_it(tmp_path):
+    # Interpreters are started without fork (posix_spawn) and tie
+    # themselves to the worker thread that started them: nothing of a
+    # killed worker may keep running its task.
+    import signal
+
+    from conftest import Processes
+
+    pid_file = str(tmp_path / "interpreter.pid")
+
+    def note_pid_then_sleep(path):
+        import os as _os
+        import time as _time
+
+        with open(path + ".tmp", "w") as f:
+            f.write(str(_os.getpid()))
+        _os.rename(path + ".tmp", path)
+        _time.sleep(60)
+
+    cluster = Processes(tmp_path, n=1)
+    try:
+        client = cluster.client()
+        future = client.submit(note_pid_then_sleep, pid_file)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(pid_file) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        interpreter = int(open(pid_file).read())
+        assert _alive(interpreter)
+        cluster.workers[0].send_signal(signal.SIGKILL)
+        cluster.workers[0].wait(10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _alive(interpreter):
+            time.sleep(0.05)
+        assert not _alive(interpreter), "the interpreter outlived its worker"
+        future.cancel()
+    finally:
+        cluster.close()
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

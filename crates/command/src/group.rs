@@ -1,6 +1,7 @@
 //! Process groups that die with the thread (and the process) that started
 //! them: what command attempts run in, and what other long-lived children
-//! of a worker (its Python interpreters) reuse through [`spawn_in_group`].
+//! of a worker (its Python interpreters) reuse through
+//! [`spawn_in_group_without_fork`].
 
 use crate::reaper;
 use nix::sys::signal::{killpg, Signal};
@@ -50,17 +51,29 @@ impl Drop for ProcessGroup {
 }
 
 /// Spawns `command` as the first process of a new process group that dies
-/// with the calling thread (`PR_SET_PDEATHSIG`), with this process (the
-/// reaper), and when the returned [`ProcessGroup`] is dropped or killed.
-/// Spawn from a thread that lives as long as the child should: the worker
-/// spawns its Python interpreters from their slot threads.
-pub fn spawn_in_group(command: &mut Command) -> io::Result<(Child, ProcessGroup)> {
-    command.process_group(0).kill_on_drop(true);
-    die_with_this_thread(command);
+/// with this process (the reaper) and when the returned [`ProcessGroup`] is
+/// dropped or killed. No code runs in the child before `exec` (unlike a
+/// command attempt's `PR_SET_PDEATHSIG` hook), so that it is started with
+/// `posix_spawn` rather than `fork`. Forking a process that hosts other libraries' threads runs
+/// their fork handlers, and OpenBLAS's (loaded by numpy in a Python process
+/// that embeds a cluster) can hang there for good. The child must then
+/// arrange to die with its parent thread itself: it is told the parent's
+/// pid in `QUARRY_PARENT_PID`, sets `PR_SET_PDEATHSIG` and exits if its
+/// parent is already another process (as the worker's Python bootstrap
+/// does). The group still dies with the reaper and the returned
+/// [`ProcessGroup`].
+pub fn spawn_in_group_without_fork(command: &mut Command) -> io::Result<(Child, ProcessGroup)> {
+    command
+        .process_group(0)
+        .kill_on_drop(true)
+        .env(PARENT_PID_ENV, std::process::id().to_string());
     let child = command.spawn()?;
     let group = ProcessGroup::new(child.id().map(|pid| Pid::from_raw(pid as i32)));
     Ok((child, group))
 }
+
+/// Where [`spawn_in_group_without_fork`] tells the child its parent's pid.
+pub const PARENT_PID_ENV: &str = "QUARRY_PARENT_PID";
 
 /// Makes the command's first process die (SIGKILL) when the thread that
 /// starts it ends, which happens at the latest when this process dies. The

@@ -10,7 +10,7 @@
 //! cancellation or the end of the attempt kills the whole group, and so does
 //! the death of the process that runs it, however it dies
 //! (`PR_SET_PDEATHSIG` on its first process, plus a reaper process that
-//! kills the rest of the group; see `src/reaper.rs`); [`spawn_in_group`]
+//! kills the rest of the group; see `src/reaper.rs`); [`spawn_in_group_without_fork`]
 //! lends the same guarantee to other long-lived children of a worker (its
 //! Python interpreters). The command
 //! writes stdout and stderr straight to log files, whose bounded tails are
@@ -31,7 +31,7 @@ mod reaper;
 mod run;
 mod template;
 
-pub use group::{spawn_in_group, ProcessGroup};
+pub use group::{spawn_in_group_without_fork, ProcessGroup, PARENT_PID_ENV};
 pub use outputs::{
     list_outputs, output_dir_key, output_object_key, sanitize_key, stale_outputs, KeyError,
     ListError, OutputListing, SkippedOutput, MAX_OUTPUT_KEY_BYTES, MAX_SEGMENT_BYTES,

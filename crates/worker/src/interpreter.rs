@@ -4,10 +4,10 @@
 //!
 //! The interpreter runs in a process group of its own that dies with the
 //! slot thread that started it and with the worker, however the worker
-//! ends (`quarry_command::spawn_in_group`). Dropping an [`Interpreter`]
+//! ends (`quarry_command::spawn_in_group_without_fork`, with the bootstrap setting `PR_SET_PDEATHSIG`). Dropping an [`Interpreter`]
 //! kills it.
 
-use quarry_command::{spawn_in_group, ProcessGroup};
+use quarry_command::{spawn_in_group_without_fork, ProcessGroup};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
@@ -111,11 +111,15 @@ impl Interpreter {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let (mut child, group) =
-            spawn_in_group(&mut command).map_err(|source| InterpreterError::Spawn {
+        // Not forked: the worker may live in a Python process whose
+        // libraries' fork handlers can hang (see spawn_in_group_without_fork);
+        // the bootstrap ties itself to this thread.
+        let (mut child, group) = spawn_in_group_without_fork(&mut command).map_err(|source| {
+            InterpreterError::Spawn {
                 program: program.to_path_buf(),
                 source,
-            })?;
+            }
+        })?;
         let pid = child.id().unwrap_or_default();
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             unreachable!("both pipes were asked for");

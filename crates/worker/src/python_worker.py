@@ -36,6 +36,23 @@ MAX_EXCEPTION_BYTES = 32 * 1024
 # worker's cache), kept for the next tasks that use them.
 MAX_LOADED = 8
 
+def _die_with_the_worker():
+    """Dies (SIGKILL) when the worker thread that started this interpreter
+    ends, as a forked child would have been told to before exec; exits at
+    once if that worker is already gone."""
+    parent = os.environ.pop("QUARRY_PARENT_PID", None)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != int(parent):
+        os._exit(1)
+
+
+_die_with_the_worker()
 _requests = os.fdopen(os.dup(0), "rb", buffering=0)
 _replies = os.fdopen(os.dup(1), "wb", buffering=0)
 _null = os.open(os.devnull, os.O_RDONLY)
