@@ -2,10 +2,10 @@
 //! staging and uploads and `quarry-command`'s process handling.
 
 use crate::execute::{failure, Attempt, Produced};
-use crate::inputs::{Inputs, Staged};
+use crate::inputs::{local_file, Inputs, Staged};
 use quarry_command::{
-    output_object_key, run_prepared, CommandError, CommandInvocation, CommandTemplate,
-    PreparedCommand, RunLimits,
+    output_object_key, run_prepared, CommandError, CommandInvocation, CommandOutcome,
+    CommandTemplate, PreparedCommand, RunLimits,
 };
 use quarry_proto::{ErrorKind, JobSpec, TaskError};
 use std::collections::BTreeMap;
@@ -49,24 +49,7 @@ pub(crate) async fn run(
             .map_err(|e| failure(ErrorKind::Rejected, format!("bad task parameters: {e}")))?
     };
     let input = match staged.inputs.first() {
-        // A chunk of a larger object is handed over as a file of its own,
-        // in the attempt's scratch space (which the caller removes).
-        Some(shard) if shard.data_ref.range.is_some() => {
-            let bytes = shard.read().map_err(|e| {
-                failure(
-                    ErrorKind::InputUnavailable,
-                    format!("cannot read input chunk: {e}"),
-                )
-            })?;
-            let path = scratch.join("input.chunk");
-            std::fs::create_dir_all(scratch)
-                .and_then(|()| std::fs::write(&path, bytes))
-                .map_err(|e| {
-                    failure(ErrorKind::Failed, format!("cannot stage input chunk: {e}"))
-                })?;
-            Some(path)
-        }
-        Some(shard) => Some(shard.path.clone()),
+        Some(shard) => Some(local_file(shard, scratch)?),
         None => None,
     };
     let mut attempt_dir = commands.dirs.lease().map_err(|e| {
@@ -111,46 +94,66 @@ pub(crate) async fn run(
             })?),
             Err(_) => None,
         };
-    let Some(prefix) = output_prefix else {
-        let outcome = outcome?;
-        if !outcome.outputs.is_empty() {
-            return Err(failure(
-                ErrorKind::Failed,
-                format!(
-                    "the command wrote {} file(s) to {{output_dir}} but the job has no `output` \
-                     prefix to upload them to",
-                    outcome.outputs.len()
-                ),
-            ));
-        }
-        let value = attempt
-            .inputs
-            .result_value(
-                result.unwrap_or_default(),
-                &attempt.job,
-                task,
-                &attempt.limits,
-                false,
-                false,
+    let outputs = match output_prefix {
+        Some(prefix) => {
+            upload_outputs(
+                attempt,
+                &invocation,
+                prefix,
+                logs,
+                outcome,
+                result.as_deref(),
             )
-            .await?;
-        return Ok(Produced {
-            value,
-            outputs: Vec::new(),
-        });
+            .await?
+        }
+        None => {
+            let outcome = outcome?;
+            if !outcome.outputs.is_empty() {
+                return Err(failure(
+                    ErrorKind::Failed,
+                    format!(
+                        "the command wrote {} file(s) to {{output_dir}} but the job has no \
+                         `output` prefix to upload them to",
+                        outcome.outputs.len()
+                    ),
+                ));
+            }
+            Vec::new()
+        }
     };
-    // The task's directory is made to hold exactly this attempt's files:
-    // what an earlier attempt or run left and this one does not write goes
-    // first. Logs go up whatever happened, so a failure can be read
-    // afterwards.
+    let value = attempt
+        .inputs
+        .result_value(
+            result.unwrap_or_default(),
+            &attempt.job,
+            task,
+            &attempt.limits,
+            false,
+            false,
+        )
+        .await?;
+    Ok(Produced { value, outputs })
+}
+
+/// Makes the task's directory under `prefix` hold exactly this attempt's
+/// files (what an earlier attempt or run left and this one does not write
+/// goes first), uploads the logs whatever happened (so that a failure can
+/// be read afterwards), then, if the command succeeded, its outputs;
+/// returns their URLs.
+async fn upload_outputs(
+    attempt: &Attempt,
+    invocation: &CommandInvocation,
+    prefix: &str,
+    logs: Vec<(&'static str, Vec<u8>)>,
+    outcome: Result<CommandOutcome, TaskError>,
+    result: Option<&[u8]>,
+) -> Result<Vec<String>, TaskError> {
+    let task = &attempt.assignment.task;
     let mut kept: Vec<String> = logs.iter().map(|(name, _)| log_path(name)).collect();
     if let Ok(done) = &outcome {
         kept.extend(done.outputs.iter().cloned());
     }
-    if result
-        .as_ref()
-        .is_some_and(|r| Inputs::stored_result(r.len(), &attempt.limits))
-    {
+    if result.is_some_and(|r| Inputs::stored_result(r.len(), &attempt.limits)) {
         kept.push(quarry_proto::ResultFormat::Json.file_name().to_string());
     }
     attempt
@@ -180,18 +183,7 @@ pub(crate) async fn run(
         attempt.inputs.put(&url, bytes.into()).await?;
         outputs.push(url);
     }
-    let value = attempt
-        .inputs
-        .result_value(
-            result.unwrap_or_default(),
-            &attempt.job,
-            task,
-            &attempt.limits,
-            false,
-            false,
-        )
-        .await?;
-    Ok(Produced { value, outputs })
+    Ok(outputs)
 }
 
 /// Where a log goes under the task's output directory.

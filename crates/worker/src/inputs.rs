@@ -19,6 +19,7 @@ use quarry_proto::{
 };
 use quarry_store::{StoreError, StoreResolver};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -344,4 +345,24 @@ impl Inputs {
         }
         Ok(Value::Ref(data_ref))
     }
+}
+
+/// A shard as one local file for a program to read: the cached file
+/// itself, or for a chunk (a byte range of a larger object) a file of its
+/// own in the attempt's scratch space (which the caller removes).
+pub(crate) fn local_file(shard: &Shard, scratch: &Path) -> Result<PathBuf, TaskError> {
+    if shard.data_ref.range.is_none() {
+        return Ok(shard.path.clone());
+    }
+    let bytes = shard.read().map_err(|e| {
+        failure(
+            ErrorKind::InputUnavailable,
+            format!("cannot read input chunk: {e}"),
+        )
+    })?;
+    let path = scratch.join("input.chunk");
+    std::fs::create_dir_all(scratch)
+        .and_then(|()| std::fs::write(&path, bytes))
+        .map_err(|e| failure(ErrorKind::Failed, format!("cannot stage input chunk: {e}")))?;
+    Ok(path)
 }

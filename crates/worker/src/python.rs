@@ -10,7 +10,7 @@
 //! task's retries apply); the next task starts a new interpreter.
 
 use crate::execute::{failure, Attempt, Produced};
-use crate::inputs::Staged;
+use crate::inputs::{local_file, Staged};
 use crate::interpreter::{Header, Interpreter, Reply, PROTOCOL};
 use quarry_proto::{ErrorKind, TaskError};
 use serde::{Deserialize, Serialize};
@@ -70,7 +70,7 @@ pub(crate) async fn run(
     let mut shard = None;
     for (index, input) in staged.inputs.iter().enumerate() {
         if call.shard && index == 0 {
-            shard = Some(shard_path(input, scratch)?);
+            shard = Some(local_file(input, scratch)?);
         } else {
             inputs.push(input.path.clone());
         }
@@ -141,25 +141,6 @@ pub(crate) async fn run(
         value,
         outputs: Vec::new(),
     })
-}
-
-/// The local path of a shard: the cached file, or for a chunk (a byte
-/// range of it) a file of its own in the attempt's scratch space.
-fn shard_path(shard: &crate::Shard, scratch: &Path) -> Result<PathBuf, TaskError> {
-    if shard.data_ref.range.is_none() {
-        return Ok(shard.path.clone());
-    }
-    let bytes = shard.read().map_err(|e| {
-        failure(
-            ErrorKind::InputUnavailable,
-            format!("cannot read input chunk: {e}"),
-        )
-    })?;
-    let path = scratch.join("input.chunk");
-    std::fs::create_dir_all(scratch)
-        .and_then(|()| std::fs::write(&path, bytes))
-        .map_err(|e| failure(ErrorKind::Failed, format!("cannot stage input chunk: {e}")))?;
-    Ok(path)
 }
 
 /// Refuses a call whose client runs other versions than the interpreter
