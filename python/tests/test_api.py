@@ -120,6 +120,10 @@ def test_interpreters_stay_warm(client):
         assert sorted(counts) == list(range(min(counts), min(counts) + len(counts)))
 
 
+def die_always():
+    os.kill(os.getpid(), 9)
+
+
 def die_once(marker):
     if not os.path.exists(marker):
         with open(marker, "w") as f:
@@ -135,10 +139,14 @@ def test_an_interpreter_killed_mid_task_fails_only_that_attempt_which_is_retried
     pid = client.submit(die_once, marker, retries=1).result(timeout=60)
     with open(marker) as f:
         assert int(f.read()) != pid, "the retry ran on a new interpreter"
-    # Without retries, the task fails and says how its interpreter died.
+    # A dead interpreter is not the task's own failure: without retries the
+    # task runs again too, as dask reruns the tasks of a dead worker.
     os.remove(marker)
+    assert client.submit(die_once, marker).result(timeout=60) != pid
+    # One that kills every interpreter it runs on fails once the worker-loss
+    # budget is spent, saying how its interpreter died.
     with pytest.raises(quarry.TaskError, match="SIGKILL") as raised:
-        client.submit(die_once, marker).result(timeout=60)
+        client.submit(die_always).result(timeout=120)
     assert "next task starts a new interpreter" in str(raised.value)
     assert client.submit(inc, 41).result(timeout=60) == 42
 

@@ -29,6 +29,39 @@ fn failed_attempt_is_retried_with_a_new_attempt_number() {
 }
 
 #[test]
+fn a_reported_lost_attempt_is_retried_from_the_worker_loss_budget() {
+    let config = CoreConfig {
+        max_worker_losses: 2,
+        ..no_prefetch()
+    };
+    let mut h = Harness::new(config);
+    h.join(1, 1, &["f"]);
+    h.open(1, 0);
+    // No retries of its own: an interpreter dying under the task is not
+    // the task's failure, so it runs again anyway, at once.
+    let id = task(1, 0, "f").id;
+    assert_eq!(
+        runs(&h.submit(1, 0, vec![task(1, 0, "f")])),
+        vec![(1, id, 1)]
+    );
+    for attempt in 1..=2 {
+        let out = h.finish(1, err_report(id, attempt, ErrorKind::WorkerLost, "killed"));
+        assert!(dones(&out).is_empty(), "attempt {attempt} is retried");
+        assert_eq!(runs(&out), vec![(1, id, attempt + 1)]);
+    }
+    let out = h.finish(
+        1,
+        err_report(id, 3, ErrorKind::WorkerLost, "killed by SIGKILL"),
+    );
+    let (kind, message) = error_of(&dones(&out)[0].2);
+    assert_eq!(
+        (kind, message.as_str()),
+        (ErrorKind::WorkerLost, "killed by SIGKILL")
+    );
+    assert_eq!(h.state_of(id), "failed");
+}
+
+#[test]
 fn the_final_error_text_reaches_the_client_after_the_last_retry() {
     let mut h = Harness::new(no_prefetch());
     h.join(1, 1, &["f"]);

@@ -11,7 +11,7 @@
 
 use crate::execute::{failure, Attempt, Produced};
 use crate::inputs::{local_file, Staged};
-use crate::interpreter::{Header, Interpreter, Reply, PROTOCOL};
+use crate::interpreter::{Header, Interpreter, InterpreterError, Reply, PROTOCOL};
 use quarry_proto::{ErrorKind, TaskError};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -120,7 +120,14 @@ pub(crate) async fn run(
             }
         },
     };
-    let reply = reply.map_err(|e| failure(ErrorKind::Failed, e.to_string()))?;
+    // An interpreter that died under its task (killed, out of memory, a
+    // crash in native code) is reported as lost, so the scheduler runs the
+    // task again within its worker-loss budget, as it would had the whole
+    // worker died; the next task here starts a new interpreter.
+    let reply = reply.map_err(|e| match e {
+        InterpreterError::Died { .. } => failure(ErrorKind::WorkerLost, e.to_string()),
+        InterpreterError::Spawn { .. } => failure(ErrorKind::Failed, e.to_string()),
+    })?;
     let pid = interpreter.pid();
     INTERPRETER.with(|slot| *slot.borrow_mut() = Some(interpreter));
     let pickled = match reply {

@@ -155,12 +155,20 @@ impl Core {
             report.stats.duration_ms
         };
         let (function, j) = (task.function, task.job);
-        let retried = match &report.outcome {
-            TaskOutcome::Ok(_) => false,
-            TaskOutcome::Err(error) => {
-                is_retryable(error.kind) && task.errors < task.spec.retries()
+        let retry = match &report.outcome {
+            TaskOutcome::Ok(_) => None,
+            // The worker lost what ran the attempt (a Python task's
+            // interpreter died under it): like a lost worker, this counts
+            // against `max_worker_losses`, not the task's own retries, so a
+            // task killed by the machine runs again even with `retries: 0`.
+            TaskOutcome::Err(error) if error.kind == ErrorKind::WorkerLost => {
+                (task.worker_losses < self.config.max_worker_losses).then_some(Retry::Lost)
             }
+            TaskOutcome::Err(error) => (is_retryable(error.kind)
+                && task.errors < task.spec.retries())
+            .then_some(Retry::Error),
         };
+        let retried = retry.is_some();
         self.record(out, || {
             Change::AttemptEnded(Box::new(AttemptEnd {
                 task: report.task,
@@ -185,7 +193,6 @@ impl Core {
                 self.finalize(t, TaskState::Done, TaskOutcome::Ok(value), now, out)
             }
             TaskOutcome::Err(error) => {
-                task.errors += 1;
                 if retried {
                     debug!(
                         task = %task.spec.id(),
@@ -193,9 +200,22 @@ impl Core {
                         error = %error.message,
                         "attempt failed, retrying"
                     );
-                    self.retry_later(t, now);
-                } else {
-                    self.finalize(t, TaskState::Failed, TaskOutcome::Err(error), now, out);
+                }
+                match retry {
+                    // At once, as for a lost worker: nothing in the task
+                    // itself failed, so there is nothing to back off from.
+                    Some(Retry::Lost) => {
+                        task.worker_losses += 1;
+                        self.requeue(t, now);
+                    }
+                    Some(Retry::Error) => {
+                        task.errors += 1;
+                        self.retry_later(t, now);
+                    }
+                    None => {
+                        task.errors += 1;
+                        self.finalize(t, TaskState::Failed, TaskOutcome::Err(error), now, out);
+                    }
                 }
             }
         }
@@ -535,6 +555,15 @@ fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
+}
+
+/// Which budget a failed attempt's retry is taken from.
+#[derive(Clone, Copy)]
+enum Retry {
+    /// The task's own `retries`.
+    Error,
+    /// `max_worker_losses`: what ran the attempt died under it.
+    Lost,
 }
 
 /// Whether a failed attempt may be retried (within the task's retries):

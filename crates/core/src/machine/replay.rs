@@ -12,7 +12,7 @@ use crate::change::{AttemptEnd, Change, FinalState, JobSnapshot, TaskSnapshot};
 use crate::job::Job;
 use crate::task::{AttemptRecord, TaskState};
 use crate::{Command, Millis};
-use quarry_proto::{TaskId, TaskOutcome};
+use quarry_proto::{ErrorKind, TaskId, TaskOutcome};
 
 /// What a replay brought back, for the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -248,7 +248,14 @@ impl Core {
         record.outputs = end.outputs;
         record.stats = end.stats;
         if end.retried {
-            task.errors += 1;
+            // As the live core counted it: a retried `WorkerLost` report
+            // came out of the worker-loss budget.
+            match &end.outcome {
+                TaskOutcome::Err(error) if error.kind == ErrorKind::WorkerLost => {
+                    task.worker_losses += 1
+                }
+                _ => task.errors += 1,
+            }
             return true;
         }
         let state = match &end.outcome {
