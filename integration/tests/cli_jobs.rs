@@ -677,6 +677,13 @@ output: ./out/
     let output = quarry(dir.path(), &["run", "blocked.yaml", "--workers", "1"]);
     let stderr = text(&output.stderr);
     assert_ne!(output.status.code(), Some(0), "reported success:\n{stderr}");
-    assert!(stderr.contains("manifest"), "does not say why:\n{stderr}");
+    assert!(
+        stderr.contains("cannot write the manifest under"),
+        "does not say why:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("the manifest and _SUCCESS could not be written"),
+        "the summary points to a manifest that is not there:\n{stderr}"
+    );
     assert!(!out.join("_SUCCESS").exists(), "_SUCCESS was written");
 }

@@ -254,7 +254,16 @@ fn print_summary(
     );
     eprintln!("  {}", locality_line(info));
     if let Some(output) = output {
-        eprintln!("  output: {output} (manifest: _quarry/manifest.parquet)");
+        // A job fails with no failed task only when the scheduler could not
+        // write its manifest (failed tasks are rows of one): then there is
+        // no manifest to point to.
+        if info.state == JobState::Failed && c.failed == 0 {
+            eprintln!(
+                "  output: {output}: the manifest and _SUCCESS could not be written (the cause is in the warning above)"
+            );
+        } else {
+            eprintln!("  output: {output} (manifest: _quarry/manifest.parquet)");
+        }
     }
     if unsuccessful == 0 {
         return;
