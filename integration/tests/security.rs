@@ -661,14 +661,18 @@ fn http_get(address: &str, path: &str) -> String {
 }
 
 fn store_with(minio: &MinioServer, secret: &str) -> StoreResolver {
-    StoreResolver::new(StoreConfig {
+    StoreResolver::new(store_config(minio, secret))
+}
+
+fn store_config(minio: &MinioServer, secret: &str) -> StoreConfig {
+    StoreConfig {
         endpoint: Some(minio.endpoint()),
         region: Some("us-east-1".into()),
         access_key_id: Some(minio.access_key().into()),
         secret_access_key: Some(Secret::new(secret)),
         allow_http: Some(true),
         ..StoreConfig::default()
-    })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -952,4 +956,40 @@ async fn secrets_never_appear_in_logs_errors_status_or_the_dashboard() {
         }
     }
     assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
+}
+
+/// Refused credentials give one line naming the store's code and the
+/// setting to check, with the response body not repeated (it was 2.6 KB of
+/// XML, five times).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_are_one_line_naming_what_to_check() {
+    let minio = MinioServer::start().unwrap_or_else(|e| panic!("{e}"));
+    minio.create_bucket("creds").await.unwrap();
+    // As the CLI prints an error: the whole chain, `{:#}`.
+    let refused = |store: StoreResolver| async move {
+        let error = store
+            .put_content_addressed(
+                "s3://creds/staging",
+                quarry::parts::store::PutSource::Bytes(vec![1].into()),
+            )
+            .await
+            .expect_err("the request is refused");
+        format!("{:#}", anyhow::Error::from(error))
+    };
+    let wrong_secret = refused(store_with(&minio, "not-the-secret")).await;
+    let unknown_key = refused(StoreResolver::new(StoreConfig {
+        access_key_id: Some("nobody-has-this-key".into()),
+        ..store_config(&minio, minio.secret_key())
+    }))
+    .await;
+    for chain in [&wrong_secret, &unknown_key] {
+        assert!(
+            chain.contains("the store refused access to s3://creds/staging"),
+            "{chain}"
+        );
+        assert!(chain.contains("AWS_SECRET_ACCESS_KEY"), "{chain}");
+        assert!(!chain.contains('\n'), "more than one line: {chain}");
+        assert!(chain.len() < 400, "{} bytes: {chain}", chain.len());
+        assert!(!chain.contains("<?xml"), "the body is repeated: {chain}");
+    }
 }

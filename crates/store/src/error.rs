@@ -139,6 +139,35 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// The store refused the credentials, or they lack a permission. One
+    /// line: the store's own code and message, then what to check; the
+    /// response body is not repeated.
+    #[error("the store refused access to {url}: {code}{message}; {hint}")]
+    AccessDenied {
+        /// The URL the request was about.
+        url: String,
+        /// The S3 error code (`SignatureDoesNotMatch`, `InvalidAccessKeyId`,
+        /// `AccessDenied`, …), or the HTTP status when the body had none.
+        code: String,
+        /// `: ` and the store's message, or empty.
+        message: String,
+        /// Which setting to check.
+        hint: &'static str,
+    },
+
+    /// No credentials were found anywhere the S3 client looks, so its last
+    /// resort, the instance metadata service, was asked and failed.
+    #[error(
+        "no S3 credentials found for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+         (or access_key_id and secret_access_key under [store]), or AWS_WEB_IDENTITY_TOKEN_FILE \
+         with AWS_ROLE_ARN, or run on a host with an instance profile (the instance metadata \
+         service at 169.254.169.254 did not give any)"
+    )]
+    NoCredentials {
+        /// The URL the request was about.
+        url: String,
+    },
+
     /// Any other store request failure.
     #[error("store request for {url} failed: {source}")]
     Request {
@@ -159,6 +188,13 @@ impl StoreError {
                 url: url.to_string(),
                 source,
             },
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => {
+                access_denied(url, &source.to_string())
+            }
+            source if source.to_string().contains("169.254.169.254") => StoreError::NoCredentials {
+                url: url.to_string(),
+            },
             source => StoreError::Request {
                 url: url.to_string(),
                 source,
@@ -167,5 +203,71 @@ impl StoreError {
     }
 }
 
+/// The one-line error for a refused request, from the text of
+/// `object_store`'s error, which holds the S3 XML body (`<Code>`,
+/// `<Message>`) after the HTTP status.
+fn access_denied(url: &str, text: &str) -> StoreError {
+    let element = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{name}>"))? + start;
+        Some(text[start..end].trim().to_string())
+    };
+    let code = element("Code").unwrap_or_else(|| {
+        if text.contains("401") {
+            "HTTP 401".to_string()
+        } else {
+            "HTTP 403".to_string()
+        }
+    });
+    let hint = match code.as_str() {
+        "SignatureDoesNotMatch" => {
+            "check the secret key (AWS_SECRET_ACCESS_KEY, or secret_access_key under [store])"
+        }
+        "InvalidAccessKeyId" => {
+            "check the access key id (AWS_ACCESS_KEY_ID, or access_key_id under [store])"
+        }
+        "ExpiredToken" | "InvalidToken" => {
+            "the session token (AWS_SESSION_TOKEN) expired or is wrong"
+        }
+        // A HEAD's refusal has no body, so no code: either may be wrong.
+        _ => {
+            "check the access key id and secret (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+             or access_key_id and secret_access_key under [store]) and that they may use this \
+             bucket"
+        }
+    };
+    StoreError::AccessDenied {
+        url: url.to_string(),
+        message: element("Message")
+            .map(|message| format!(": {message}"))
+            .unwrap_or_default(),
+        code,
+        hint,
+    }
+}
+
 /// Result alias for this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_request_is_one_line_with_the_code_and_what_to_check() {
+        let body = "Client error with status 403 Forbidden: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message><Key>a</Key><RequestId>1</RequestId></Error>";
+        let error = access_denied("s3://b/a", body).to_string();
+        assert_eq!(
+            error,
+            "the store refused access to s3://b/a: SignatureDoesNotMatch: The request signature \
+             we calculated does not match the signature you provided.; check the secret key \
+             (AWS_SECRET_ACCESS_KEY, or secret_access_key under [store])"
+        );
+        let bare = access_denied("s3://b/a", "status 403 Forbidden").to_string();
+        assert!(
+            bare.contains("HTTP 403; check the access key id and secret"),
+            "{bare}"
+        );
+    }
+}
