@@ -67,79 +67,33 @@ pub fn wordcount(ctx: &TaskContext) -> Result<BTreeMap<String, u64>, String> {
 
 /// Word counts keyed by the lower-cased word. Each text is first counted by
 /// its words as written, borrowed from the text, so a word is lower-cased
-/// (through one reused buffer) once per distinct spelling, not once per
-/// occurrence. foldhash: several times cheaper than SipHash on short keys,
-/// which is most of the cost once splitting is fast.
+/// once per distinct spelling, not once per occurrence. foldhash: several
+/// times cheaper than SipHash on short keys, which is most of the cost once
+/// splitting is fast.
 #[derive(Default)]
 struct WordCounts {
     counts: HashMap<Box<str>, u64, foldhash::fast::RandomState>,
-    lowered: String,
 }
 
 impl WordCounts {
-    /// Adds the words of `text`. Splitting scans bytes: an ASCII byte is
-    /// whitespace by a table of the six ASCII `White_Space` characters
-    /// (including U+000B, which `u8::is_ascii_whitespace` leaves out), and
-    /// only a non-ASCII byte decodes its character to ask
-    /// `char::is_whitespace`, so ASCII and other text split alike.
+    /// Adds the words of `text`: `char::is_whitespace` is Unicode's
+    /// `White_Space` (U+000B included, which `u8::is_ascii_whitespace`
+    /// leaves out), with its own fast path for ASCII.
     fn add_text(&mut self, text: &str) {
         let mut as_written: HashMap<&str, u64, foldhash::fast::RandomState> = HashMap::default();
-        let mut count = |word| *as_written.entry(word).or_insert(0) += 1;
-        let bytes = text.as_bytes();
-        let mut word_start = None;
-        let mut at = 0;
-        while at < bytes.len() {
-            let (is_space, width) = match bytes[at] {
-                b if b.is_ascii() => (ASCII_WHITE_SPACE[usize::from(b)], 1),
-                _ => {
-                    let c = text[at..].chars().next().unwrap_or('\u{fffd}');
-                    (c.is_whitespace(), c.len_utf8())
-                }
-            };
-            match (is_space, word_start) {
-                (true, Some(start)) => {
-                    count(&text[start..at]);
-                    word_start = None;
-                }
-                (false, None) => word_start = Some(at),
-                _ => {}
-            }
-            at += width;
-        }
-        if let Some(start) = word_start {
-            count(&text[start..]);
+        for word in text.split(char::is_whitespace).filter(|w| !w.is_empty()) {
+            *as_written.entry(word).or_insert(0) += 1;
         }
         for (word, n) in as_written {
             self.add_word(word, n);
         }
     }
 
+    /// `str::to_lowercase`, not per-char mapping: a final sigma lower-cases
+    /// to `ς` only in the context of its word. Called once per distinct
+    /// spelling, so its allocation is off the per-word path.
     fn add_word(&mut self, word: &str, n: u64) {
-        let key = if word.is_ascii() && !word.bytes().any(|b| b.is_ascii_uppercase()) {
-            word
-        } else {
-            self.lowered.clear();
-            if word.is_ascii() {
-                self.lowered.push_str(word);
-                self.lowered.make_ascii_lowercase();
-            } else if word.contains('Σ') {
-                // A final sigma lower-cases to `ς` only in the context of
-                // its word, which `str::to_lowercase` knows and per-char
-                // mapping does not.
-                self.lowered.push_str(&word.to_lowercase());
-            } else {
-                // Per char into the reused buffer: no allocation per word.
-                self.lowered
-                    .extend(word.chars().flat_map(char::to_lowercase));
-            }
-            &self.lowered
-        };
-        match self.counts.get_mut(key) {
-            Some(total) => *total += n,
-            None => {
-                self.counts.insert(key.into(), n);
-            }
-        }
+        *self.counts.entry(word.to_lowercase().into()).or_insert(0) += n;
     }
 
     fn into_sorted(self) -> BTreeMap<String, u64> {
@@ -149,18 +103,6 @@ impl WordCounts {
             .collect()
     }
 }
-
-/// The ASCII characters with Unicode's `White_Space` property: tab, line
-/// feed, vertical tab, form feed, carriage return and space.
-const ASCII_WHITE_SPACE: [bool; 128] = {
-    let mut table = [false; 128];
-    let mut at = 0;
-    while at < 128 {
-        table[at] = (at as u8 as char).is_whitespace();
-        at += 1;
-    }
-    table
-};
 
 pub(crate) fn register(registry: Registry) -> Registry {
     registry
