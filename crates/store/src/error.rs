@@ -188,9 +188,11 @@ impl StoreError {
                 url: url.to_string(),
                 source,
             },
-            object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => {
-                access_denied(url, &source.to_string())
+            object_store::Error::PermissionDenied { .. } => {
+                access_denied(url, "HTTP 403", &source.to_string())
+            }
+            object_store::Error::Unauthenticated { .. } => {
+                access_denied(url, "HTTP 401", &source.to_string())
             }
             source if source.to_string().contains("169.254.169.254") => StoreError::NoCredentials {
                 url: url.to_string(),
@@ -205,21 +207,16 @@ impl StoreError {
 
 /// The one-line error for a refused request, from the text of
 /// `object_store`'s error, which holds the S3 XML body (`<Code>`,
-/// `<Message>`) after the HTTP status.
-fn access_denied(url: &str, text: &str) -> StoreError {
+/// `<Message>`) after the HTTP status; `status` names the refusal when the
+/// body has no code.
+fn access_denied(url: &str, status: &str, text: &str) -> StoreError {
     let element = |name: &str| {
         let open = format!("<{name}>");
         let start = text.find(&open)? + open.len();
         let end = text[start..].find(&format!("</{name}>"))? + start;
         Some(text[start..end].trim().to_string())
     };
-    let code = element("Code").unwrap_or_else(|| {
-        if text.contains("401") {
-            "HTTP 401".to_string()
-        } else {
-            "HTTP 403".to_string()
-        }
-    });
+    let code = element("Code").unwrap_or_else(|| status.to_string());
     let hint = match code.as_str() {
         "SignatureDoesNotMatch" => {
             "check the secret key (AWS_SECRET_ACCESS_KEY, or secret_access_key under [store])"
@@ -257,14 +254,14 @@ mod tests {
     #[test]
     fn a_refused_request_is_one_line_with_the_code_and_what_to_check() {
         let body = "Client error with status 403 Forbidden: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message><Key>a</Key><RequestId>1</RequestId></Error>";
-        let error = access_denied("s3://b/a", body).to_string();
+        let error = access_denied("s3://b/a", "HTTP 403", body).to_string();
         assert_eq!(
             error,
             "the store refused access to s3://b/a: SignatureDoesNotMatch: The request signature \
              we calculated does not match the signature you provided.; check the secret key \
              (AWS_SECRET_ACCESS_KEY, or secret_access_key under [store])"
         );
-        let bare = access_denied("s3://b/a", "status 403 Forbidden").to_string();
+        let bare = access_denied("s3://b/a", "HTTP 403", "status 403 Forbidden").to_string();
         assert!(
             bare.contains("HTTP 403; check the access key id and secret"),
             "{bare}"
