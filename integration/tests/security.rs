@@ -664,6 +664,18 @@ fn store_with(minio: &MinioServer, secret: &str) -> StoreResolver {
     StoreResolver::new(store_config(minio, secret))
 }
 
+/// Puts one byte under `prefix` with credentials the store refuses: the
+/// error.
+async fn refused_put(store: StoreResolver, prefix: &str) -> quarry::parts::store::StoreError {
+    store
+        .put_content_addressed(
+            prefix,
+            quarry::parts::store::PutSource::Bytes(vec![1].into()),
+        )
+        .await
+        .expect_err("the store refuses these credentials")
+}
+
 fn store_config(minio: &MinioServer, secret: &str) -> StoreConfig {
     StoreConfig {
         endpoint: Some(minio.endpoint()),
@@ -783,14 +795,7 @@ async fn secrets_never_appear_in_logs_errors_status_or_the_dashboard() {
 
     // Errors that involve credentials: a store client with the wrong secret,
     // and refused handshakes.
-    let wrong = store_with(&minio, &wrong_secret);
-    let wrong_put = wrong
-        .put_content_addressed(
-            "s3://secrets/staging",
-            quarry::parts::store::PutSource::Bytes(vec![1].into()),
-        )
-        .await
-        .expect_err("a wrong secret is refused");
+    let wrong_put = refused_put(store_with(&minio, &wrong_secret), "s3://secrets/staging").await;
     captured.push((
         "wrong secret".into(),
         format!("{wrong_put} / {wrong_put:?}"),
@@ -967,13 +972,7 @@ async fn refused_credentials_are_one_line_naming_what_to_check() {
     minio.create_bucket("creds").await.unwrap();
     // As the CLI prints an error: the whole chain, `{:#}`.
     let refused = |store: StoreResolver| async move {
-        let error = store
-            .put_content_addressed(
-                "s3://creds/staging",
-                quarry::parts::store::PutSource::Bytes(vec![1].into()),
-            )
-            .await
-            .expect_err("the request is refused");
+        let error = refused_put(store, "s3://creds/staging").await;
         format!("{:#}", anyhow::Error::from(error))
     };
     let wrong_secret = refused(store_with(&minio, "not-the-secret")).await;
