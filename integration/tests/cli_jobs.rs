@@ -156,7 +156,12 @@ fn the_wordcount_example_counts_every_word() {
         files.len() >= 3,
         "the example ships several files: {files:?}"
     );
-    assert_eq!(rows.len(), files.len(), "one task per file");
+    assert_eq!(
+        rows.len(),
+        files.len() + 1,
+        "one task per file and a reducer"
+    );
+    let mut total = BTreeMap::new();
     for file in files {
         let row = rows
             .iter()
@@ -166,7 +171,88 @@ fn the_wordcount_example_counts_every_word() {
         let expected = word_counts(&std::fs::read_to_string(data.join(&file)).unwrap());
         let counted: BTreeMap<String, u64> = serde_json::from_value(row["result"].clone()).unwrap();
         assert_eq!(counted, expected, "{file}");
+        for (word, n) in expected {
+            *total.entry(word).or_insert(0) += n;
+        }
     }
+    // `reduce: merge_counts`: the job's answer, in the manifest's last
+    // reducer row and in OUTPUT/_result.json.
+    let reduced = rows
+        .iter()
+        .find(|r| r["key"] == "_reduce/result")
+        .expect("no row for the final reducer");
+    let reduced: BTreeMap<String, u64> = serde_json::from_value(reduced["result"].clone()).unwrap();
+    assert_eq!(reduced, total);
+    let result_file = copy.join("out/wordcount/_result.json");
+    let written: BTreeMap<String, u64> =
+        serde_json::from_slice(&std::fs::read(&result_file).unwrap()).unwrap();
+    assert_eq!(written, total);
+
+    // Without `--results`, the run shows the largest counts.
+    let output = quarry(dir.path(), &["run", "wordcount/job.yaml"]);
+    expect_exit(&output, 0, "quarry run examples/wordcount/job.yaml");
+    let shown = text(&output.stdout);
+    let mut lines = shown.lines();
+    assert!(lines.next().unwrap().contains("_result.json"), "{shown}");
+    let (top_word, top_count) = total
+        .iter()
+        .max_by_key(|(w, n)| (**n, std::cmp::Reverse(*w)))
+        .unwrap();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        [top_word.as_str(), &top_count.to_string()],
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_tree_reduce_with_fan_in_two_sums_ten_thousand_results() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("job.yaml"),
+        r#"
+name: sum-range
+range: {start: 0, stop: 10000}
+function: echo
+output: ./out/
+reduce:
+  function: sum
+  fan_in: 2
+"#,
+    );
+    let output = quarry(dir.path(), &["run", "job.yaml", "--workers", "2"]);
+    expect_exit(&output, 0, "quarry run with a fan-in of 2");
+    assert_eq!(text(&output.stdout).trim(), "49995000");
+    let written = std::fs::read_to_string(dir.path().join("out/_result.json")).unwrap();
+    assert_eq!(written.trim(), "49995000");
+    // 10,000 maps and, pairwise, 9,999 reducers (one more only if the final
+    // reduction had one value left).
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("succeeded: 19999 tasks") || stderr.contains("succeeded: 20000 tasks"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_failed_map_fails_the_reduce_and_names_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("job.yaml"),
+        r#"
+name: reduce-over-a-failure
+items: ["ok", "boom"]
+function: fail
+output: ./out/
+retries: 0
+reduce: sum
+"#,
+    );
+    let output = quarry(dir.path(), &["run", "job.yaml", "--workers", "1"]);
+    expect_exit(&output, 1, "quarry run with a failing map");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("reduce stage"), "{stderr}");
+    assert!(!dir.path().join("out/_result.json").exists());
 }
 
 #[test]

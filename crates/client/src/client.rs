@@ -529,6 +529,15 @@ impl Client {
         }
     }
 
+    /// Declares that no more tasks will come to `job`: it finishes (and
+    /// writes its manifest) once every task has. Await the [`Answer`] to
+    /// know the scheduler has it (with a journal: on disk).
+    pub fn seal_job(&self, job: JobId) -> Result<Answer, ClientError> {
+        self.inner
+            .session
+            .change(|request| Message::SealJob { request, job })
+    }
+
     /// Cancels every unfinished task of a job; the [`Answer`] says when
     /// the scheduler did (or why it would not).
     pub fn cancel_job(&self, job: JobId) -> Result<Answer, ClientError> {

@@ -3,7 +3,7 @@ use crate::error::ClientError;
 use crate::future::TaskFuture;
 use crate::session::Answer;
 use futures::Stream;
-use quarry_proto::{DataRef, JobId, JobSpec, Message, TaskSpec};
+use quarry_proto::{DataRef, JobId, JobSpec, TaskSpec};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
@@ -37,6 +37,11 @@ impl Job {
     /// The job's id.
     pub fn id(&self) -> JobId {
         self.spec.id
+    }
+
+    /// The client the job was opened with.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The job's spec as sent.
@@ -115,10 +120,6 @@ impl Job {
     /// its manifest) once every task has. Await the [`Answer`] to know the
     /// scheduler has it (with a journal: on disk).
     pub fn seal(&self) -> Result<Answer, ClientError> {
-        let job = self.spec.id;
-        self.client
-            .inner
-            .session
-            .change(|request| Message::SealJob { request, job })
+        self.client.seal_job(self.spec.id)
     }
 }

@@ -35,6 +35,7 @@ mod error;
 mod future;
 mod job;
 mod prefix;
+mod reduce;
 mod session;
 mod window;
 
@@ -44,5 +45,8 @@ pub use future::{as_completed, for_each_completed, TaskFuture};
 pub use job::{Job, JobOptions};
 pub use prefix::{MapPrefixOptions, PrefixMap, PrefixProgress, PrefixResult};
 pub use quarry_plan::{PlannedTask, Split};
+pub use reduce::{
+    MapOutcome, ReduceGroup, ReduceOptions, ReduceStep, ReduceTree, DEFAULT_FAN_IN, JOB_RESULT_FILE,
+};
 pub use session::{Answer, SessionState, SessionStatus};
 pub use window::{Finished, TaskPlan, WindowOptions, WindowProgress, WindowedRun};

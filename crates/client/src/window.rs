@@ -350,12 +350,7 @@ impl<T: Send + 'static> WindowDriver<T> {
             let _ = self.sender.send(Err(error));
         }
         if self.seal {
-            let job = self.job;
-            let sealed = self
-                .client
-                .inner
-                .session
-                .change(|request| quarry_proto::Message::SealJob { request, job });
+            let sealed = self.client.seal_job(self.job);
             // Sealing is answered once every submission before it was
             // carried out, so the plan counts as submitted only then.
             if let Ok(answer) = sealed {

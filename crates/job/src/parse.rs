@@ -6,7 +6,7 @@ use crate::location::{resolve, split_glob, url_problem, GLOB_CHARS};
 use crate::size::parse_size;
 use crate::spec::{
     BroadcastInput, FunctionCall, Grid, GridAxis, JobSpec, MapOver, OpCall, PrefixInput, RangeSpec,
-    Resources, Run, Split, BUILTIN_OPS, DEFAULT_RETRIES, MAX_TASKS,
+    ReduceSpec, Resources, Run, Split, BUILTIN_OPS, DEFAULT_FAN_IN, DEFAULT_RETRIES, MAX_TASKS,
 };
 use crate::yaml::{self, Key, Node, NodeValue, YamlErrorKind};
 use quarry_command::{input_env_var, param_env_var, ArgTemplate, Placeholder};
@@ -32,6 +32,7 @@ const JOB_KEYS: &[&str] = &[
     "priority",
     "resources",
     "env",
+    "reduce",
 ];
 const MAP_OVER_KEYS: &[&str] = &["input", "items", "range", "grid"];
 const MAP_OVER_GROUP: &str = "`input`, `items`, `range` or `grid`";
@@ -297,6 +298,20 @@ pub(crate) fn parse_job(text: &str, file: &str, base_dir: &Path) -> Result<JobSp
         }
         None => BTreeMap::new(),
     };
+    let reduce = match job.entry("reduce") {
+        Some((key, node)) => {
+            if output.is_none() {
+                return Err(ctx.invalid(
+                    key.at,
+                    "reduce",
+                    "needs `output:`: the job's result is written to OUTPUT/_result.json, and \
+                     reducers read the map results stored there",
+                ));
+            }
+            Some(reduce(&ctx, key, node)?)
+        }
+        None => None,
+    };
     Ok(JobSpec {
         name,
         map_over,
@@ -309,6 +324,7 @@ pub(crate) fn parse_job(text: &str, file: &str, base_dir: &Path) -> Result<JobSp
         priority,
         resources,
         env,
+        reduce,
     })
 }
 
@@ -928,6 +944,45 @@ fn duration(ctx: &Ctx<'_>, node: &Node, key: &str) -> Result<Duration> {
         return Err(ctx.invalid(node.at, key, "must be longer than 0s"));
     }
     Ok(parsed)
+}
+
+fn reduce(ctx: &Ctx<'_>, key: &Key, node: &Node) -> Result<ReduceSpec> {
+    // `reduce: merge_counts` is short for `reduce: {function: merge_counts}`.
+    if let NodeValue::Str(_) = node.value {
+        return Ok(ReduceSpec {
+            function: non_empty_string(ctx, node, "reduce")?,
+            fan_in: DEFAULT_FAN_IN,
+        });
+    }
+    let section = Section::new(
+        ctx,
+        node,
+        "reduce",
+        "reduce",
+        key.at,
+        &["function", "command", "op", "fan_in"],
+    )?;
+    let (kind, kind_node) = section.exactly_one(ctx, RUN_KEYS, "how to reduce", RUN_GROUP)?;
+    if kind.name != "function" {
+        return Err(ctx.invalid(
+            kind.at,
+            &section.path_of(&kind.name),
+            format!(
+                "reducers are registered functions so far (`function: merge_counts`, `sum` \
+                 or your own); a `{}` reducer is not supported yet",
+                kind.name
+            ),
+        ));
+    }
+    Ok(ReduceSpec {
+        function: non_empty_string(ctx, kind_node, "reduce.function")?,
+        fan_in: match section.get("fan_in") {
+            Some(n) => {
+                bounded::<u32>(ctx, n, "reduce.fan_in", "an integer from 2", 2, 1_000_000)? as usize
+            }
+            None => DEFAULT_FAN_IN,
+        },
+    })
 }
 
 fn resources(ctx: &Ctx<'_>, key: &Key, node: &Node) -> Result<Resources> {

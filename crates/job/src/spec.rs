@@ -47,6 +47,21 @@ pub struct JobSpec {
     pub resources: Resources,
     /// `env`: environment variables for command tasks.
     pub env: BTreeMap<String, String>,
+    /// `reduce`: how the map results are combined into the job's result.
+    pub reduce: Option<ReduceSpec>,
+}
+
+/// The fan-in of a reduce stage when the job file does not give one.
+pub const DEFAULT_FAN_IN: usize = 64;
+
+/// `reduce: {function, fan_in}` (or `reduce: NAME`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReduceSpec {
+    /// The registered reducer, such as the built-in `merge_counts` or
+    /// `sum`.
+    pub function: String,
+    /// `fan_in`: most results one reduce task combines (default 64).
+    pub fan_in: usize,
 }
 
 /// What a job maps over.

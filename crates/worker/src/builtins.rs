@@ -1,6 +1,7 @@
 //! The stock worker's built-in functions (see [`Registry::with_builtins`]).
 
 use crate::registry::{Registry, TaskContext};
+use serde_json::Number;
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::time::Duration;
@@ -104,6 +105,88 @@ impl WordCounts {
     }
 }
 
+/// The `merge_counts` reducer: the key-by-key sum of maps of numbers
+/// (integers stay exact; a float anywhere makes that key's sum a float).
+pub fn merge_counts(
+    maps: Vec<BTreeMap<String, Number>>,
+) -> Result<BTreeMap<String, Number>, String> {
+    let mut totals: HashMap<String, Total, foldhash::fast::RandomState> = HashMap::default();
+    for map in maps {
+        for (key, n) in map {
+            totals.entry(key).or_default().add(&n);
+        }
+    }
+    totals
+        .into_iter()
+        .map(|(key, total)| {
+            let n = total
+                .number()
+                .ok_or_else(|| format!("the sum for `{key}` is not a finite number"))?;
+            Ok((key, n))
+        })
+        .collect()
+}
+
+/// The `sum` reducer: the sum of numbers (exact for integers).
+pub fn sum(values: Vec<Number>) -> Result<Number, String> {
+    let mut total = Total::default();
+    for n in &values {
+        total.add(n);
+    }
+    total
+        .number()
+        .ok_or_else(|| "the sum is not a finite number".to_string())
+}
+
+/// A running sum: exact while every term is an integer.
+#[derive(Clone, Copy, Debug)]
+enum Total {
+    Integer(i128),
+    Float(f64),
+}
+
+impl Default for Total {
+    fn default() -> Self {
+        Total::Integer(0)
+    }
+}
+
+impl Total {
+    fn add(&mut self, n: &Number) {
+        let integer = n
+            .as_u64()
+            .map(i128::from)
+            .or_else(|| n.as_i64().map(i128::from));
+        *self = match (*self, integer) {
+            (Total::Integer(a), Some(b)) => match a.checked_add(b) {
+                Some(sum) => Total::Integer(sum),
+                None => Total::Float(a as f64 + b as f64),
+            },
+            (total, _) => Total::Float(total.as_f64() + n.as_f64().unwrap_or(f64::NAN)),
+        };
+    }
+
+    fn as_f64(self) -> f64 {
+        match self {
+            Total::Integer(n) => n as f64,
+            Total::Float(x) => x,
+        }
+    }
+
+    /// The sum as a number: an integer when it fits 64 bits, else a float;
+    /// `None` when it is not finite.
+    fn number(self) -> Option<Number> {
+        match self {
+            Total::Integer(n) => u64::try_from(n)
+                .map(Number::from)
+                .or_else(|_| i64::try_from(n).map(Number::from))
+                .ok()
+                .or_else(|| Number::from_f64(n as f64)),
+            Total::Float(x) => Number::from_f64(x),
+        }
+    }
+}
+
 pub(crate) fn register(registry: Registry) -> Registry {
     registry
         .task("noop", |_: serde::de::IgnoredAny| ())
@@ -125,6 +208,8 @@ pub(crate) fn register(registry: Registry) -> Registry {
             "wordcount",
             |ctx: &TaskContext, _: serde::de::IgnoredAny| wordcount(ctx),
         )
+        .reducer("merge_counts", merge_counts)
+        .reducer("sum", sum)
 }
 
 #[cfg(test)]
@@ -176,5 +261,42 @@ mod tests {
     fn inc_matches_the_closed_form() {
         let n: i64 = 10_000_000;
         assert_eq!(inc(10), 10 + n * (n - 1) / 2);
+    }
+
+    #[test]
+    fn merge_counts_sums_key_by_key_exactly_and_floats_where_given() {
+        let map = |pairs: &[(&str, Number)]| -> BTreeMap<String, Number> {
+            pairs
+                .iter()
+                .map(|(k, n)| (k.to_string(), n.clone()))
+                .collect()
+        };
+        let merged = merge_counts(vec![
+            map(&[("a", 1.into()), ("b", u64::MAX.into())]),
+            map(&[("a", 2.into()), ("c", Number::from_f64(0.5).unwrap())]),
+            map(&[("c", 1.into()), ("b", 0.into()), ("d", (-3).into())]),
+        ])
+        .unwrap();
+        assert_eq!(merged["a"], Number::from(3));
+        assert_eq!(merged["b"], Number::from(u64::MAX));
+        assert_eq!(merged["c"].as_f64(), Some(1.5));
+        assert_eq!(merged["d"], Number::from(-3));
+        assert_eq!(merge_counts(Vec::new()).unwrap(), BTreeMap::new());
+    }
+
+    #[test]
+    fn sum_stays_exact_past_two_to_the_fifty_three() {
+        let big = 1u64 << 60;
+        assert_eq!(
+            sum(vec![big.into(), 1.into(), (-1).into(), 1.into()]).unwrap(),
+            Number::from(big + 1)
+        );
+        assert_eq!(sum(Vec::new()).unwrap(), Number::from(0));
+        assert_eq!(
+            sum(vec![1.into(), Number::from_f64(0.25).unwrap()])
+                .unwrap()
+                .as_f64(),
+            Some(1.25)
+        );
     }
 }

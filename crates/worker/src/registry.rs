@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use quarry_proto::{DataRef, TaskSpec};
+use quarry_proto::{DataRef, ResultFormat, TaskSpec};
 
 /// An input of a running task, materialised as a local file by the
 /// worker's shard cache.
@@ -133,6 +133,30 @@ impl Registry {
         self
     }
 
+    /// Registers a reducer for a job's reduce stage (YAML `reduce:`,
+    /// `Client::reduce_outcomes`): a function that combines values of one
+    /// type into one. It must be associative and commutative, because a
+    /// tree of reduce tasks applies it to groups of values in no particular
+    /// order, and its result is combined again with others.
+    ///
+    /// A reduce task's inline arguments are the encoded values that fit
+    /// (a MessagePack array of them); its inputs are the values stored as
+    /// `_result.json` or `_result.msgpack` (or spilled by the client),
+    /// read here from the worker's cache.
+    pub fn reducer<T, E, F>(self, name: &str, f: F) -> Registry
+    where
+        T: DeserializeOwned + Serialize,
+        E: Display,
+        F: Fn(Vec<T>) -> Result<T, E> + Send + Sync + 'static,
+    {
+        self.task_with_context(
+            name,
+            move |ctx: &TaskContext, inline: Vec<serde_bytes::ByteBuf>| {
+                f(reduce_values(ctx, inline)?).map_err(|e| e.to_string())
+            },
+        )
+    }
+
     /// Stores the large results of function `name` (those over the inline
     /// cap, kept in the job's output prefix) as MessagePack
     /// (`_result.msgpack`), exactly as encoded, instead of JSON
@@ -170,7 +194,102 @@ impl Registry {
     /// - `wordcount`: counts words in each input shard, returning
     ///   `{word: count}` (the prefix word-count example).
     /// - `linecount`: counts the lines of its input shards (`wc -l`).
+    /// - `merge_counts` (reducer): sums maps of numbers key by key, such as
+    ///   the `wordcount` results of a job.
+    /// - `sum` (reducer): sums numbers.
     pub fn with_builtins(self) -> Registry {
         crate::builtins::register(self)
+    }
+}
+
+/// The values a reduce task combines: its inline ones, then those in its
+/// input shards, each decoded as its file name says (JSON or MessagePack).
+fn reduce_values<T: DeserializeOwned>(
+    ctx: &TaskContext,
+    inline: Vec<serde_bytes::ByteBuf>,
+) -> Result<Vec<T>, String> {
+    let mut values = Vec::with_capacity(inline.len() + ctx.inputs.len());
+    for (i, bytes) in inline.iter().enumerate() {
+        values.push(
+            rmp_serde::from_slice(bytes)
+                .map_err(|e| format!("cannot decode inline value {i} of the reduce: {e}"))?,
+        );
+    }
+    for shard in &ctx.inputs {
+        let url = &shard.data_ref.url;
+        let bytes = shard
+            .read()
+            .map_err(|e| format!("cannot read {url}: {e}"))?;
+        let value = match ResultFormat::of_url(url) {
+            ResultFormat::Json => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+            ResultFormat::MessagePack => rmp_serde::from_slice(&bytes).map_err(|e| e.to_string()),
+        };
+        values.push(value.map_err(|e| format!("cannot decode the value in {url}: {e}"))?);
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quarry_proto::{Pin, TaskId};
+    use std::collections::BTreeMap;
+
+    fn shard(dir: &Path, name: &str, bytes: &[u8]) -> Shard {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        Shard {
+            path,
+            data_ref: DataRef {
+                url: format!("memory://t/out/{name}"),
+                pin: Pin::Unpinned,
+                size: bytes.len() as u64,
+                range: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_reducer_combines_inline_values_with_stored_json_and_msgpack_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let counts = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+        };
+        let inline = vec![serde_bytes::ByteBuf::from(
+            rmp_serde::to_vec_named(&counts(&[("a", 1)])).unwrap(),
+        )];
+        let ctx = TaskContext {
+            task: Arc::new(TaskSpec::new(TaskId(1), "merge", Vec::new())),
+            attempt: 1,
+            inputs: vec![
+                shard(dir.path(), "_result.json", br#"{"a": 2, "b": 5}"#),
+                shard(
+                    dir.path(),
+                    "spilled",
+                    &rmp_serde::to_vec_named(&counts(&[("b", 1)])).unwrap(),
+                ),
+            ],
+            broadcast: HashMap::new(),
+            scratch: dir.path().join("scratch"),
+        };
+        let registry = Registry::new().reducer("merge", |maps: Vec<BTreeMap<String, u64>>| {
+            let mut total = BTreeMap::new();
+            for (k, n) in maps.into_iter().flatten() {
+                *total.entry(k).or_insert(0) += n;
+            }
+            Ok::<_, String>(total)
+        });
+        let merge = registry.get("merge").unwrap();
+        let result = merge(&ctx, &rmp_serde::to_vec(&inline).unwrap()).unwrap();
+        let merged: BTreeMap<String, u64> = rmp_serde::from_slice(&result).unwrap();
+        assert_eq!(merged, counts(&[("a", 3), ("b", 6)]));
+
+        let garbage = shard(dir.path(), "_result.json", b"not json");
+        let ctx = TaskContext {
+            inputs: vec![garbage],
+            ..ctx
+        };
+        let error = merge(&ctx, &rmp_serde::to_vec(&inline).unwrap()).unwrap_err();
+        assert!(error.contains("memory://t/out/_result.json"), "{error}");
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::jobs::load::load_or_report;
 use crate::jobs::progress::{exit_code, job_rows, summarize};
+use crate::jobs::result::print_job_result;
 use crate::jobs::submit::submit_job;
 use crate::jobs::view::{render, select, Format, ViewArgs};
 use anyhow::{bail, Context, Result};
@@ -55,6 +56,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                  Functions of your own need a worker binary that registers them (see \
                  examples/grid_search.rs)",
                 call.name,
+                registry.names().join(", ")
+            );
+        }
+    }
+    if let Some(reduce) = &spec.reduce {
+        if !registry.names().contains(&reduce.function) {
+            bail!(
+                "`quarry run` workers have no reducer `{}`; they serve the built-ins: {}",
+                reduce.function,
                 registry.names().join(", ")
             );
         }
@@ -113,6 +123,12 @@ async fn run_job(
         }
     };
     summarize(&client, &info, output.as_deref()).await?;
+    // With `--results`, the table's `_reduce/result` row holds the result.
+    if let (Some(output), Some(_), None) = (&output, &spec.reduce, args.results) {
+        if info.state == quarry_proto::JobState::Succeeded {
+            print_job_result(&store, output).await?;
+        }
+    }
     if let Some(format) = args.results {
         let rows = job_rows(&client, &store, id).await?;
         render(&select(rows, &args.view)?, format, args.view.out.as_deref())?;

@@ -3,6 +3,7 @@
 use crate::jobs::connect::SchedulerArgs;
 use crate::jobs::load::load_or_report;
 use crate::jobs::progress::{exit_code, summarize};
+use crate::jobs::result::print_job_result;
 use crate::jobs::submit::submit_job;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -37,7 +38,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 submitted.name.clone(),
                 submitted.output.clone(),
             );
-            if !args.watch {
+            if !args.watch && submitted.reduce.is_some() {
+                eprintln!(
+                    "job {id} ({name}) has a reduce stage, which this command drives: following \
+                     it to its end (as with --watch)"
+                );
+            } else if !args.watch {
                 let tasks = submitted.detach(client).await?;
                 eprintln!(
                     "submitted job {id} ({name}): {tasks} tasks to {}",
@@ -57,8 +63,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                     scheduler.address
                 ),
             }
+            let reduced = submitted.reduce.is_some();
             let info = submitted.follow(client).await?;
             summarize(client, &info, output.as_deref()).await?;
+            if let (Some(output), true) = (&output, reduced) {
+                if info.state == quarry_proto::JobState::Succeeded {
+                    print_job_result(&store, output).await?;
+                }
+            }
             Ok(exit_code(&info))
         })
         .await

@@ -6,5 +6,6 @@
 pub mod connect;
 pub mod load;
 pub mod progress;
+pub mod result;
 pub mod submit;
 pub mod view;

@@ -2,12 +2,12 @@
 //! planner (`quarry-plan`) plans it, the client's windowed driver submits
 //! it.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use futures::{StreamExt, TryStreamExt};
-use quarry_client::{Client, ClientError, JobOptions, WindowOptions, WindowedRun};
+use quarry_client::{Client, ClientError, JobOptions, ReduceOptions, WindowOptions, WindowedRun};
 use quarry_job::JobSpec;
 use quarry_plan::plan_job;
-use quarry_proto::{JobId, JobInfo};
+use quarry_proto::{JobId, JobInfo, Value};
 use quarry_store::StoreResolver;
 
 /// A job opened and being submitted: the plan is read and submitted in
@@ -21,6 +21,8 @@ pub struct SubmittedJob {
     pub task_count: Option<u64>,
     /// Its output prefix, if any.
     pub output: Option<String>,
+    /// Its reduce stage, if any: this client drives it.
+    pub reduce: Option<ReduceOptions>,
     /// The submission. Results are kept on the scheduler (for
     /// `quarry results` and the manifest): they belong to the job, not to
     /// the client that submitted it.
@@ -33,6 +35,9 @@ impl SubmittedJob {
     /// its end whether or not this process stays). Returns the task count.
     pub async fn detach(self, client: &Client) -> Result<u64> {
         let id = self.id;
+        if self.reduce.is_some() {
+            bail!("job {id} has a reduce stage, which the submitting client drives; it cannot be detached");
+        }
         let tasks = self.run.detach().await?.tasks;
         check_accepted(client, id, tasks).await?;
         Ok(tasks)
@@ -45,16 +50,25 @@ impl SubmittedJob {
         let SubmittedJob {
             id,
             task_count,
+            output,
+            reduce,
             mut run,
             ..
         } = self;
         let drain = async move {
-            // Taking the outcomes makes room in the window for the rest of
-            // the plan; the results stay on the scheduler.
-            while let Some(finished) = run.next().await {
-                finished?;
+            match reduce {
+                Some(reduce) => reduce_job(client, run, &reduce, output.as_deref())
+                    .await
+                    .map(|_| ()),
+                None => {
+                    // Taking the outcomes makes room in the window for the
+                    // rest of the plan; the results stay on the scheduler.
+                    while let Some(finished) = run.next().await {
+                        finished?;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                }
             }
-            Ok::<_, ClientError>(())
         };
         let following = super::progress::follow(client, id, task_count.unwrap_or(0));
         let (drained, info) = tokio::join!(drain, following);
@@ -84,11 +98,18 @@ pub async fn submit_job(
         .map_err(ClientError::from)
         .map_ok(|task| (task, ()))
         .boxed();
+    let reduce = spec.reduce.as_ref().map(|reduce| ReduceOptions {
+        function: reduce.function.clone(),
+        fan_in: reduce.fan_in,
+        retries: spec.retries,
+    });
     let run = client.submit_windowed(
         job.id(),
         tasks,
         WindowOptions {
             keep_results: true,
+            // A job with a reduce stage is sealed after its final reducer.
+            seal: reduce.is_none(),
             ..WindowOptions::default()
         },
     );
@@ -97,8 +118,30 @@ pub async fn submit_job(
         name: plan.name,
         task_count: plan.task_count,
         output: plan.output,
+        reduce,
         run,
     })
+}
+
+/// Reduces the map outcomes of `run` (the reduce tasks go to the same
+/// job), writes `OUTPUT/_result.json`, and seals the job; a failed reduce
+/// cancels the job.
+async fn reduce_job(
+    client: &Client,
+    run: WindowedRun<()>,
+    reduce: &ReduceOptions,
+    output: Option<&str>,
+) -> Result<Value> {
+    let id = run.job();
+    client
+        .reduce_windowed(run, reduce, output)
+        .await
+        .with_context(|| {
+            format!(
+                "the reduce stage of job {id} failed, so the job was cancelled (it needs every \
+                 map result)"
+            )
+        })
 }
 
 /// Checks that the scheduler holds every one of the `tasks` submitted to
