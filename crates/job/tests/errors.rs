@@ -694,3 +694,52 @@ fn a_second_document_is_refused_in_plain_words() {
     // One document that starts with `---` is fine.
     parse("# a job\n---\nname: x\nrange: 10\nfunction: inc\n").unwrap();
 }
+
+#[test]
+fn a_reduce_needs_an_output_and_a_registered_function() {
+    let message = error_at(
+        "name: x\nrange: 10\nfunction: inc\nreduce: sum\n",
+        4,
+        1,
+        "reduce",
+    );
+    assert!(message.contains("needs `output:`"), "{message}");
+
+    let message = error_at(
+        "name: x\nrange: 10\nfunction: inc\noutput: ./out/\nreduce:\n  command: [cat]\n",
+        6,
+        3,
+        "reduce.command",
+    );
+    assert!(message.contains("not supported yet"), "{message}");
+
+    let message = error_at(
+        "name: x\nrange: 10\nfunction: inc\noutput: ./out/\nreduce:\n  function: sum\n  fan_in: 1\n",
+        7,
+        11,
+        "reduce.fan_in",
+    );
+    assert_eq!(
+        message,
+        "job.yaml:7:11: `reduce.fan_in` must be at least 2, not 1"
+    );
+}
+
+#[test]
+fn a_reduce_is_a_name_or_a_section_with_a_fan_in() {
+    let short = parse("name: x\nrange: 10\nfunction: inc\noutput: ./out/\nreduce: sum\n").unwrap();
+    let reduce = short.reduce.expect("a reduce stage");
+    assert_eq!(
+        (reduce.function.as_str(), reduce.fan_in),
+        ("sum", quarry_job::DEFAULT_FAN_IN)
+    );
+    let long = parse(
+        "name: x\nrange: 10\nfunction: inc\noutput: ./out/\nreduce:\n  function: merge_counts\n  fan_in: 8\n",
+    )
+    .unwrap();
+    let reduce = long.reduce.expect("a reduce stage");
+    assert_eq!(
+        (reduce.function.as_str(), reduce.fan_in),
+        ("merge_counts", 8)
+    );
+}

@@ -31,7 +31,8 @@ mod local;
 pub use local::{LocalCluster, LocalClusterBuilder, LocalClusterError};
 pub use quarry_client::{
     as_completed, for_each_completed, Client, ClientError, ClientOptions, Job, JobOptions,
-    MapPrefixOptions, PrefixMap, PrefixProgress, PrefixResult, TaskFuture,
+    MapPrefixOptions, PrefixMap, PrefixProgress, PrefixResult, ReduceOptions, TaskFuture,
+    DEFAULT_FAN_IN, JOB_RESULT_FILE,
 };
 pub use quarry_proto::{DataRef, JobId, Pin, TaskId, TaskSpec};
 pub use quarry_worker::{run_worker, Registry, Shard, TaskContext, WorkerOptions};

@@ -218,3 +218,41 @@ async fn job_map_runs_in_the_job_with_its_broadcast_inputs() {
     drop((job, client));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_reduce_and_job_reduce_sum_in_a_tree() {
+    let cluster = cluster().await;
+    let client = cluster.client().await.unwrap();
+    let output = tempfile::tempdir().unwrap();
+    let output_url = format!("file://{}/", output.path().display());
+    // 1,000 squares summed by tasks of at most 4 values each: 5 levels.
+    let mut reduce = quarry::ReduceOptions::new("sum");
+    reduce.fan_in = 4;
+    let total: u64 = client
+        .map_reduce("square", 0..1_000u64, &reduce, Some(&output_url))
+        .await
+        .unwrap();
+    let expected: u64 = (0..1_000u64).map(|x| x * x).sum();
+    assert_eq!(total, expected);
+    // The job's answer is also in OUTPUT/_result.json, as JSON.
+    let written = std::fs::read(output.path().join(quarry::JOB_RESULT_FILE)).unwrap();
+    let written: u64 = serde_json::from_slice(&written).unwrap();
+    assert_eq!(written, expected);
+
+    // dask's `client.submit(sum, futures)`, as a tree within one job.
+    let job = client
+        .open_job(quarry::JobOptions {
+            name: "job-reduce".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let futures = job.map::<u64, u64, _>("square", 1..=100u64).unwrap();
+    let total: u64 = job
+        .reduce(futures, &quarry::ReduceOptions::new("sum"))
+        .await
+        .unwrap();
+    assert_eq!(total, (1..=100u64).map(|x| x * x).sum::<u64>());
+    job.seal().unwrap().await.unwrap();
+    drop(client);
+    cluster.shutdown().await;
+}
