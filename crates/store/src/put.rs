@@ -1,7 +1,7 @@
 use crate::error::{Result, StoreError};
 use crate::resolve::{StoreLocation, StoreResolver};
 use bytes::Bytes;
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStoreExt, PutPayload, PutResult, WriteMultipart};
 use quarry_proto::{DataRef, Pin};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -26,6 +26,16 @@ pub enum PutSource {
 }
 
 impl StoreResolver {
+    /// Writes `bytes` to `url` in one PUT, replacing what was there.
+    pub async fn put_object(&self, url: &str, bytes: Bytes) -> Result<PutResult> {
+        let location = self.resolve(url)?;
+        location
+            .store
+            .put(&location.path, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(|source| StoreError::from_store(url, source))
+    }
+
     /// Uploads `source` to `<prefix_url>/<sha256 hex of the content>` and
     /// returns a reference to it.
     ///

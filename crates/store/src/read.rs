@@ -50,6 +50,15 @@ pub(crate) fn describe(pin: &Pin) -> String {
 }
 
 impl StoreResolver {
+    /// Reads the whole object at `url`, whatever its version. Only for
+    /// objects known to be small, such as a job's `_result.json`.
+    pub async fn get_object(&self, url: &str) -> Result<Bytes> {
+        let location = self.resolve(url)?;
+        let read = async { location.store.get(&location.path).await?.bytes().await };
+        read.await
+            .map_err(|source| StoreError::from_store(url, source))
+    }
+
     /// Reads what `data_ref` means (its byte range if it has one, else the
     /// whole object), conditional on its pin: the ETag goes in `If-Match`,
     /// a version id selects that version. If the object changed since it was

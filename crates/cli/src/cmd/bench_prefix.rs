@@ -12,7 +12,6 @@ use futures::TryStreamExt;
 use quarry_client::{Client, JobOptions, MapPrefixOptions};
 use quarry_command::{CommandTemplate, COMMAND_EXECUTOR};
 use quarry_proto::{DataRef, JobInfo};
-use quarry_store::object_store::{ObjectStoreExt, PutPayload};
 use quarry_store::StoreResolver;
 use serde::de::IgnoredAny;
 use serde_json::{json, Value as Json};
@@ -181,16 +180,6 @@ fn shard_url(base: &str, index: usize) -> String {
     format!("{base}/part-{index:05}.txt")
 }
 
-async fn put(store: &StoreResolver, url: &str, bytes: Vec<u8>) -> Result<()> {
-    let location = store.resolve(url)?;
-    location
-        .store
-        .put(&location.path, PutPayload::from(bytes))
-        .await
-        .with_context(|| format!("cannot write {url}"))?;
-    Ok(())
-}
-
 /// Sizes of the objects a URL or glob lists, by URL.
 async fn listed_sizes(store: &StoreResolver, url: &str) -> Result<HashMap<String, u64>> {
     let refs: Vec<DataRef> = store.list_refs(url).try_collect().await?;
@@ -207,7 +196,10 @@ async fn seed_shards(store: &StoreResolver, base: &str, args: &PrefixArgs) -> Re
         if present.get(&url) == Some(&args.shard_size) {
             continue;
         }
-        put(store, &url, shard_text(index, args.shard_size)).await?;
+        store
+            .put_object(&url, shard_text(index, args.shard_size).into())
+            .await
+            .with_context(|| format!("cannot write {url}"))?;
         written += 1;
     }
     Ok(written)
@@ -226,7 +218,10 @@ async fn seed_broadcast(store: &StoreResolver, base: &str, size: u64) -> Result<
             bytes.extend_from_slice(&state.to_le_bytes());
         }
         bytes.truncate(size as usize);
-        put(store, &url, bytes).await?;
+        store
+            .put_object(&url, bytes.into())
+            .await
+            .with_context(|| format!("cannot write {url}"))?;
     }
     let mut refs: Vec<DataRef> = store.list_refs(&url).try_collect().await?;
     refs.pop()

@@ -3,8 +3,7 @@
 
 use anyhow::{Context, Result};
 use quarry_client::JOB_RESULT_FILE;
-use quarry_store::object_store::ObjectStoreExt;
-use quarry_store::{StoreError, StoreResolver};
+use quarry_store::StoreResolver;
 use serde_json::Value;
 
 /// Lines of pretty JSON shown in full; longer results show their head.
@@ -17,15 +16,7 @@ const TOP_SHOWN: usize = 20;
 /// stdout.
 pub async fn print_job_result(store: &StoreResolver, output: &str) -> Result<()> {
     let url = format!("{}/{JOB_RESULT_FILE}", output.trim_end_matches('/'));
-    let location = store.resolve(&url)?;
-    let bytes = location
-        .store
-        .get(&location.path)
-        .await
-        .map_err(|source| StoreError::from_store(&url, source))?
-        .bytes()
-        .await
-        .map_err(|source| StoreError::from_store(&url, source))?;
+    let bytes = store.get_object(&url).await?;
     let value: Value =
         serde_json::from_slice(&bytes).with_context(|| format!("{url} is not JSON"))?;
     println!("{}", render_head(&value, &url));

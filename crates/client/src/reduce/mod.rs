@@ -17,11 +17,11 @@ pub use tree::{ReduceGroup, ReduceStep, ReduceTree};
 
 use crate::client::Client;
 use crate::error::ClientError;
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use quarry_proto::{msgpack_to_json, DataRef, JobId, ResultFormat, TaskOutcome, TaskSpec, Value};
-use quarry_store::object_store::{ObjectStoreExt, PutPayload};
-use quarry_store::{PutSource, StoreError};
+use quarry_store::PutSource;
 use serde::de::IgnoredAny;
 
 /// The fan-in when none is given: 100,000 maps take three levels.
@@ -193,32 +193,28 @@ impl Client {
         }
     }
 
-    /// Writes the job's reduced value to `OUTPUT/_result.json`.
+    /// Writes the job's reduced value to `OUTPUT/_result.json`: as it is
+    /// when it is stored as JSON already, else rendered from MessagePack.
     async fn write_job_result(&self, output: &str, value: &Value) -> Result<(), ClientError> {
-        let json = match value {
-            Value::Inline(bytes) => {
-                let json = msgpack_to_json(bytes).map_err(|e| ClientError::Codec(e.to_string()))?;
-                serde_json::to_vec(&json).map_err(|e| ClientError::Codec(e.to_string()))?
-            }
-            Value::Ref(data_ref) => {
-                let bytes = self.inner.store.get_pinned(data_ref).await?.bytes().await?;
-                match ResultFormat::of_url(&data_ref.url) {
-                    ResultFormat::Json => bytes.to_vec(),
-                    ResultFormat::MessagePack => {
-                        let json = msgpack_to_json(&bytes)
-                            .map_err(|e| ClientError::Codec(format!("{}: {e}", data_ref.url)))?;
-                        serde_json::to_vec(&json).map_err(|e| ClientError::Codec(e.to_string()))?
-                    }
-                }
+        let (bytes, format) = match value {
+            Value::Inline(bytes) => (Bytes::copy_from_slice(bytes), ResultFormat::MessagePack),
+            Value::Ref(data_ref) => (
+                self.inner.store.get_pinned(data_ref).await?.bytes().await?,
+                ResultFormat::of_url(&data_ref.url),
+            ),
+        };
+        let json = match format {
+            ResultFormat::Json => bytes,
+            ResultFormat::MessagePack => {
+                let json =
+                    msgpack_to_json(&bytes).map_err(|e| ClientError::Codec(e.to_string()))?;
+                serde_json::to_vec(&json)
+                    .map_err(|e| ClientError::Codec(e.to_string()))?
+                    .into()
             }
         };
         let url = format!("{}/{JOB_RESULT_FILE}", output.trim_end_matches('/'));
-        let location = self.inner.store.resolve(&url)?;
-        location
-            .store
-            .put(&location.path, PutPayload::from(json))
-            .await
-            .map_err(|source| StoreError::from_store(&url, source))?;
+        self.inner.store.put_object(&url, json).await?;
         Ok(())
     }
 }
