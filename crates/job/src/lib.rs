@@ -30,5 +30,5 @@ pub use expand::{ExpandError, JobSummary, TaskDescription, Tasks};
 pub use size::parse_size;
 pub use spec::{
     BroadcastInput, FunctionCall, Grid, GridAxis, JobSpec, MapOver, OpCall, PrefixInput, RangeSpec,
-    ReduceSpec, Resources, Run, Split, BUILTIN_OPS, DEFAULT_FAN_IN, DEFAULT_RETRIES, MAX_TASKS,
+    ReduceSpec, Resources, Run, Split, BUILTIN_OPS, DEFAULT_RETRIES, MAX_TASKS,
 };

@@ -6,7 +6,7 @@ use crate::location::{resolve, split_glob, url_problem, GLOB_CHARS};
 use crate::size::parse_size;
 use crate::spec::{
     BroadcastInput, FunctionCall, Grid, GridAxis, JobSpec, MapOver, OpCall, PrefixInput, RangeSpec,
-    ReduceSpec, Resources, Run, Split, BUILTIN_OPS, DEFAULT_FAN_IN, DEFAULT_RETRIES, MAX_TASKS,
+    ReduceSpec, Resources, Run, Split, BUILTIN_OPS, DEFAULT_RETRIES, MAX_TASKS,
 };
 use crate::yaml::{self, Key, Node, NodeValue, YamlErrorKind};
 use quarry_command::{input_env_var, param_env_var, ArgTemplate, Placeholder};
@@ -951,7 +951,7 @@ fn reduce(ctx: &Ctx<'_>, key: &Key, node: &Node) -> Result<ReduceSpec> {
     if let NodeValue::Str(_) = node.value {
         return Ok(ReduceSpec {
             function: non_empty_string(ctx, node, "reduce")?,
-            fan_in: DEFAULT_FAN_IN,
+            fan_in: None,
         });
     }
     let section = Section::new(
@@ -976,12 +976,11 @@ fn reduce(ctx: &Ctx<'_>, key: &Key, node: &Node) -> Result<ReduceSpec> {
     }
     Ok(ReduceSpec {
         function: non_empty_string(ctx, kind_node, "reduce.function")?,
-        fan_in: match section.get("fan_in") {
-            Some(n) => {
-                bounded::<u32>(ctx, n, "reduce.fan_in", "an integer from 2", 2, 1_000_000)? as usize
-            }
-            None => DEFAULT_FAN_IN,
-        },
+        fan_in: section
+            .get("fan_in")
+            .map(|n| bounded::<u32>(ctx, n, "reduce.fan_in", "an integer from 2", 2, 1_000_000))
+            .transpose()?
+            .map(|n| n as usize),
     })
 }
 

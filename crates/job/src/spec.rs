@@ -51,17 +51,15 @@ pub struct JobSpec {
     pub reduce: Option<ReduceSpec>,
 }
 
-/// The fan-in of a reduce stage when the job file does not give one.
-pub const DEFAULT_FAN_IN: usize = 64;
-
 /// `reduce: {function, fan_in}` (or `reduce: NAME`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReduceSpec {
     /// The registered reducer, such as the built-in `merge_counts` or
     /// `sum`.
     pub function: String,
-    /// `fan_in`: most results one reduce task combines (default 64).
-    pub fan_in: usize,
+    /// `fan_in`: most results one reduce task combines; `None` leaves it
+    /// to the client's default (`quarry_client::DEFAULT_FAN_IN`, 64).
+    pub fan_in: Option<usize>,
 }
 
 /// What a job maps over.

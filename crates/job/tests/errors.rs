@@ -729,10 +729,7 @@ fn a_reduce_needs_an_output_and_a_registered_function() {
 fn a_reduce_is_a_name_or_a_section_with_a_fan_in() {
     let short = parse("name: x\nrange: 10\nfunction: inc\noutput: ./out/\nreduce: sum\n").unwrap();
     let reduce = short.reduce.expect("a reduce stage");
-    assert_eq!(
-        (reduce.function.as_str(), reduce.fan_in),
-        ("sum", quarry_job::DEFAULT_FAN_IN)
-    );
+    assert_eq!((reduce.function.as_str(), reduce.fan_in), ("sum", None));
     let long = parse(
         "name: x\nrange: 10\nfunction: inc\noutput: ./out/\nreduce:\n  function: merge_counts\n  fan_in: 8\n",
     )
@@ -740,6 +737,6 @@ fn a_reduce_is_a_name_or_a_section_with_a_fan_in() {
     let reduce = long.reduce.expect("a reduce stage");
     assert_eq!(
         (reduce.function.as_str(), reduce.fan_in),
-        ("merge_counts", 8)
+        ("merge_counts", Some(8))
     );
 }

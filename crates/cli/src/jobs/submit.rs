@@ -4,7 +4,9 @@
 
 use anyhow::{bail, Context, Result};
 use futures::{StreamExt, TryStreamExt};
-use quarry_client::{Client, ClientError, JobOptions, ReduceOptions, WindowOptions, WindowedRun};
+use quarry_client::{
+    Client, ClientError, JobOptions, ReduceOptions, WindowOptions, WindowedRun, DEFAULT_FAN_IN,
+};
 use quarry_job::JobSpec;
 use quarry_plan::plan_job;
 use quarry_proto::{JobId, JobInfo, Value};
@@ -100,7 +102,7 @@ pub async fn submit_job(
         .boxed();
     let reduce = spec.reduce.as_ref().map(|reduce| ReduceOptions {
         function: reduce.function.clone(),
-        fan_in: reduce.fan_in,
+        fan_in: reduce.fan_in.unwrap_or(DEFAULT_FAN_IN),
         retries: spec.retries,
     });
     let run = client.submit_windowed(
