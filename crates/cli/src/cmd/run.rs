@@ -124,10 +124,8 @@ async fn run_job(
     };
     summarize(&client, &info, output.as_deref()).await?;
     // With `--results`, the table's `_reduce/result` row holds the result.
-    if let (Some(output), Some(_), None) = (&output, &spec.reduce, args.results) {
-        if info.state == quarry_proto::JobState::Succeeded {
-            print_job_result(&store, output).await?;
-        }
+    if spec.reduce.is_some() && args.results.is_none() {
+        print_job_result(&store, &info, output.as_deref()).await?;
     }
     if let Some(format) = args.results {
         let rows = job_rows(&client, &store, id).await?;

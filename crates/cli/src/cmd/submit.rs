@@ -66,10 +66,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             let reduced = submitted.reduce.is_some();
             let info = submitted.follow(client).await?;
             summarize(client, &info, output.as_deref()).await?;
-            if let (Some(output), true) = (&output, reduced) {
-                if info.state == quarry_proto::JobState::Succeeded {
-                    print_job_result(&store, output).await?;
-                }
+            if reduced {
+                print_job_result(&store, &info, output.as_deref()).await?;
             }
             Ok(exit_code(&info))
         })

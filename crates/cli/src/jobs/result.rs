@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use quarry_client::JOB_RESULT_FILE;
+use quarry_proto::{JobInfo, JobState};
 use quarry_store::StoreResolver;
 use serde_json::Value;
 
@@ -12,9 +13,16 @@ const LINES_SHOWN: usize = 40;
 /// Entries of a large map of numbers shown, largest first.
 const TOP_SHOWN: usize = 20;
 
-/// Reads the job's result under `output` and prints it (or its head) to
-/// stdout.
-pub async fn print_job_result(store: &StoreResolver, output: &str) -> Result<()> {
+/// Prints the result of a job with a reduce stage (or its head) to stdout,
+/// when the job succeeded and so wrote `OUTPUT/_result.json`.
+pub async fn print_job_result(
+    store: &StoreResolver,
+    info: &JobInfo,
+    output: Option<&str>,
+) -> Result<()> {
+    let (Some(output), JobState::Succeeded) = (output, info.state) else {
+        return Ok(());
+    };
     let url = format!("{}/{JOB_RESULT_FILE}", output.trim_end_matches('/'));
     let bytes = store.get_object(&url).await?;
     let value: Value =
