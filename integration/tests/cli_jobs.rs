@@ -53,6 +53,13 @@ fn write(path: &Path, content: &str) {
     std::fs::write(path, content).unwrap();
 }
 
+/// Writes `yaml` to `dir/job.yaml` and runs it with `quarry run` on
+/// `workers` embedded workers.
+fn run_job_file(dir: &Path, yaml: &str, workers: &str) -> Output {
+    write(&dir.join("job.yaml"), yaml);
+    quarry(dir, &["run", "job.yaml", "--workers", workers])
+}
+
 /// Every regular file under `dir`, as sorted paths relative to it.
 fn files_under(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
@@ -102,16 +109,16 @@ fn run_writes_each_tasks_outputs_under_its_key() {
     for (path, content) in inputs {
         write(&dir.path().join(path), content);
     }
-    write(
-        &dir.path().join("job.yaml"),
+    let output = run_job_file(
+        dir.path(),
         r#"
 name: count-words
 input: ./data/**/*.txt
 command: [sh, -c, 'wc -w < "$QUARRY_INPUT" > "$QUARRY_OUTPUT_DIR/words.txt"; echo "{{\"key\": \"$QUARRY_TASK_KEY\"}}"']
 output: ./out/
 "#,
+        "2",
     );
-    let output = quarry(dir.path(), &["run", "job.yaml", "--workers", "2"]);
     expect_exit(&output, 0, "quarry run");
     assert!(
         text(&output.stderr).contains("succeeded: 3 tasks"),
@@ -208,8 +215,8 @@ fn the_wordcount_example_counts_every_word() {
 #[test]
 fn a_tree_reduce_with_fan_in_two_sums_ten_thousand_results() {
     let dir = tempfile::tempdir().unwrap();
-    write(
-        &dir.path().join("job.yaml"),
+    let output = run_job_file(
+        dir.path(),
         r#"
 name: sum-range
 range: {start: 0, stop: 10000}
@@ -219,8 +226,8 @@ reduce:
   function: sum
   fan_in: 2
 "#,
+        "2",
     );
-    let output = quarry(dir.path(), &["run", "job.yaml", "--workers", "2"]);
     expect_exit(&output, 0, "quarry run with a fan-in of 2");
     assert_eq!(text(&output.stdout).trim(), "49995000");
     let written = std::fs::read_to_string(dir.path().join("out/_result.json")).unwrap();
@@ -237,8 +244,8 @@ reduce:
 #[test]
 fn a_failed_map_fails_the_reduce_and_names_the_task() {
     let dir = tempfile::tempdir().unwrap();
-    write(
-        &dir.path().join("job.yaml"),
+    let output = run_job_file(
+        dir.path(),
         r#"
 name: reduce-over-a-failure
 items: ["ok", "boom"]
@@ -247,8 +254,8 @@ output: ./out/
 retries: 0
 reduce: sum
 "#,
+        "1",
     );
-    let output = quarry(dir.path(), &["run", "job.yaml", "--workers", "1"]);
     expect_exit(&output, 1, "quarry run with a failing map");
     let stderr = text(&output.stderr);
     assert!(stderr.contains("reduce stage"), "{stderr}");
